@@ -1,0 +1,5 @@
+import sys
+
+from buzzbotd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""The command line: `buzzbotd [--config PATH] COMMAND`.
+
+Exit codes (SPEC): 0 clean stop, 78 configuration error (EX_CONFIG),
+75 another instance holds the lock (EX_TEMPFAIL), 1 anything else.
+Bad input never gets a traceback: it gets the file, key, value and what is
+expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import NoReturn
+
+from buzzbotd import __version__, config, log
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+logger = logging.getLogger("buzzbotd")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_FAILURE, f"{self.prog}: {message} (see buzzbotd --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    # --config is accepted before and after the command: a parent parser adds it
+    # to each subcommand with SUPPRESS, so the later one wins and neither erases the other.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help=f"configuration file (default: $BUZZBOTD_CONFIG or "
+                             f"{config.DEFAULT_PATH})")
+    p = _Parser(prog="buzzbotd", parents=[common],
+                description="Posts Bitcoin price updates to X and runs a Telegram bot.")
+    p.add_argument("--version", action="version", version=f"buzzbotd {__version__}")
+    commands = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    commands.add_parser("check-config", parents=[common],
+                        help="validate the configuration; exit 0 or 78")
+    status = commands.add_parser("status", parents=[common],
+                                 help="show posts, next slots, reminders and health (read-only)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    tweet = commands.add_parser("tweet", parents=[common],
+                                help="show the tweet that would be posted now")
+    tweet.add_argument("--dry-run", action="store_true", required=True,
+                       help="fetch the price and print the tweet; post nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    path = getattr(args, "config", None) or config.default_path()
+    if args.command == "run":
+        log.setup("info")
+    try:
+        settings = config.load(path)
+        return COMMANDS[args.command](settings, args)
+    except config.ConfigError as e:
+        _fail(args.command, e.problems, "configuration error")
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return EX_FAILURE
+    except Exception as e:  # noqa: BLE001 - mapped to an exit code and one clear line
+        from buzzbotd.db import DatabaseError
+        from buzzbotd.lock import LockHeld
+        if isinstance(e, LockHeld):
+            _fail(args.command, [str(e)], "not started")
+            return EX_TEMPFAIL
+        if isinstance(e, DatabaseError):
+            _fail(args.command, [str(e)], "database error")
+            return EX_FAILURE
+        if args.command == "run":
+            logger.critical("stopped by an unexpected error", exc_info=True)
+        else:
+            _fail(args.command, [f"{type(e).__name__}: {e}"], "unexpected error")
+        return EX_FAILURE
+
+
+def _fail(command: str, problems: list[str], what: str) -> None:
+    if command == "run":
+        for line in problems:
+            logger.error("%s: %s", what, line)
+    else:
+        for line in problems:
+            print(f"buzzbotd: {line}", file=sys.stderr)
+
+
+def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
+    log.setup(settings.daemon.log_level, settings.secrets())
+    from buzzbotd.daemon import Daemon
+    return Daemon(settings).run()
+
+
+def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int:
+    s = settings
+    print(f"{s.path}: OK")
+    print(f"  state_dir {s.daemon.state_dir}, lock_file {s.daemon.lock_file}, "
+          f"log_level {s.daemon.log_level}")
+    if s.x.enabled:
+        times = ", ".join(t.isoformat("minutes" if not t.second else "seconds") for t in s.x.times)
+        print(f"  X posting on: {times} {s.x.timezone} (grace {s.x.grace_s}s) via {s.x.api_base}; "
+              f"credentials from {s.x.consumer_key.source.split(' ')[0]}")
+    else:
+        print("  X posting off")
+    if s.telegram.enabled:
+        print(f"  Telegram bot on via {s.telegram.api_base}; {len(s.telegram.admin_ids)} admin(s); "
+              f"token from {s.telegram.token.source.split(' ')[0]}")
+    else:
+        print("  Telegram bot off")
+    return EX_OK
+
+
+def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd import status
+    from buzzbotd.db import open_readonly
+    db = open_readonly(settings.daemon.database)
+    try:
+        report = status.collect(settings, datetime.now(UTC))
+    finally:
+        db.close()
+    pid = status.daemon_pid(settings.daemon.lock_file)
+    if args.json:
+        report["health"]["pid"] = pid
+        print(json.dumps(report, indent=2))
+    else:
+        print(status.render(report, pid))
+    return EX_OK
+
+
+def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd.price import PriceClient, PriceError
+    from buzzbotd.x import compose_now
+    try:
+        text = compose_now(settings, PriceClient(settings.price), datetime.now(UTC))
+    except PriceError as e:
+        print(f"buzzbotd: cannot fetch the price from {settings.price.url}: {e}", file=sys.stderr)
+        return EX_FAILURE
+    print(text)
+    return EX_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "status": cmd_status,
+    "tweet": cmd_tweet,
+}

@@ -1,0 +1,98 @@
+"""The tables, as peewee models. The schema itself is made by migrations.py.
+
+Instants are stored as ISO 8601 UTC text ("2026-11-22T08:00:00Z"): sortable,
+readable in the sqlite3 shell, and never ambiguous about the zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import peewee
+
+# Bound to the real database by DatabaseOwner (read-write) or open_readonly().
+database = peewee.DatabaseProxy()
+
+
+def utc_text(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_utc(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class UtcField(peewee.TextField):
+    """An aware datetime, stored as ISO 8601 UTC text."""
+
+    def db_value(self, value: datetime | None) -> str | None:
+        return None if value is None else utc_text(value)
+
+    def python_value(self, value: str | None) -> datetime | None:
+        return None if value is None else parse_utc(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Small daemon state that must survive restarts (pause flag, first start…)."""
+
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "meta"
+
+
+class Post(BaseModel):
+    """The X ledger: one row per slot, claimed before anything is sent."""
+
+    slot_key = peewee.TextField(unique=True)
+    kind = peewee.TextField()          # scheduled | manual
+    due_at = UtcField(index=True)
+    state = peewee.TextField()         # claimed | sending | posted | failed | skipped
+    text = peewee.TextField(null=True)
+    tweet_id = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    reason = peewee.TextField(null=True)
+    created_at = UtcField()
+    updated_at = UtcField()
+
+
+class PostEvent(BaseModel):
+    """Every claim, attempt, retry, failure, skip and confirmation of a post."""
+
+    post = peewee.ForeignKeyField(Post, backref="events", on_delete="CASCADE")
+    at = UtcField()
+    event = peewee.TextField()
+    detail = peewee.TextField(null=True)
+
+
+class TelegramUser(BaseModel):
+    id = peewee.BigIntegerField(primary_key=True)   # Telegram user id
+    chat_id = peewee.BigIntegerField()
+    timezone = peewee.TextField()      # IANA name or fixed offset "+05:30"; never NULL
+    blocked = peewee.BooleanField(default=False)
+    created_at = UtcField()
+    updated_at = UtcField()
+
+    class Meta:
+        table_name = "telegram_user"
+
+
+class Reminder(BaseModel):
+    user = peewee.ForeignKeyField(TelegramUser, backref="reminders", on_delete="CASCADE")
+    chat_id = peewee.BigIntegerField()
+    local_time = peewee.TextField()    # "HH:MM"
+    timezone = peewee.TextField()      # never NULL: the seed bots' silent failure
+    next_due_at = UtcField()
+    last_sent_local_date = peewee.TextField(null=True)   # "YYYY-MM-DD" in its timezone
+    enabled = peewee.BooleanField(default=True)
+    created_at = UtcField()
+
+
+MODELS = [Meta, Post, PostEvent, TelegramUser, Reminder]

@@ -1,0 +1,51 @@
+"""Small named values in the `meta` table that must survive restarts.
+
+Every function runs inside the database owner (or on a read-only connection).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from buzzbotd.db.models import Meta, parse_utc, utc_text
+
+PAUSED = "x.paused"
+FIRST_START = "daemon.first_start"
+HEARTBEAT = "daemon.heartbeat_at"
+HEALTH = "daemon.health"
+TELEGRAM_CONFLICT = "telegram.conflict_at"
+
+
+def get(key: str, default: str | None = None) -> str | None:
+    row = Meta.get_or_none(Meta.key == key)
+    return row.value if row else default
+
+
+def put(key: str, value: str) -> None:
+    Meta.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+def get_time(key: str) -> datetime | None:
+    value = get(key)
+    return parse_utc(value) if value else None
+
+
+def put_time(key: str, when: datetime) -> None:
+    put(key, utc_text(when))
+
+
+def first_start(now: datetime) -> datetime:
+    """When the daemon first ran on this database; catch-up never reaches before it."""
+    existing = get_time(FIRST_START)
+    if existing is None:
+        put_time(FIRST_START, now)
+        return now
+    return existing
+
+
+def paused() -> bool:
+    return get(PAUSED) == "1"
+
+
+def set_paused(value: bool) -> None:
+    put(PAUSED, "1" if value else "0")

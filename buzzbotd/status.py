@@ -1,0 +1,123 @@
+"""What `buzzbotd status`, the bot's /status and systemd's STATUS= line show.
+
+`collect()` reads only, so it runs the same way inside the daemon (through
+the database owner) and in another process on a read-only connection.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from buzzbotd import __version__, state, timeofday
+from buzzbotd.config import Settings
+from buzzbotd.db.models import Post, Reminder, TelegramUser
+
+LAST_POSTS = 5
+NEXT_SLOTS = 3
+
+
+def collect(settings: Settings, now: datetime) -> dict[str, Any]:
+    x = settings.x
+    posts = Post.select().order_by(Post.due_at.desc(), Post.id.desc()).limit(LAST_POSTS)
+    next_slots = []
+    if x.enabled:
+        after = now
+        for _ in range(NEXT_SLOTS):
+            after = timeofday.next_occurrence(x.times, x.zone, after)
+            next_slots.append({"slot_key": timeofday.slot_key(after),
+                               "local": timeofday.local_label(after, x.zone)})
+    reminders = dict(Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
+                     .group_by(Reminder.enabled).tuples())
+    heartbeat = state.get_time(state.HEARTBEAT)
+    return {
+        "version": __version__,
+        "database": str(settings.daemon.database),
+        "x": {
+            "enabled": x.enabled,
+            "paused": state.paused(),
+            "last_posts": [{"slot_key": p.slot_key, "kind": p.kind, "state": p.state,
+                            "tweet_id": p.tweet_id, "text": p.text, "reason": p.reason,
+                            "attempts": p.attempts} for p in posts],
+            "next_slots": next_slots,
+            "failed_last_day": Post.select().where(
+                (Post.state == "failed") & (Post.due_at > now - timedelta(days=1))).count(),
+        },
+        "telegram": {
+            "enabled": settings.telegram.enabled,
+            "users": TelegramUser.select().count(),
+            "reminders_enabled": reminders.get(True, 0) + reminders.get(1, 0),
+            "reminders_disabled": reminders.get(False, 0) + reminders.get(0, 0),
+            "last_conflict_at": state.get(state.TELEGRAM_CONFLICT),
+        },
+        "health": {
+            "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
+            "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
+            "problems": state.get(state.HEALTH) or "",
+        },
+    }
+
+
+def daemon_pid(lock_file: Path) -> int | None:
+    """The pid of the running daemon, from its lock file, if that process is buzzbotd."""
+    try:
+        pid = int(Path(lock_file).read_text().strip() or 0)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if pid and b"buzzbotd" in cmdline else None
+
+
+def status_line(report: dict[str, Any]) -> str:
+    """One line for systemd's STATUS=, e.g. 'ready: next tweet 16:00 UTC, 12 reminders'."""
+    parts = []
+    x = report["x"]
+    if not x["enabled"]:
+        parts.append("X posting off")
+    elif x["paused"]:
+        parts.append("X posting paused")
+    elif x["next_slots"]:
+        parts.append(f"next tweet {x['next_slots'][0]['local']}")
+    telegram = report["telegram"]
+    if telegram["enabled"]:
+        count = telegram["reminders_enabled"]
+        parts.append(f"{count} reminder{'s' if count != 1 else ''}")
+    else:
+        parts.append("Telegram off")
+    return "ready: " + ", ".join(parts)
+
+
+def render(report: dict[str, Any], pid: int | None) -> str:
+    """The human-readable `buzzbotd status`."""
+    x, telegram, health = report["x"], report["telegram"], report["health"]
+    lines = [f"buzzbotd {report['version']}  database {report['database']}"]
+    if pid:
+        age = health["heartbeat_age_s"]
+        lines.append(f"daemon: running (pid {pid}), last heartbeat "
+                     f"{'never' if age is None else f'{age}s ago'}"
+                     + (f", problems: {health['problems']}" if health["problems"] else ", healthy"))
+    else:
+        lines.append("daemon: not running")
+    if not x["enabled"]:
+        lines.append("X posting: off (x.enabled = false)")
+    else:
+        lines.append("X posting: " + ("PAUSED (/resume to restart)" if x["paused"] else "on")
+                     + f", {x['failed_last_day']} failed in the last 24h")
+        lines.append("  next slots: " + (", ".join(f"{s['local']} ({s['slot_key']})"
+                                                    for s in x["next_slots"]) or "none"))
+        lines.append("  last posts:" if x["last_posts"] else "  last posts: none yet")
+        for p in x["last_posts"]:
+            detail = f"tweet {p['tweet_id']}" if p["tweet_id"] else (p["reason"] or "")
+            lines.append(f"    {p['slot_key']:<32} {p['state']:<8} {detail}")
+    if not telegram["enabled"]:
+        lines.append("Telegram bot: off (telegram.enabled = false)")
+    else:
+        lines.append(f"Telegram bot: {telegram['users']} users, {telegram['reminders_enabled']} "
+                     f"reminders on, {telegram['reminders_disabled']} off")
+        if telegram["last_conflict_at"]:
+            lines.append(f"  WARNING: another instance polled this token at "
+                         f"{telegram['last_conflict_at']} (409 Conflict)")
+    return "\n".join(lines)
