@@ -46,6 +46,10 @@ class DatabaseError(Exception):
     """The database cannot be used (unreadable, corrupt, schema too new…)."""
 
 
+class NotOwnerThread(RuntimeError):
+    """A thread other than the owner tried to open a connection (a bug)."""
+
+
 class _OwnedDatabase(peewee.SqliteDatabase):
     """Refuses to open a connection in any thread but the owner's."""
 
@@ -53,7 +57,7 @@ class _OwnedDatabase(peewee.SqliteDatabase):
 
     def connect(self, reuse_if_open: bool = False) -> bool:
         if self.owner_thread is not None and threading.current_thread() is not self.owner_thread:
-            raise DatabaseError(f"thread {threading.current_thread().name} touched the "
+            raise NotOwnerThread(f"thread {threading.current_thread().name} touched the "
                                 "database directly; send the work to DatabaseOwner.call()")
         return super().connect(reuse_if_open)
 

@@ -1,0 +1,205 @@
+"""Runs `buzzbotd run` as a real process, the way systemd does.
+
+`NotifySocket` binds the unix datagram socket that NOTIFY_SOCKET names and
+records every message with its arrival time; `Daemon` starts the process
+with it, collects stderr (the journal) line by line, and can wait for a
+message or a log line with a deadline (never a bare sleep).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class NotifySocket:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []   # (monotonic, "KEY=value")
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, name="notify-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            with self._cond:
+                for line in data.decode().splitlines():
+                    self.messages.append((now, line))
+                self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float,
+                 after: float = 0.0) -> tuple[float, str]:
+        """The first message (arrived after `after`) satisfying predicate."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for at, line in self.messages:
+                    if at >= after and predicate(line):
+                        return at, line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no matching notify message in {timeout}s; got "
+                                         f"{[m for _, m in self.messages][-20:]}")
+                self._cond.wait(left)
+
+    def wait_message(self, message: str, timeout: float, after: float = 0.0) -> float:
+        return self.wait_for(lambda m: m == message, timeout, after)[0]
+
+    def wait_count(self, message: str, count: int, timeout: float, after: float = 0.0
+                   ) -> list[float]:
+        """Arrival times of the first `count` copies of `message` after `after`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                times = [at for at, m in self.messages if m == message and at >= after]
+                if len(times) >= count:
+                    return times[:count]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{len(times)} of {count} {message!r} in {timeout}s")
+                self._cond.wait(left)
+
+    def times_of(self, message: str) -> list[float]:
+        with self._cond:
+            return [at for at, m in self.messages if m == message]
+
+    def statuses(self) -> list[str]:
+        with self._cond:
+            return [m[len("STATUS="):] for _, m in self.messages if m.startswith("STATUS=")]
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
+        self._thread.join(2)
+
+
+class Daemon:
+    """One `python -m buzzbotd <args>` process."""
+
+    def __init__(self, config: Path, notify: NotifySocket | None = None,
+                 watchdog_usec: int | None = None, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ("run",)) -> None:
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG")}
+        environ["PYTHONPATH"] = str(REPO)
+        if notify is not None:
+            environ["NOTIFY_SOCKET"] = notify.path
+        if watchdog_usec is not None:
+            environ["WATCHDOG_USEC"] = str(watchdog_usec)
+        environ.update(env or {})
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "buzzbotd", *args, "--config", str(config)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environ, cwd=REPO, text=True)
+        self.lines: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._collect, args=(stream,), daemon=True,
+                                          name="daemon-output")
+                         for stream in (self.proc.stderr, self.proc.stdout)]
+        for reader in self._readers:
+            reader.start()
+
+    def _collect(self, stream: Any) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(line for _, line in self.lines)
+
+    def wait_log(self, text: str, timeout: float) -> str:
+        """The first output line containing `text`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for _, line in self.lines:
+                    if text in line:
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not any(
+                        r.is_alive() for r in self._readers)):
+                    raise AssertionError(f"no log line with {text!r} in {timeout}s; "
+                                         f"log:\n{self.log}")
+                self._cond.wait(min(left, 0.2))
+
+    def wait(self, timeout: float) -> int:
+        rc = self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return rc
+
+    def terminate(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait(10)
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[str, Any]
+                 ) -> Path:
+    """A config in `directory` with state and lock inside it; X and Telegram off
+    unless a section says otherwise. Section values override the defaults."""
+    base: dict[str, dict[str, Any]] = {
+        "daemon": {"state_dir": str(directory / "state"),
+                   "lock_file": str(directory / "run" / "buzzbotd.lock"),
+                   "log_level": "info"},
+        "x": {"enabled": False},
+        "telegram": {"enabled": False},
+    }
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    text = ""
+    for section, values in base.items():
+        text += f"[{section}]\n" + "".join(f"{k} = {toml_value(v)}\n"
+                                          for k, v in values.items()) + "\n"
+    path = directory / name
+    path.write_text(text)
+    return path

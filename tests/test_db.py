@@ -1,0 +1,172 @@
+"""The database owner: migrations, one writer, readers that never see "locked"."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import peewee
+import pytest
+
+from buzzbotd.db import DatabaseError, DatabaseOwner, Meta, Post, PostEvent, migrations
+from buzzbotd.db.owner import NotOwnerThread
+from tests.harness import REPO, write_config
+
+NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def owner(tmp_path: Path):
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    yield owner
+    owner.stop()
+
+
+def add_post(key: str, state: str = "posted") -> int:
+    post = Post.create(slot_key=key, kind="scheduled", due_at=NOW, state=state, text="t",
+                       created_at=NOW, updated_at=NOW)
+    PostEvent.create(post=post, at=NOW, event=state)
+    return post.id
+
+
+def test_migration_from_older_schema_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "buzzbotd.db"
+    old = peewee.SqliteDatabase(str(path), pragmas={"journal_mode": "wal"})
+    migrations.migrate(old, migrations.MIGRATIONS[:1])         # a version-1 database
+    old.execute_sql("INSERT INTO meta VALUES ('x.paused', '1')")
+    for i in range(50):
+        old.execute_sql("INSERT INTO post (slot_key, kind, due_at, state, text, created_at, "
+                        "updated_at) VALUES (?, 'scheduled', ?, 'posted', ?, ?, ?)",
+                        (f"slot-{i}", f"2026-01-01T00:{i:02d}:00Z", f"tweet {i}",
+                         "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"))
+    old.close()
+    owner = DatabaseOwner(path)
+    assert owner.start() == [2]
+    try:
+        assert owner.call(lambda: Post.select().count()) == 50
+        assert owner.call(lambda: [p.text for p in Post.select().order_by(Post.id)]) == \
+            [f"tweet {i}" for i in range(50)]
+        assert owner.call(lambda: Meta.get_by_id("x.paused").value) == "1"
+        assert owner.call(lambda: migrations.schema_version(Meta._meta.database)) == \
+            migrations.LATEST
+    finally:
+        owner.stop()
+
+
+def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
+    db = peewee.SqliteDatabase(str(tmp_path / "x.db"))
+    migrations.migrate(db)
+    broken = migrations.MIGRATIONS + [("broken", ["CREATE TABLE half_done (x)",
+                                                  "INSERT INTO no_such_table VALUES (1)"])]
+    with pytest.raises(peewee.OperationalError):
+        migrations.migrate(db, broken)
+    assert migrations.schema_version(db) == migrations.LATEST
+    assert "half_done" not in db.get_tables()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "buzzbotd.db"
+    sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
+    owner = DatabaseOwner(path)
+    with pytest.raises(DatabaseError, match="schema version 99, newer than this buzzbotd"):
+        owner.start()
+    owner.stop()
+
+
+def test_only_the_owner_thread_touches_the_database(owner: DatabaseOwner) -> None:
+    errors = []
+
+    def outside() -> None:
+        try:
+            Post.select().count()
+        except NotOwnerThread as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=outside, name="intruder")
+    thread.start()
+    thread.join()
+    assert errors and "thread intruder touched the database directly" in errors[0]
+    assert owner.call(lambda: Post.select().count()) == 0
+
+
+def test_transactions_roll_back_on_error(owner: DatabaseOwner) -> None:
+    def half_then_fail() -> None:
+        add_post("a")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        owner.call(half_then_fail)
+    assert owner.call(lambda: Post.select().count()) == 0
+
+
+def test_writers_and_status_readers_never_see_locked(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    owner = DatabaseOwner(tmp_path / "state" / "buzzbotd.db")
+    (tmp_path / "state").mkdir()
+    owner.start()
+    stop = threading.Event()
+    written = [0] * 8
+    errors: list[str] = []
+
+    def writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                owner.call(add_post, f"w{n}-{i}")
+                written[n] += 1
+            except Exception as e:  # noqa: BLE001 - recorded and asserted below
+                errors.append(repr(e))
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(n,), name=f"writer-{n}") for n in range(8)]
+    for thread in threads:
+        thread.start()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    reports = []
+    try:
+        for _ in range(100):
+            result = subprocess.run([sys.executable, "-m", "buzzbotd", "status", "--json",
+                                     "--config", str(config)],
+                                    capture_output=True, text=True, env=env, timeout=30)
+            assert result.returncode == 0, result.stderr
+            assert "locked" not in result.stderr
+            reports.append(json.loads(result.stdout))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    total = owner.call(lambda: Post.select().count())
+    owner.stop()
+    assert errors == []
+    assert all(written) and total == sum(written)
+    # The readers saw the writes progress, not a frozen snapshot.
+    seen = [r["x"]["last_posts"][0]["slot_key"] for r in reports if r["x"]["last_posts"]]
+    assert len(set(seen)) > 10
+
+
+def test_integrity_failure_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "buzzbotd.db"
+    path.write_bytes(b"\x00garbage" * 512)
+    owner = DatabaseOwner(path)
+    with pytest.raises(DatabaseError, match="cannot open the database.*restore the newest copy"):
+        owner.start()
+    owner.stop()
+
+
+def test_backups_keep_the_last_seven(owner: DatabaseOwner) -> None:
+    owner.call(add_post, "kept")
+    for day in range(10):
+        owner.backup(NOW + timedelta(days=day))
+    backups = sorted(p.name for p in owner.backup_dir.iterdir())
+    assert backups == [f"buzzbotd-2026-11-{d}.db" for d in range(25, 31)] + \
+        ["buzzbotd-2026-12-01.db"]
+    copy = sqlite3.connect(owner.backup_dir / backups[-1])
+    assert copy.execute("SELECT slot_key FROM post").fetchall() == [("kept",)]
+    assert copy.execute("PRAGMA quick_check").fetchone() == ("ok",)
