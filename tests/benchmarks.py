@@ -1,0 +1,195 @@
+"""`make bench`: each figure beside a baseline or limit measured in the same run.
+
+    python -m tests.benchmarks [--quick] [--only NAME ...]
+
+Prints one table row per figure: name, figure, baseline/limit, ratio. These
+report; they do not pass or fail (tests/test_benchmarks.py only checks that
+they run). --quick shrinks every sample so the whole run takes seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.harness import REPO, Daemon, NotifySocket, write_config
+
+BARE_IMPORT = "import telegram.ext, tweepy, peewee, schedule, sdnotify"
+Row = tuple[str, str, str, str]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_import() -> tuple[float, int]:
+    """Wall seconds and max RSS (KiB) of a bare import of the dependencies."""
+    code = (f"import time, resource; t = time.monotonic(); {BARE_IMPORT}; "
+            "print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return time.monotonic() - started, int(out[1])
+
+
+class Run:
+    """One daemon process in a temporary directory, started and READY."""
+
+    def __init__(self, workdir: Path, **sections: dict) -> None:
+        self.notify = NotifySocket(workdir / "notify.sock")
+        self.config = write_config(workdir, **sections)
+        self.daemon = Daemon(self.config, self.notify)
+        self.ready_s = self.notify.wait_message("READY=1", timeout=60) - self.daemon.started_at
+
+    def stop(self) -> None:
+        self.daemon.terminate()
+        self.notify.close()
+
+
+def bench_startup(quick: bool) -> list[Row]:
+    n = 2 if quick else 7
+    bare = [bare_import() for _ in range(n)]
+    ready, rss = [], []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as d:
+            run = Run(Path(d))
+            ready.append(run.ready_s)
+            rss.append(_rss_kib(run.daemon.pid))
+            run.stop()
+    bare_s = statistics.median(b[0] for b in bare)
+    bare_rss = statistics.median(b[1] for b in bare)
+    ready_s, rss_kib = statistics.median(ready), statistics.median(rss)
+    return [
+        (f"start → READY=1 (X, Telegram off; median of {n})", f"{ready_s * 1000:.0f} ms",
+         f"bare import {bare_s * 1000:.0f} ms", f"{ready_s / bare_s:.2f}×"),
+        ("RSS after READY", f"{rss_kib / 1024:.1f} MiB", f"bare import {bare_rss / 1024:.1f} MiB",
+         f"{rss_kib / bare_rss:.2f}×"),
+    ]
+
+
+def bench_idle_cpu(quick: bool) -> list[Row]:
+    seconds = 5 if quick else 60
+    with tempfile.TemporaryDirectory() as d:
+        run = Run(Path(d))
+        before = _cpu_seconds(run.daemon.pid)
+        time.sleep(seconds)              # the measurement is of idleness itself
+        used = _cpu_seconds(run.daemon.pid) - before
+        run.stop()
+    share = used / seconds * 100
+    return [(f"CPU while idle over {seconds} s", f"{share:.3f}% of a core",
+             "goal ≤ 0.02%", f"{share / 0.02:.1f}× goal")]
+
+
+def _write_post(n: int) -> None:
+    from buzzbotd.db import Post, PostEvent
+    now = datetime.now(UTC)
+    post = Post.create(slot_key=f"bench-{n}-{time.monotonic_ns()}", kind="manual", due_at=now,
+                       state="posted", text="bench", created_at=now, updated_at=now)
+    PostEvent.create(post=post, at=now, event="posted")
+
+
+def bench_database(quick: bool) -> list[Row]:
+    import peewee
+
+    from buzzbotd.db import DatabaseOwner, database, migrations
+    from buzzbotd.db.owner import PRAGMAS
+    seconds = 1.0 if quick else 5.0
+    with tempfile.TemporaryDirectory() as d:
+        # Baseline: one bare peewee connection, one thread, same pragmas and transaction.
+        bare_db = peewee.SqliteDatabase(f"{d}/bare.db", pragmas=PRAGMAS, lock_type="IMMEDIATE")
+        migrations.migrate(bare_db)
+        database.initialize(bare_db)
+        count, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with bare_db.atomic():
+                _write_post(count)
+            count += 1
+        bare_rate = count / seconds
+        bare_db.close()
+
+        config = write_config(Path(d))
+        Path(d, "state").mkdir()
+        owner = DatabaseOwner(Path(d, "state", "buzzbotd.db"))
+        owner.start()
+        stop = threading.Event()
+        written = [0] * 8
+        errors: list[str] = []
+        reads = [0]
+
+        def writer(i: int) -> None:
+            while not stop.is_set():
+                try:
+                    owner.call(_write_post, i)
+                    written[i] += 1
+                except Exception as e:  # noqa: BLE001 - counted as a figure
+                    errors.append(repr(e))
+
+        def reader() -> None:
+            env = dict(os.environ, PYTHONPATH=str(REPO))
+            while not stop.is_set():
+                r = subprocess.run([sys.executable, "-m", "buzzbotd", "status", "--json",
+                                    "--config", str(config)], capture_output=True, text=True,
+                                   env=env)
+                if r.returncode != 0 or "locked" in r.stderr:
+                    errors.append(r.stderr.strip())
+                reads[0] += 1
+
+        threads = [threading.Thread(target=writer, args=(i,), name=f"w{i}") for i in range(8)]
+        threads.append(threading.Thread(target=reader, name="reader"))
+        for t in threads:
+            t.start()
+        time.sleep(seconds)              # the measurement window
+        stop.set()
+        for t in threads:
+            t.join()
+        owner.stop()
+    rate = sum(written) / seconds
+    locked = sum("locked" in e for e in errors)
+    return [("DB writes/s via the owner (8 threads, status readers running)",
+             f"{rate:.0f}/s; {reads[0]} status reads, {locked} locked, {len(errors)} errors",
+             f"one bare peewee connection {bare_rate:.0f}/s", f"{rate / bare_rate:.2f}×")]
+
+
+BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
+    "startup": bench_startup,
+    "idle_cpu": bench_idle_cpu,
+    "database": bench_database,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.benchmarks")
+    p.add_argument("--quick", action="store_true", help="tiny samples (for the smoke test)")
+    p.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
+    args = p.parse_args(argv)
+    names = args.only or list(BENCHMARKS)
+    print(f"# buzzbotd benchmarks {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on "
+          f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| figure | measured | baseline / limit (same run) | ratio |")
+    print("| --- | --- | --- | --- |", flush=True)
+    for name in names:
+        for row in BENCHMARKS[name](args.quick):
+            print("| " + " | ".join(row) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
