@@ -138,11 +138,14 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd.price import PriceClient, PriceError
-    from buzzbotd.x import compose_now
+    from buzzbotd.x import ComposeError, compose_now
     try:
         text = compose_now(settings, PriceClient(settings.price), datetime.now(UTC))
     except PriceError as e:
         print(f"buzzbotd: cannot fetch the price from {settings.price.url}: {e}", file=sys.stderr)
+        return EX_FAILURE
+    except ComposeError as e:
+        print(f"buzzbotd: {settings.path}: {e}", file=sys.stderr)
         return EX_FAILURE
     print(text)
     return EX_OK

@@ -147,7 +147,10 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         # The scheduler stops while the loop still turns, so a job that is
-        # sending through the bot can finish.
+        # sending through the bot can finish; the poster stops waiting between
+        # retries (an open slot is settled at the next start).
+        if self.poster is not None:
+            self.poster.stop()
         await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
         for task in list(self._tasks):
             if task is not asyncio.current_task():

@@ -5,11 +5,13 @@ Every function runs inside the database owner (or on a read-only connection).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from buzzbotd.db.models import Meta, parse_utc, utc_text
 
 PAUSED = "x.paused"
+PAUSED_SINCE = "x.paused_since"
+LAST_PAUSE = "x.last_pause"          # "<from>/<to>", UTC
 FIRST_START = "daemon.first_start"
 HEARTBEAT = "daemon.heartbeat_at"
 HEALTH = "daemon.health"
@@ -47,5 +49,20 @@ def paused() -> bool:
     return get(PAUSED) == "1"
 
 
-def set_paused(value: bool) -> None:
+def set_paused(value: bool, now: datetime | None = None) -> None:
+    """/pause and /resume. The last pause's interval is kept, so a slot that
+    passed while paused stays skipped even if its job runs after /resume."""
+    now = now or datetime.now(UTC)
+    if value and not paused():
+        put_time(PAUSED_SINCE, now)
+    elif not value and paused():
+        put(LAST_PAUSE, f"{get(PAUSED_SINCE) or utc_text(now)}/{utc_text(now)}")
     put(PAUSED, "1" if value else "0")
+
+
+def paused_at(when: datetime) -> bool:
+    """Whether posting is paused now, or was paused at `when`."""
+    if paused():
+        return True
+    start, _, end = (get(LAST_PAUSE) or "").partition("/")
+    return bool(end) and parse_utc(start) <= when <= parse_utc(end)

@@ -141,16 +141,20 @@ class Daemon:
 
     def wait_log(self, text: str, timeout: float) -> str:
         """The first output line containing `text`."""
+        return self.wait_log_any((text,), timeout)
+
+    def wait_log_any(self, texts: tuple[str, ...], timeout: float, after: float = 0.0) -> str:
+        """The first output line (printed after `after`) containing any of `texts`."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for _, line in self.lines:
-                    if text in line:
+                for at, line in self.lines:
+                    if at >= after and any(text in line for text in texts):
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not any(
                         r.is_alive() for r in self._readers)):
-                    raise AssertionError(f"no log line with {text!r} in {timeout}s; "
+                    raise AssertionError(f"no log line with {texts!r} in {timeout}s; "
                                          f"log:\n{self.log}")
                 self._cond.wait(min(left, 0.2))
 

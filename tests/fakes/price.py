@@ -1,0 +1,38 @@
+"""A stand-in for CoinGecko's `simple/price` endpoint.
+
+`set_price(p, change)` sets what it serves; `serve_raw(body)` serves anything
+(malformed JSON, a negative price…) until set_price is called again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.base import FakeAPI, Request, Response
+
+ROUTE = "GET /api/v3/simple/price"
+
+
+class FakePrice(FakeAPI):
+    name = "price"
+
+    def __init__(self, price: float = 67890.12, change_24h: float = -1.23) -> None:
+        super().__init__()
+        self.body: Any = None
+        self.set_price(price, change_24h)
+
+    def set_price(self, price: float, change_24h: float) -> None:
+        self.body = {"bitcoin": {"usd": price, "usd_24h_change": change_24h}}
+
+    def serve_raw(self, body: Any) -> None:
+        self.body = body
+
+    @property
+    def endpoint(self) -> str:
+        return (f"{self.url}/api/v3/simple/price?ids=bitcoin&vs_currencies=usd"
+                "&include_24hr_change=true")
+
+    def handle(self, request: Request) -> Response:
+        if self.route(request) != ROUTE:
+            return Response(404, {"error": "not found"})
+        return Response(200, self.body)

@@ -1,0 +1,246 @@
+"""X posting against the fake X API v2 and price API, the daemon a real process."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from buzzbotd.timeofday import slot_key
+from tests.fakes import Fault
+from tests.fakes.price import ROUTE as PRICE_ROUTE
+from tests.fakes.price import FakePrice
+from tests.fakes.x import POST_TWEET, FakeX
+from tests.harness import REPO, Daemon
+from tests.x_world import (
+    expected_text,
+    hhmmss,
+    post_row,
+    slot_in,
+    wait_final,
+    x_config,
+)
+
+
+@pytest.fixture
+def x() -> Iterator[FakeX]:
+    # Duplicates are accepted by default here, so that a second POST of the
+    # same text would show as a second tweet instead of being hidden by X.
+    fake = FakeX(reject_duplicates=False).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def price() -> Iterator[FakePrice]:
+    fake = FakePrice(67890.12, -1.23).start()
+    yield fake
+    fake.stop()
+
+
+def events(config: Path, key: str) -> list[tuple[str, str]]:
+    db = sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT e.event, coalesce(e.detail, '') FROM post_event e "
+                          "JOIN post p ON p.id = e.post_id WHERE p.slot_key = ? ORDER BY e.id",
+                          (key,)).fetchall()
+    finally:
+        db.close()
+
+
+def set_first_start(config: Path, when: datetime) -> None:
+    """As if the daemon had first started at `when` (it has run once on this state)."""
+    db = sqlite3.connect(config.parent / "state" / "buzzbotd.db")
+    with db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'daemon.first_start'",
+                   (slot_key(when),))
+    db.close()
+
+
+def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    daemon: Daemon = spawn(config, notify)
+    notify.wait_message("READY=1", timeout=20)
+    assert any("next tweet" in s for s in notify.statuses()), notify.statuses()
+    line = wait_final(daemon, slot_key(due), timeout=20)
+    assert line.startswith("<6>") and ": posted: tweet " in line, line
+    assert x.texts() == [expected_text(67890.12, -1.23, due)]
+    posted_at = x.requests[-1].at
+    assert posted_at >= due.timestamp(), "posted before its slot"
+    row = post_row(config, slot_key(due))
+    assert row and row["state"] == "posted" and row["tweet_id"] == x.tweets[0].id, row
+    assert [e for e, _ in events(config, slot_key(due))] == ["claimed", "sending", "posted"]
+    assert x.timeline_reads == 0, "the timeline is read only for unknown outcomes"
+    assert daemon.terminate() == 0
+    assert len(x.tweets) == 1
+
+
+def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    daemon: Daemon = spawn(config, notify)
+    x.on_store = lambda tweet: daemon.proc.kill()       # the answer never leaves
+    assert daemon.wait(20) == -9
+    assert len(x.tweets) == 1
+    x.on_store = None
+    again = spawn(config, notify)
+    line = wait_final(again, slot_key(due), timeout=20)
+    assert "found on the account's timeline" in line, line
+    assert x.texts() == [expected_text(67890.12, -1.23, due)]
+    assert x.post_attempts == 1 and x.timeline_reads == 1
+    assert post_row(config, slot_key(due))["tweet_id"] == x.tweets[0].id
+
+
+def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    x.add_fault(POST_TWEET, Fault.hang(30, after=True))   # longer than the 10 s client timeout
+    daemon = spawn(config, notify)
+    line = wait_final(daemon, slot_key(due), timeout=40)
+    assert "found on the account's timeline" in line, line
+    assert len(x.tweets) == 1 and x.post_attempts == 1
+    assert ("unknown", "no answer: ReadTimeout; settling before any retry") in \
+        events(config, slot_key(due))
+
+
+def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
+        tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    x.add_fault(POST_TWEET, Fault.drop())                  # before storing: nothing on X
+    daemon = spawn(config, notify)
+    line = wait_final(daemon, slot_key(due), timeout=30)
+    assert ": posted: tweet " in line and "created" in line, line
+    assert len(x.tweets) == 1 and x.post_attempts == 2 and x.timeline_reads == 1
+    assert "not on the account's timeline" in str(events(config, slot_key(due)))
+
+
+def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    x.add_fault(POST_TWEET, Fault.status_code(503, {"title": "Service Unavailable"}), times=2)
+    daemon = spawn(config, notify)
+    wait_final(daemon, slot_key(due), timeout=30)
+    assert len(x.tweets) == 1 and x.post_attempts == 3 and x.timeline_reads == 0
+    assert [e for e, _ in events(config, slot_key(due))] == [
+        "claimed", "sending", "retry", "sending", "retry", "sending", "posted"]
+    assert post_row(config, slot_key(due))["attempts"] == 3
+    assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 from X" in daemon.log
+
+
+def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    reset = due.timestamp() + 3
+    x.add_fault(POST_TWEET, x.rate_limited(reset_at=reset))
+    daemon = spawn(config, notify)
+    wait_final(daemon, slot_key(due), timeout=30)
+    posts = [r for r in x.requests if x.route(r) == POST_TWEET]
+    assert len(posts) == 2 and len(x.tweets) == 1
+    assert posts[0].at < reset <= posts[1].at, (posts[0].at, reset, posts[1].at)
+
+
+def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn, x, price):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60)
+    x.add_fault(POST_TWEET, x.rate_limited(reset_at=due.timestamp() + 3600))
+    daemon = spawn(config, notify)
+    line = wait_final(daemon, slot_key(due), timeout=30)
+    assert line.startswith("<3>") and ": failed: 429" in line and "after the slot's window" in line
+    assert x.tweets == []
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param(b'{"bitcoin": {"usd": 6789', id="malformed-json"),
+    pytest.param({"bitcoin": {"usd": -5.0, "usd_24h_change": 1.0}}, id="negative-price"),
+    pytest.param({"bitcoin": {"usd": "67k", "usd_24h_change": 1.0}}, id="price-not-a-number"),
+    pytest.param({"ethereum": {"usd": 3000.0}}, id="wrong-shape"),
+    pytest.param(Fault.status_code(500, {"error": "boom"}), id="http-500"),
+])
+def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, answer):
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    if isinstance(answer, Fault):
+        price.add_fault(PRICE_ROUTE, answer, times=1000)
+    else:
+        price.serve_raw(answer)
+    daemon = spawn(config, notify)
+    line = daemon.wait_log(f"slot {slot_key(due)}: price-failed", timeout=30)
+    assert line.startswith("<3>"), line
+    assert x.post_attempts == 0
+    assert "price-failed" in [e for e, _ in events(config, slot_key(due))]
+    # The API recovers within the slot's window: the real price is posted, once.
+    price.clear_faults()
+    price.set_price(70000.5, 2.5)
+    wait_final(daemon, slot_key(due), timeout=60)
+    assert x.texts() == [expected_text(70000.5, 2.5, due)]
+
+
+def test_downtime_within_grace_is_caught_up_and_after_grace_skipped(
+        tmp_path, notify, spawn, x, price):
+    now = datetime.now(UTC).replace(microsecond=0)
+    within, beyond = now - timedelta(seconds=60), now - timedelta(seconds=400)
+    config = x_config(tmp_path, x, price, [hhmmss(now + timedelta(hours=2))], grace_s=300)
+    first = spawn(config, notify)               # the daemon ran once, an hour ago…
+    notify.wait_message("READY=1", timeout=20)
+    assert first.terminate() == 0
+    set_first_start(config, now - timedelta(hours=1))
+    # …and was down across both slots.
+    config = x_config(tmp_path, x, price, [hhmmss(within), hhmmss(beyond)], grace_s=300)
+    daemon = spawn(config, notify)
+    caught_up = wait_final(daemon, slot_key(within), timeout=20)
+    assert ": posted: tweet " in caught_up, caught_up
+    skipped = wait_final(daemon, slot_key(beyond), timeout=20)
+    assert skipped.startswith("<4>") and ": skipped: missed: the daemon was not running" in \
+        skipped, skipped
+    assert x.texts() == [expected_text(67890.12, -1.23, within)]
+
+
+def test_slots_before_the_first_start_are_not_caught_up(tmp_path, notify, spawn, x, price):
+    earlier = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    config = x_config(tmp_path, x, price, [hhmmss(earlier)], grace_s=300)
+    daemon = spawn(config, notify)
+    notify.wait_message("READY=1", timeout=20)
+    assert daemon.terminate() == 0
+    assert x.post_attempts == 0 and f"slot {slot_key(earlier)}" not in daemon.log
+
+
+def test_a_slot_that_passes_while_paused_is_skipped(tmp_path, notify, spawn, x, price):
+    config = x_config(tmp_path, x, price, [hhmmss(slot_in(7200))])
+    first = spawn(config, notify)
+    notify.wait_message("READY=1", timeout=20)
+    assert first.terminate() == 0
+    db = sqlite3.connect(config.parent / "state" / "buzzbotd.db")
+    with db:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('x.paused', '1')")
+    db.close()
+    due = slot_in(3)
+    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    daemon = spawn(config, notify)
+    assert any("X posting paused" in s for s in notify.statuses()) or \
+        notify.wait_for(lambda m: "X posting paused" in m, timeout=20)
+    line = wait_final(daemon, slot_key(due), timeout=20)
+    assert ": skipped: posting was paused" in line, line
+    assert x.post_attempts == 0
+
+
+def test_tweet_dry_run_prints_the_tweet_and_posts_nothing(tmp_path, x, price):
+    config = x_config(tmp_path, x, price, ["08:00"])
+    out = subprocess.run([sys.executable, "-m", "buzzbotd", "tweet", "--dry-run",
+                          "--config", str(config)], capture_output=True, text=True, cwd=REPO,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("BTC $67,890.12 (-1.23%) at "), out.stdout
+    assert x.requests == []
+    price.serve_raw({"bitcoin": {"usd": float("nan"), "usd_24h_change": 0}})
+    bad = subprocess.run([sys.executable, "-m", "buzzbotd", "tweet", "--dry-run",
+                          "--config", str(config)], capture_output=True, text=True, cwd=REPO,
+                         timeout=30)
+    assert bad.returncode == 1 and "finite" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.stdout == ""

@@ -1,0 +1,71 @@
+"""A daemon with X posting on, pointed at the fake X and price servers.
+
+Shared by the X tests, the crash trials and the benchmarks: no pytest here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.price import FakePrice
+from tests.fakes.x import CREDENTIALS, FakeX
+from tests.harness import REPO, Daemon, write_config
+
+TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
+
+
+def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
+             grace_s: int = 600, **x_settings: Any) -> Path:
+    """Config with X on at `times` (UTC), Telegram off."""
+    return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
+                        x={"enabled": True, "api_base": x.url, "times": times,
+                           "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
+                           **CREDENTIALS, **x_settings})
+
+
+def slot_in(seconds: float) -> datetime:
+    """A whole-second UTC instant `seconds` from now."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
+
+
+def hhmmss(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def expected_text(price: float, change: float, when: datetime) -> str:
+    return TEMPLATE.format(price=price, change_24h=change,
+                           time=when.astimezone(UTC).strftime("%H:%M:%S UTC"))
+
+
+def status_json(config: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "buzzbotd", "status", "--json",
+                          "--config", str(config)], capture_output=True, text=True,
+                         cwd=REPO, timeout=30, check=True)
+    return json.loads(out.stdout)
+
+
+def post_row(config: Path, key: str) -> dict[str, Any] | None:
+    rows = status_json(config)["x"]["last_posts"]
+    return next((row for row in rows if row["slot_key"] == key), None)
+
+
+FINAL_LINES = (": posted", ": failed", ": skipped")
+
+
+def wait_final(daemon: Daemon, key: str, timeout: float, after: float = 0.0) -> str:
+    """The journal line that settles slot `key`."""
+    return daemon.wait_log_any(tuple(f"slot {key}{end}" for end in FINAL_LINES), timeout,
+                               after)
+
+
+def tweets_per_slot(x: FakeX, texts: dict[str, str]) -> Counter:
+    """For each slot key → its text, how many tweets X holds; counted as 0/1/2+."""
+    stored = Counter(x.texts())
+    return Counter(min(stored[text], 2) for text in texts.values())
+
