@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.timeofday import slot_key
+from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
 from tests.fakes.price import FakePrice
@@ -244,3 +245,9 @@ def test_tweet_dry_run_prints_the_tweet_and_posts_nothing(tmp_path, x, price):
                          timeout=30)
     assert bad.returncode == 1 and "finite" in bad.stderr and "Traceback" not in bad.stderr
     assert bad.stdout == ""
+
+
+def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
+    result = run_trials(6, tmp_path, seed=None)
+    assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
+        == (0, 6, 0), result
