@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.harness import REPO, Daemon, NotifySocket, write_config
@@ -168,10 +168,47 @@ def bench_database(quick: bool) -> list[Row]:
              f"one bare peewee connection {bare_rate:.0f}/s", f"{rate / bare_rate:.2f}×")]
 
 
+def bench_slot_latency(quick: bool) -> list[Row]:
+    from tests.fakes.price import FakePrice
+    from tests.fakes.x import POST_TWEET, FakeX
+    from tests.x_world import hhmmss, slot_in, x_config
+    n = 3 if quick else 20
+    x, price = FakeX().start(), FakePrice().start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            first = slot_in(3)
+            due = [first + timedelta(seconds=i) for i in range(n)]
+            slots = [when.timestamp() for when in due]
+            config = x_config(Path(d), x, price, [hhmmss(when) for when in due])
+            daemon = Daemon(config)
+            x.wait_until(lambda: x.post_attempts >= n, timeout=n + 30)
+            daemon.terminate()
+        posts = sorted(r.at for r in x.requests if x.route(r) == POST_TWEET)
+    finally:
+        x.stop()
+        price.stop()
+    lags = [(at - slot) * 1000 for at, slot in zip(posts, slots, strict=True)]
+    return [(f"slot time → POST at the X server ({len(lags)} slots)",
+             f"median {statistics.median(lags):.1f} ms, max {max(lags):.1f} ms", "0 ms", "—")]
+
+
+def bench_crash_trials(quick: bool) -> list[Row]:
+    from tests.crash_trials import run_trials
+    n = 3 if quick else 30
+    with tempfile.TemporaryDirectory() as d:
+        r = run_trials(n, Path(d))
+    return [(f"kill -9 trials ({n}; kill points {r['kill_points']})",
+             f"slots with 0 / 1 / 2+ tweets: {r['slots_with_0']} / {r['slots_with_1']} / "
+             f"{r['slots_with_2_or_more']}; {r['timeline_reads']} timeline reads",
+             f"{n} / {n} slots with exactly 1", f"{r['slots_with_1'] / n:.2f}")]
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "startup": bench_startup,
     "idle_cpu": bench_idle_cpu,
     "database": bench_database,
+    "slot_latency": bench_slot_latency,
+    "crash_trials": bench_crash_trials,
 }
 
 
