@@ -22,6 +22,7 @@ from typing import Any
 from buzzbotd import __version__, faults, state, status
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.db.models import utc_text
 from buzzbotd.lock import PidLock
 from buzzbotd.notify import Health, Notifier, Watchdog
 from buzzbotd.scheduler import Scheduler, utc_now
@@ -80,7 +81,7 @@ class Daemon:
         applied = self.owner.start()
         first = self.owner.call(state.first_start, self.clock())
         log.info("database %s open (migrations applied: %s; first start %s)",
-                 self.settings.daemon.database, applied or "none", first.isoformat())
+                 self.settings.daemon.database, applied or "none", utc_text(first))
 
     def _build_parts(self) -> None:
         s = self.settings

@@ -30,8 +30,9 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             after = timeofday.next_occurrence(x.times, x.zone, after)
             next_slots.append({"slot_key": timeofday.slot_key(after),
                                "local": timeofday.local_label(after, x.zone)})
-    reminders = dict(Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
-                     .group_by(Reminder.enabled).tuples())
+    reminders = {bool(enabled): count for enabled, count in
+                 Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
+                 .group_by(Reminder.enabled).tuples()}
     heartbeat = state.get_time(state.HEARTBEAT)
     return {
         "version": __version__,
@@ -49,8 +50,8 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
         "telegram": {
             "enabled": settings.telegram.enabled,
             "users": TelegramUser.select().count(),
-            "reminders_enabled": reminders.get(True, 0) + reminders.get(1, 0),
-            "reminders_disabled": reminders.get(False, 0) + reminders.get(0, 0),
+            "reminders_enabled": reminders.get(True, 0),
+            "reminders_disabled": reminders.get(False, 0),
             "last_conflict_at": state.get(state.TELEGRAM_CONFLICT),
         },
         "health": {
@@ -115,9 +116,14 @@ def render(report: dict[str, Any], pid: int | None) -> str:
     if not telegram["enabled"]:
         lines.append("Telegram bot: off (telegram.enabled = false)")
     else:
-        lines.append(f"Telegram bot: {telegram['users']} users, {telegram['reminders_enabled']} "
-                     f"reminders on, {telegram['reminders_disabled']} off")
+        lines.append(f"Telegram bot: {_count(telegram['users'], 'user')}, "
+                     f"{telegram['reminders_enabled']} reminders on, "
+                     f"{telegram['reminders_disabled']} off")
         if telegram["last_conflict_at"]:
             lines.append(f"  WARNING: another instance polled this token at "
                          f"{telegram['last_conflict_at']} (409 Conflict)")
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
