@@ -98,6 +98,12 @@ def skip_missed(key: str, kind: str, due: datetime, reason: str, now: datetime) 
     return finish(key, "failed", f"window passed before it was settled ({post.reason})", now)
 
 
+def final_keys(since: datetime) -> set[str]:
+    """Keys of the slots due after `since` that are already settled."""
+    return {key for (key,) in Post.select(Post.slot_key)
+            .where((Post.due_at > since) & Post.state.in_(FINAL)).tuples()}
+
+
 def open_rows(since: datetime) -> list[Post]:
     """Rows not yet final whose slot is due after `since` (e.g. a /tweet cut short)."""
     return list(Post.select().where(Post.state.not_in(FINAL) & (Post.due_at > since))

@@ -145,8 +145,11 @@ class Poster:
         now = self.clock()
         first = self.owner.call(state.first_start, now)
         since = max(first, now - max(self.grace, timedelta(days=1)))
+        settled = self.owner.call(ledger.final_keys, since)
         for due in timeofday.occurrences(self.x.times, self.x.zone, since, now):
             key = timeofday.slot_key(due)
+            if key in settled:
+                continue
             if due + self.grace <= now:
                 self.owner.call(ledger.skip_missed, key, "scheduled", due,
                                 f"missed: the daemon was not running within {self.x.grace_s}s "
