@@ -9,6 +9,7 @@ expected.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -96,6 +97,11 @@ def _fail(command: str, problems: list[str], what: str) -> None:
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     log.setup(settings.daemon.log_level, settings.secrets())
+    # Start-up allocates tens of thousands of long-lived objects (the imports of
+    # telegram, tweepy, peewee) and frees almost none: collecting during it is
+    # wasted work. The daemon re-enables the collector, after freezing those
+    # objects out of its view, once it is READY.
+    gc.disable()
     from buzzbotd.daemon import Daemon
     return Daemon(settings).run()
 

@@ -12,6 +12,7 @@ and closes, the lock is released, exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -119,6 +120,8 @@ class Daemon:
         report = await asyncio.wrap_future(self.owner.submit(self._heartbeat_report))
         line = status.status_line(report)
         self.notifier.ready(line)
+        gc.freeze()     # what start-up built lives as long as the process (see cli.cmd_run)
+        gc.enable()
         log.info("%s", line)
 
     def _schedule_jobs(self) -> None:

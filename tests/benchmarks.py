@@ -64,25 +64,57 @@ class Run:
         self.notify.close()
 
 
+def _all_on(workdir: Path, fakes: dict) -> dict[str, dict]:
+    """Config sections with X and Telegram on, pointed at the fake servers."""
+    from tests.fakes.telegram import TOKEN
+    from tests.fakes.x import CREDENTIALS
+    return {"price": {"url": fakes["price"].endpoint},
+            "x": {"enabled": True, "api_base": fakes["x"].url, "times": ["03:00"],
+                  **CREDENTIALS},
+            "telegram": {"enabled": True, "api_base": fakes["telegram"].url, "token": TOKEN}}
+
+
+class Fakes:
+    """The three fake APIs, started for a benchmark."""
+
+    def __enter__(self) -> dict:
+        from tests.fakes.price import FakePrice
+        from tests.fakes.telegram import FakeTelegram
+        from tests.fakes.x import FakeX
+        self.fakes = {"x": FakeX().start(), "telegram": FakeTelegram().start(),
+                      "price": FakePrice().start()}
+        return self.fakes
+
+    def __exit__(self, *exc: object) -> None:
+        for fake in self.fakes.values():
+            fake.stop()
+
+
 def bench_startup(quick: bool) -> list[Row]:
     n = 2 if quick else 7
     bare = [bare_import() for _ in range(n)]
-    ready, rss = [], []
-    for _ in range(n):
-        with tempfile.TemporaryDirectory() as d:
-            run = Run(Path(d))
-            ready.append(run.ready_s)
-            rss.append(_rss_kib(run.daemon.pid))
-            run.stop()
+    ready: dict[str, list[float]] = {"off": [], "on": []}
+    rss: dict[str, list[int]] = {"off": [], "on": []}
+    with Fakes() as fakes:
+        for _ in range(n):
+            for mode in ("off", "on"):
+                with tempfile.TemporaryDirectory() as d:
+                    run = Run(Path(d), **(_all_on(Path(d), fakes) if mode == "on" else {}))
+                    ready[mode].append(run.ready_s)
+                    rss[mode].append(_rss_kib(run.daemon.pid))
+                    run.stop()
     bare_s = statistics.median(b[0] for b in bare)
     bare_rss = statistics.median(b[1] for b in bare)
-    ready_s, rss_kib = statistics.median(ready), statistics.median(rss)
-    return [
-        (f"start → READY=1 (X, Telegram off; median of {n})", f"{ready_s * 1000:.0f} ms",
-         f"bare import {bare_s * 1000:.0f} ms", f"{ready_s / bare_s:.2f}×"),
-        ("RSS after READY", f"{rss_kib / 1024:.1f} MiB", f"bare import {bare_rss / 1024:.1f} MiB",
-         f"{rss_kib / bare_rss:.2f}×"),
-    ]
+    rows = []
+    for mode, label in (("on", "X and Telegram on"), ("off", "X and Telegram off")):
+        ready_s = statistics.median(ready[mode])
+        rows.append((f"start → READY=1, {label} (median of {n})", f"{ready_s * 1000:.0f} ms",
+                     f"bare import {bare_s * 1000:.0f} ms", f"{ready_s / bare_s:.2f}×"))
+    for mode, label in (("on", "X and Telegram on"), ("off", "X and Telegram off")):
+        rss_kib = statistics.median(rss[mode])
+        rows.append((f"RSS after READY, {label}", f"{rss_kib / 1024:.1f} MiB",
+                     f"bare import {bare_rss / 1024:.1f} MiB", f"{rss_kib / bare_rss:.2f}×"))
+    return rows
 
 
 def bench_idle_cpu(quick: bool) -> list[Row]:
