@@ -251,3 +251,18 @@ def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
     result = run_trials(6, tmp_path, seed=None)
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
         == (0, 6, 0), result
+
+
+def test_the_24_hour_quota_reset_wins_when_that_quota_ran_out():
+    import requests
+
+    from buzzbotd.x import _rate_limit_reset
+    response = requests.Response()
+    response.headers.update({"x-rate-limit-reset": "1795000000",
+                             "x-user-limit-24hour-remaining": "0",
+                             "x-user-limit-24hour-reset": "1795050000",
+                             "x-app-limit-24hour-remaining": "12",
+                             "x-app-limit-24hour-reset": "1795090000"})
+    assert _rate_limit_reset(response) == datetime.fromtimestamp(1795050001, UTC)
+    response.headers["x-user-limit-24hour-remaining"] = "3"
+    assert _rate_limit_reset(response) == datetime.fromtimestamp(1795000001, UTC)
