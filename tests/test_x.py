@@ -44,7 +44,10 @@ def price() -> Iterator[FakePrice]:
     fake.stop()
 
 
-def events(config: Path, key: str) -> list[tuple[str, str]]:
+def events(config: Path, key: str, daemon: Daemon) -> list[tuple[str, str]]:
+    """The slot's ledger events, read after the daemon stopped: a journal line is
+    written inside the owner's transaction, a moment before its commit."""
+    assert daemon.terminate() == 0, daemon.log
     db = sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
     try:
         return db.execute("SELECT e.event, coalesce(e.detail, '') FROM post_event e "
@@ -76,9 +79,9 @@ def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x
     assert posted_at >= due.timestamp(), "posted before its slot"
     row = post_row(config, slot_key(due))
     assert row and row["state"] == "posted" and row["tweet_id"] == x.tweets[0].id, row
-    assert [e for e, _ in events(config, slot_key(due))] == ["claimed", "sending", "posted"]
     assert x.timeline_reads == 0, "the timeline is read only for unknown outcomes"
-    assert daemon.terminate() == 0
+    assert [e for e, _ in events(config, slot_key(due), daemon)] == [
+        "claimed", "sending", "posted"]
     assert len(x.tweets) == 1
 
 
@@ -107,7 +110,7 @@ def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price)
     assert "found on the account's timeline" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 1
     assert ("unknown", "no answer: ReadTimeout; settling before any retry") in \
-        events(config, slot_key(due))
+        events(config, slot_key(due), daemon)
 
 
 def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
@@ -119,7 +122,7 @@ def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
     line = wait_final(daemon, slot_key(due), timeout=30)
     assert ": posted: tweet " in line and "created" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 2 and x.timeline_reads == 1
-    assert "not on the account's timeline" in str(events(config, slot_key(due)))
+    assert "not on the account's timeline" in str(events(config, slot_key(due), daemon))
 
 
 def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price):
@@ -129,7 +132,7 @@ def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price):
     daemon = spawn(config, notify)
     wait_final(daemon, slot_key(due), timeout=30)
     assert len(x.tweets) == 1 and x.post_attempts == 3 and x.timeline_reads == 0
-    assert [e for e, _ in events(config, slot_key(due))] == [
+    assert [e for e, _ in events(config, slot_key(due), daemon)] == [
         "claimed", "sending", "retry", "sending", "retry", "sending", "posted"]
     assert post_row(config, slot_key(due))["attempts"] == 3
     assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 from X" in daemon.log
@@ -175,12 +178,14 @@ def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, 
     line = daemon.wait_log(f"slot {slot_key(due)}: price-failed", timeout=30)
     assert line.startswith("<3>"), line
     assert x.post_attempts == 0
-    assert "price-failed" in [e for e, _ in events(config, slot_key(due))]
     # The API recovers within the slot's window: the real price is posted, once.
     price.clear_faults()
     price.set_price(70000.5, 2.5)
     wait_final(daemon, slot_key(due), timeout=60)
     assert x.texts() == [expected_text(70000.5, 2.5, due)]
+    ledger = [e for e, _ in events(config, slot_key(due), daemon)]
+    assert ledger[:2] == ["claimed", "price-failed"] and ledger[-2:] == ["sending", "posted"]
+    assert set(ledger[1:-2]) == {"price-failed"}, ledger
 
 
 def test_downtime_within_grace_is_caught_up_and_after_grace_skipped(
