@@ -1,29 +1,161 @@
 """The Telegram bot: python-telegram-bot's Application in the main thread.
 
+Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
+/unremind for anyone; /status, /tweet, /pause, /resume for telegram.admin_ids.
+Every reply and reminder goes through `ChatRateLimiter`: at most
+MESSAGES_PER_S for the whole bot and one message a second per chat, and a
+429's retry_after is waited out and retried.
+
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
-(`TelegramBot.run_in_loop`), never to a second event loop.
+(`TelegramBot.run_in_loop`), never to a second event loop: the reminder
+dispatch round (buzzbotd.reminders.dispatch) runs in a scheduler worker and
+sends each page of due reminders here, concurrently, within the limits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from telegram import Update
-from telegram.error import Conflict, InvalidToken
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
-from buzzbotd import state
+from buzzbotd import reminders, state, status
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.price import PriceError, Quote
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.telegram")
-CONFLICT_LOG_EVERY_S = 60.0
+T = TypeVar("T")
+
+POLLING_ERROR_LOG_EVERY_S = 60.0   # a stream of the same polling error is logged once a minute
+# Telegram allows about 30 messages a second in all. We stay a little under it:
+# a 429 costs every chat a pause of retry_after, so the margin pays for itself.
+MESSAGES_PER_S = 28
+CHAT_INTERVAL_S = 1.0          # at most one message a second in any one chat
+RETRY_AFTER_RETRIES = 3        # 429s waited out per message before giving up for this round
+SEND_ATTEMPTS = 3              # per reminder, on network errors, within a round
+SEND_BACKOFF_S = 1.0
+SEND_CONCURRENCY = 32          # reminders in flight; bounds how long a reply waits behind them
+CLOSE_GRACE_S = 2.0            # at stop: how long sends in flight get to finish
+PRICE_MAX_AGE_S = 60           # one price fetch a minute serves every /price and reminder
+TELEGRAM_TEXT_MAX = 4096
+
+PUBLIC_COMMANDS = [
+    BotCommand("price", "the Bitcoin price now"),
+    BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
+    BotCommand("reminders", "your reminders"),
+    BotCommand("unremind", "remove your reminders"),
+    BotCommand("help", "what I can do"),
+]
+ADMIN_COMMANDS = [
+    BotCommand("status", "health, posts and counts"),
+    BotCommand("tweet", "post the price tweet now"),
+    BotCommand("pause", "pause scheduled tweets"),
+    BotCommand("resume", "resume scheduled tweets"),
+]
+HELP = """I tell you the Bitcoin price, and remind you of it every day.
+
+/price – the price now
+/remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
+/remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
+/reminders – your reminders
+/unremind – remove them all (/unremind 08:30 removes one)"""
+ADMIN_HELP = """
+
+For admins:
+/status – health, last and next tweets, counts
+/tweet – post the price tweet now
+/pause, /resume – stop or restart scheduled tweets"""
+
+
+@dataclass
+class _ChatTurn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    free_at: float = 0.0          # loop time from which the chat may get its next message
+    users: int = 0
+
+
+class ChatRateLimiter(AIORateLimiter):
+    """AIORateLimiter limits the whole bot and group chats but not private chats,
+    where Telegram also allows only one message a second. Here requests to one chat
+    are serialised, each starting CHAT_INTERVAL_S after the previous one was
+    *answered*: Telegram received it before it answered, so network jitter can never
+    squeeze two messages to a chat into one second at Telegram's end."""
+
+    def __init__(self, chat_interval_s: float = CHAT_INTERVAL_S, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._chat_interval_s = chat_interval_s
+        self._turns: dict[object, _ChatTurn] = {}
+
+    async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]],
+                              args: Any, kwargs: dict[str, Any], endpoint: str,
+                              data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        chat_id = data.get("chat_id")
+        if chat_id is None:
+            return await super().process_request(callback, args, kwargs, endpoint, data,
+                                                 rate_limit_args)
+        loop = asyncio.get_running_loop()
+        turn = self._turns.setdefault(str(chat_id), _ChatTurn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                wait = turn.free_at - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                try:
+                    return await super().process_request(callback, args, kwargs, endpoint,
+                                                         data, rate_limit_args)
+                finally:
+                    turn.free_at = loop.time() + self._chat_interval_s
+        finally:
+            turn.users -= 1
+            self._forget_idle_chats(loop.time())
+
+    def _forget_idle_chats(self, now: float) -> None:
+        # A chat's entry matters only for CHAT_INTERVAL_S after its last message.
+        if len(self._turns) > 1024:
+            for key in [k for k, t in self._turns.items() if not t.users and t.free_at <= now]:
+                del self._turns[key]
+
+
+class _ReportedByUs(logging.Filter):
+    """Drops python-telegram-bot's traceback for errors the bot reports itself in one
+    line: an invalid token (exit 78, naming telegram.token) and a 429 that outlasted
+    the retries (the reminder is retried next minute)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, InvalidToken | RetryAfter)
+
+
+# Loggers python-telegram-bot raises those from (logger filters do not inherit).
+_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter")
 
 
 class _Application(Application):
@@ -48,17 +180,39 @@ class TelegramBot:
         self.report = report
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._last_conflict_log = 0.0
+        self._last_logged: dict[str, float] = {}
+        self._closing = False
+        self._rounds: set[asyncio.Task] = set()
+        self._close_task: asyncio.Task | None = None
+        for name in _PTB_LOGGERS:
+            logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
+        limiter = ChatRateLimiter(overall_max_rate=1, overall_time_period=1 / MESSAGES_PER_S,
+                                  max_retries=RETRY_AFTER_RETRIES)
         self.application = (
             ApplicationBuilder()
             .application_class(_Application)
             .token(t.token.reveal())
             .base_url(f"{t.api_base}/bot")
             .base_file_url(f"{t.api_base}/file/bot")
+            .rate_limiter(limiter)
+            .concurrent_updates(16)    # a slow /tweet or /price never holds up other users
+            .post_init(self._post_init)
             .build()
         )
-        self.application.add_handler(CommandHandler(["start", "help"], self.cmd_help))
+        add = self.application.add_handler
+        add(TypeHandler(Update, self._touch), group=-1)
+        add(CommandHandler(["start", "help"], self.cmd_help))
+        add(CommandHandler("price", self.cmd_price))
+        add(CommandHandler("remind", self.cmd_remind))
+        add(CommandHandler("reminders", self.cmd_reminders))
+        add(CommandHandler("unremind", self.cmd_unremind))
+        add(CommandHandler("status", self.cmd_status))
+        add(CommandHandler("tweet", self.cmd_tweet))
+        add(CommandHandler("pause", self.cmd_pause))
+        add(CommandHandler("resume", self.cmd_resume))
+        add(MessageHandler(filters.COMMAND, self.cmd_unknown))
+        add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
         self.application.add_error_handler(self.on_error)
 
     # -- life cycle ----------------------------------------------------------
@@ -75,39 +229,323 @@ class TelegramBot:
                                "expected the token @BotFather gave you"]) from None
 
     def stop_running(self) -> None:
-        self.application.stop_running()
+        """In the loop, at shutdown: no new reminder is sent, those in flight get
+        CLOSE_GRACE_S to finish (and be recorded), then polling stops."""
+        self._closing = True
+        if not self._rounds:
+            self.application.stop_running()
+            return
+
+        async def finish_then_stop() -> None:
+            await asyncio.wait(list(self._rounds), timeout=CLOSE_GRACE_S)
+            self.application.stop_running()
+
+        self._close_task = asyncio.get_running_loop().create_task(finish_then_stop(),
+                                                                  name="telegram-close")
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
-    def run_in_loop(self, coroutine: Coroutine[Any, Any, Any], timeout: float | None = None
-                    ) -> Any:
+    def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None
+                    ) -> T:
         """From a job thread: runs `coroutine` in the bot's loop and waits for its result."""
         assert self.loop is not None, "bot loop not started"
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    # -- jobs ----------------------------------------------------------------
+    async def _post_init(self, application: Application) -> None:
+        """Publishes the command menu; the admins' own chats also list their commands."""
+        try:
+            await application.bot.set_my_commands(PUBLIC_COMMANDS)
+        except TelegramError as e:
+            log.warning("could not publish the command menu (setMyCommands): %s", e)
+        for admin_id in sorted(self.settings.telegram.admin_ids):
+            await self._publish_admin_menu(admin_id)
+
+    async def _publish_admin_menu(self, admin_id: int) -> None:
+        try:
+            await self.application.bot.set_my_commands(PUBLIC_COMMANDS + ADMIN_COMMANDS,
+                                                       scope=BotCommandScopeChat(admin_id))
+        except TelegramError as e:
+            # Normal until the admin has written to the bot once; /start retries.
+            log.info("admin command menu for user %d not set yet: %s", admin_id, e)
+
+    # -- reminders -------------------------------------------------------------
 
     def dispatch_reminders(self) -> None:
         """Sends the reminders that are due (scheduler job, in a worker thread)."""
+        reminders.dispatch(self.owner, self._reminder_text, self._send_from_thread,
+                           self.clock, self.settings.telegram.reminder_grace_s,
+                           should_stop=lambda: self._closing)
+
+    def _reminder_text(self) -> str:
+        try:
+            return f"⏰ Your daily Bitcoin reminder: {price_text(self._quote())}"
+        except PriceError as e:
+            # A reminder must arrive, even without its price.
+            log.warning("price unavailable for reminders (%s); sending them without it", e)
+            return ("⏰ Your daily Bitcoin reminder. I can't get the price right now, sorry; "
+                    "try /price in a minute.")
+
+    def _quote(self) -> Quote:
+        return self.prices.latest(PRICE_MAX_AGE_S)
+
+    def _send_from_thread(self, page: list[reminders.Due], text: str) -> reminders.Tally:
+        return self.run_in_loop(self.send_reminders(page, text))
+
+    async def send_reminders(self, page: list[reminders.Due], text: str) -> reminders.Tally:
+        """Sends `text` for each due reminder, SEND_CONCURRENCY at a time within the
+        rate limits, recording each outcome as soon as Telegram answers."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._rounds.add(task)
+        tally = reminders.Tally()
+        refused: set[int] = set()       # chats that answered 403 in this round
+        queue = iter(page)              # shared: each reminder is taken by one worker
+
+        async def worker() -> None:
+            for due in queue:
+                if self._closing:
+                    return
+                if due.chat_id not in refused:
+                    await self._send_reminder(due, text, tally, refused)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(SEND_CONCURRENCY, len(page)))))
+        finally:
+            self._rounds.discard(task)
+        return tally
+
+    async def _send_reminder(self, due: reminders.Due, text: str, tally: reminders.Tally,
+                             refused: set[int]) -> None:
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                await self.application.bot.send_message(due.chat_id, text)
+            except Forbidden as e:
+                refused.add(due.chat_id)
+                count = await self._db(reminders.disable_chat, due.chat_id, self.clock())
+                log.warning("user %d: Telegram refused reminder %d (%s); %d reminder(s) of "
+                            "chat %d disabled until they write to the bot again",
+                            due.user_id, due.id, e.message, count, due.chat_id)
+                tally.blocked += 1
+                return
+            except RetryAfter as e:
+                log.warning("user %d: reminder %d still rate limited after %d waits (%s); "
+                            "retried next minute", due.user_id, due.id, RETRY_AFTER_RETRIES, e)
+                tally.failed += 1
+                return
+            except BadRequest as e:
+                await self._db(reminders.skip_occurrence, due.id, due.due_at, self.clock())
+                log.error("user %d: Telegram rejected reminder %d (%s); skipped until its "
+                          "next day", due.user_id, due.id, e.message)
+                tally.rejected += 1
+                return
+            except NetworkError as e:       # also TimedOut
+                if attempt == SEND_ATTEMPTS:
+                    log.warning("user %d: reminder %d not sent after %d attempts (%s); "
+                                "retried next minute", due.user_id, due.id, attempt, e)
+                    tally.failed += 1
+                    return
+                await asyncio.sleep(SEND_BACKOFF_S * 2 ** (attempt - 1))
+            else:
+                await self._db(reminders.mark_sent, due.id, due.due_at, self.clock())
+                log.debug("user %d: reminder %d sent", due.user_id, due.id)
+                tally.sent += 1
+                return
 
     # -- commands --------------------------------------------------------------
 
+    async def _touch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Before every handler: record the user (and re-enable their refused reminders)."""
+        user, chat = update.effective_user, update.effective_chat
+        if user is not None and chat is not None:
+            await self._db(reminders.touch_user, user.id, chat.id, self.clock(),
+                           self.settings.telegram.default_timezone)
+
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        assert update.effective_message is not None
-        await update.effective_message.reply_text(
-            "I post the Bitcoin price to X and can remind you of it every day.")
+        user = _user_id(update)
+        admin = user in self.settings.telegram.admin_ids
+        if admin and _command(update) == "start":
+            await self._publish_admin_menu(user)
+        await _reply(update, HELP + (ADMIN_HELP if admin else ""))
+
+    async def cmd_price(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            quote = await asyncio.to_thread(self._quote)
+        except PriceError as e:
+            log.warning("user %d: /price failed: %s", _user_id(update), e)
+            await _reply(update, "Sorry, I can't get the price right now. "
+                                 "Please try again in a minute.")
+            return
+        await _reply(update, price_text(quote))
+
+    async def cmd_remind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            request = reminders.parse_request(context.args or [])
+        except reminders.InputError as e:
+            await _reply(update, str(e))
+            return
+        assert update.effective_chat is not None
+        result = await self._db(reminders.set_reminder, _user_id(update),
+                                update.effective_chat.id, request.at, request.timezone,
+                                self.clock(), self.settings.telegram.default_timezone)
+        if result.reminder is None:
+            await _reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
+                                 "most I keep. /reminders lists them; /unremind HH:MM removes "
+                                 "one.")
+            return
+        r = result.reminder
+        first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
+                 "unchanged": "You already have it: I'll remind you"}[result.outcome]
+        await _reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
+                             f"price. Next: {self._when(r)}.")
+
+    async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        views = await self._db(reminders.user_reminders, _user_id(update))
+        if not views:
+            await _reply(update, "You have no reminders. Set one with /remind 08:30 "
+                                 "(or /remind 08:30 Europe/Berlin).")
+            return
+        lines = [f"• {r.local_time} {r.timezone} – "
+                 + (f"next {self._when(r)}" if r.enabled else
+                    "off: Telegram would not deliver to that chat")
+                 for r in views]
+        await _reply(update, "Your reminders:\n" + "\n".join(lines))
+
+    async def cmd_unremind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        try:
+            if len(args) > 1:
+                raise reminders.InputError("Use /unremind to remove all your reminders, or "
+                                           "/unremind 08:30 to remove one.")
+            at = reminders.parse_time(args[0]) if args else None
+        except reminders.InputError as e:
+            await _reply(update, str(e))
+            return
+        removed = await self._db(reminders.remove_reminders, _user_id(update), at)
+        if removed:
+            await _reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
+        elif at is not None:
+            await _reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
+        else:
+            await _reply(update, "You had no reminders.")
+
+    async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        report = await asyncio.wrap_future(self.owner.submit(self.report))
+        await _reply(update, status.render(report, os.getpid())[:TELEGRAM_TEXT_MAX])
+
+    async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        if self.poster is None:
+            await _reply(update, "X posting is off (x.enabled = false), so there is nothing "
+                                 "to tweet.")
+            return
+        post = await asyncio.to_thread(self.poster.post_now)
+        log.info("admin %d: /tweet %s: %s", _user_id(update), post.slot_key, post.state)
+        if post.state == "posted":
+            await _reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
+        else:
+            await _reply(update, f"Not posted ({post.state}): {post.reason or 'no reason given'}")
+
+    async def cmd_pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._set_paused(update, True)
+
+    async def cmd_resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._set_paused(update, False)
+
+    async def _set_paused(self, update: Update, paused: bool) -> None:
+        if await self._refused(update):
+            return
+        await self._db(state.set_paused, paused, self.clock())
+        log.info("admin %d: scheduled posting %s", _user_id(update),
+                 "paused" if paused else "resumed")
+        text = ("Scheduled tweets paused; slots that pass meanwhile are skipped. /resume to "
+                "restart." if paused else "Scheduled tweets resumed.")
+        if not self.settings.x.enabled:
+            text += " (X posting is off in the configuration anyway.)"
+        await _reply(update, text)
+
+    async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        command = _command(update)
+        head = f"I don't know /{command}." if command else "I only understand commands."
+        await _reply(update, f"{head} /help lists what I can do.")
+
+    async def _refused(self, update: Update) -> bool:
+        """True (after a polite refusal) if the sender is not an admin."""
+        user = _user_id(update)
+        if user in self.settings.telegram.admin_ids:
+            return False
+        log.warning("user %d is not an admin and tried /%s; refused", user, _command(update))
+        await _reply(update, "Sorry, that command is for the bot's operators only. "
+                             "/help lists what you can do.")
+        return True
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         if isinstance(error, Conflict):
-            now = time.monotonic()
-            if now - self._last_conflict_log >= CONFLICT_LOG_EVERY_S:
-                self._last_conflict_log = now
+            if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
-                await asyncio.wrap_future(self.owner.submit(
-                    state.put_time, state.TELEGRAM_CONFLICT, self.clock()))
+                await self._db(state.put_time, state.TELEGRAM_CONFLICT, self.clock())
+            return
+        if update is None and isinstance(error, NetworkError):
+            if self._due_to_log("network"):
+                log.warning("cannot reach Telegram to poll for updates (%s); retrying", error)
+            return
+        if isinstance(error, TelegramError) and isinstance(update, Update):
+            # Telegram refused or did not take a reply (blocked, network): not a bug here.
+            log.warning("user %s: could not answer: %s",
+                        update.effective_user.id if update.effective_user else "?", error)
             return
         log.error("error while handling %s", "polling" if update is None else "an update",
                   exc_info=error)
+        if isinstance(update, Update) and update.effective_message is not None:
+            try:
+                await update.effective_message.reply_text(
+                    "Sorry, something went wrong on my side. Please try again later.")
+            except TelegramError as e:
+                log.warning("could not tell the user about the error: %s", e)
+
+    # -- helpers ---------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self.owner.submit(fn, *args))
+
+    def _due_to_log(self, kind: str) -> bool:
+        """At most one log line per kind of polling error per POLLING_ERROR_LOG_EVERY_S."""
+        now = time.monotonic()
+        last = self._last_logged.get(kind)
+        if last is not None and now - last < POLLING_ERROR_LOG_EVERY_S:
+            return False
+        self._last_logged[kind] = now
+        return True
+
+    def _when(self, reminder: reminders.ReminderView) -> str:
+        local = reminder.next_due_at.astimezone(reminders.zone(reminder.timezone))
+        minutes = max(round((reminder.next_due_at - self.clock()).total_seconds() / 60), 0)
+        hours, minutes = divmod(minutes, 60)
+        return f"{local:%a %d %b %H:%M} (in {f'{hours}h ' if hours else ''}{minutes}min)"
+
+
+def price_text(quote: Quote) -> str:
+    return f"Bitcoin is at ${quote.price:,.2f} ({quote.change_24h:+.2f}% in 24h)."
+
+
+def _user_id(update: Update) -> int:
+    assert update.effective_user is not None
+    return update.effective_user.id
+
+
+def _command(update: Update) -> str:
+    """'remind' for '/remind@buzzbot 08:30'; '' for plain text."""
+    text = update.effective_message.text if update.effective_message else None
+    if not text or not text.startswith("/"):
+        return ""
+    return text.split()[0][1:].split("@")[0][:32]
+
+
+async def _reply(update: Update, text: str) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(text)

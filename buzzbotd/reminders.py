@@ -1,0 +1,396 @@
+"""Daily reminders: what a user asks for, when each is next due, and the dispatch round.
+
+A reminder is a local time of day ("08:30") in a zone (an IANA name or a
+fixed offset "+05:30", never NULL) for one chat. It keeps `next_due_at`, the
+UTC instant it is next sent (indexed with `enabled`), and
+`last_sent_local_date`. The invariant, kept by `next_due()`: next_due_at is
+the first occurrence of the local time (DST-correct, via timeofday) after
+the last send whose local date is later than last_sent_local_date, so a
+reminder is sent at most once per local day.
+
+The dispatch round runs every minute in a scheduler worker thread: one
+indexed query (paged) finds what is due, the bot sends it, and each reminder
+is advanced only once Telegram has confirmed its message. Delivery is
+therefore at-least-once: if the process dies between Telegram accepting a
+message and the database recording it (a window of one HTTP answer and one
+small transaction), that reminder is sent again at the next start. We take
+that risk rather than at-most-once (mark before sending) because Telegram
+has no idempotency key and a bot cannot read back what it sent, so an
+uncertain reminder can never be settled; a rare duplicate message is a
+nuisance, a reminder that silently never arrives is the failure buzzbotd
+exists to end. An orderly stop lets sends in flight finish and be recorded.
+
+The functions taking `now` run inside the database owner.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from time import monotonic
+from zoneinfo import ZoneInfo, available_timezones
+
+import peewee
+
+from buzzbotd import timeofday
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.db.models import Reminder, TelegramUser, utc_text
+
+log = logging.getLogger("buzzbotd.reminders")
+
+MAX_PER_USER = 5
+MAX_ARGUMENT_CHARS = 64        # a time and the longest zone name fit with room to spare
+PAGE_SIZE = 500                # reminders per due query; bounds memory however many are due
+MAX_OFFSET = timedelta(hours=14)
+MIN_OFFSET = timedelta(hours=-12)
+
+_HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_AM_PM = re.compile(r"^(1[0-2]|0?[1-9])(?:[:.]([0-5][0-9]))?\s*([ap])\.?m\.?$", re.IGNORECASE)
+_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])([0-9]{1,2})(?::?([0-9]{2}))?$", re.IGNORECASE)
+EXAMPLE = "/remind 08:30 Europe/Berlin"
+
+
+class InputError(ValueError):
+    """Input a user typed that cannot be used; the message tells them what to type."""
+
+
+# -- input -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderRequest:
+    at: time
+    timezone: str | None       # canonical IANA name or "+05:30"; None: the user's last
+
+
+def parse_request(args: list[str]) -> ReminderRequest:
+    """`/remind` arguments → a request, or InputError saying what is wrong."""
+    if not args:
+        raise InputError(f"Tell me the time of day: /remind HH:MM [timezone], e.g. {EXAMPLE} "
+                         "or just /remind 08:30")
+    if len(" ".join(args)) > MAX_ARGUMENT_CHARS:
+        raise InputError(f"That is too long for a time and a timezone. Example: {EXAMPLE}")
+    if len(args) > 2:
+        raise InputError(f"I expected a time and at most one timezone, got {len(args)} words. "
+                         f"Example: {EXAMPLE}")
+    problems, at, zone_name = [], None, None
+    try:
+        at = parse_time(args[0])
+    except InputError as e:
+        problems.append(str(e))
+    if len(args) == 2:
+        try:
+            zone_name = parse_zone(args[1])
+        except InputError as e:
+            problems.append(str(e))
+    if problems or at is None:      # both wrong: say both, so one retry fixes them
+        raise InputError("\n".join(problems))
+    return ReminderRequest(at, zone_name)
+
+
+def parse_time(text: str) -> time:
+    """'08:30' or '8:30' (24-hour) → time."""
+    match = _HH_MM.match(text)
+    if match:
+        return time(int(match[1]), int(match[2]))
+    am_pm = _AM_PM.match(text)
+    if am_pm:
+        hour = int(am_pm[1]) % 12 + (12 if am_pm[3].lower() == "p" else 0)
+        raise InputError(f"Please write the time in 24-hour form: {text} is "
+                         f"{hour:02d}:{int(am_pm[2] or 0):02d}. Example: /remind "
+                         f"{hour:02d}:{int(am_pm[2] or 0):02d}")
+    raise InputError(f'"{text}" is not a time of day. Use 24-hour HH:MM from 00:00 to 23:59, '
+                     "e.g. /remind 21:00")
+
+
+def parse_zone(text: str) -> str:
+    """An IANA name (any case) or a UTC offset (+05:30, -4, UTC+2) → its canonical form."""
+    offset = _OFFSET.match(text)
+    if offset:
+        sign, hours, minutes = offset[1], int(offset[2]), int(offset[3] or 0)
+        delta = timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
+        if minutes >= 60 or not MIN_OFFSET <= delta <= MAX_OFFSET:
+            raise InputError(f'"{text}" is not a UTC offset that exists: offsets run from '
+                             "-12:00 to +14:00, e.g. +05:30 or -4")
+        return f"{sign}{hours:02d}:{minutes:02d}"
+    name = _zone_names().get(text.lower())
+    if name is None:
+        close = difflib.get_close_matches(text.lower(), _zone_names(), n=1, cutoff=0.7)
+        hint = f' Did you mean {_zone_names()[close[0]]}?' if close else ""
+        raise InputError(f'"{text}" is not a timezone I know.{hint} Use a name like '
+                         "Europe/Berlin or Asia/Kolkata, or an offset like +05:30")
+    return name
+
+
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
+
+
+def zone(name: str) -> tzinfo:
+    """A stored timezone ("Asia/Kolkata" or "+05:30") → tzinfo."""
+    if name[0] in "+-":
+        hours, minutes = name[1:].split(":")
+        delta = timedelta(hours=int(hours), minutes=int(minutes))
+        return timezone(-delta if name[0] == "-" else delta)
+    return ZoneInfo(name)
+
+
+def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None
+             ) -> datetime:
+    """The first instant after `after` at which `local_time` happens on a local day
+    later than `last_sent`."""
+    when = timeofday.next_occurrence([local_time], zone_, after)
+    while last_sent is not None and when.astimezone(zone_).date() <= last_sent:
+        when = timeofday.next_occurrence([local_time], zone_, when)
+    return when
+
+
+# -- what users do (inside the database owner) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ReminderView:
+    local_time: str
+    timezone: str
+    next_due_at: datetime
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class SetResult:
+    outcome: str                # created | updated | unchanged | full
+    reminder: ReminderView | None
+
+
+def touch_user(user_id: int, chat_id: int, now: datetime, default_timezone: str) -> int:
+    """Records a user who wrote to the bot; re-enables the reminders of this chat that
+    were disabled because Telegram refused to deliver to it (they wrote, so it works
+    again). Returns how many were re-enabled."""
+    user = TelegramUser.get_or_none(TelegramUser.id == user_id)
+    if user is None:
+        TelegramUser.create(id=user_id, chat_id=chat_id, timezone=default_timezone,
+                            created_at=now, updated_at=now)
+        return 0
+    user.chat_id, user.updated_at = chat_id, now
+    if chat_id == user_id:          # their private chat: they have not blocked the bot
+        user.blocked = False
+    user.save()
+    disabled = list(Reminder.select().where((Reminder.user == user_id)
+                                            & (Reminder.chat_id == chat_id)
+                                            & (Reminder.enabled == False)))  # noqa: E712
+    for reminder in disabled:
+        reminder.enabled = True
+        reminder.next_due_at = _next_for(reminder, now)
+        reminder.save()
+    if disabled:
+        log.info("user %d wrote again: %d reminder(s) re-enabled", user_id, len(disabled))
+    return len(disabled)
+
+
+def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None,
+                 now: datetime, default_timezone: str) -> SetResult:
+    """One reminder per user and local time: setting the same time again changes its
+    zone or chat instead of adding a duplicate."""
+    touch_user(user_id, chat_id, now, default_timezone)
+    user = TelegramUser.get_by_id(user_id)
+    if timezone_name is None:
+        timezone_name = user.timezone
+    elif user.timezone != timezone_name:
+        user.timezone = timezone_name
+        user.save()
+    local_time = at.strftime("%H:%M")
+    reminder = Reminder.get_or_none((Reminder.user == user_id)
+                                    & (Reminder.local_time == local_time))
+    if reminder is not None:
+        if (reminder.timezone, reminder.chat_id, reminder.enabled) == (timezone_name, chat_id,
+                                                                       True):
+            return SetResult("unchanged", _view(reminder))
+        reminder.timezone, reminder.chat_id, reminder.enabled = timezone_name, chat_id, True
+        reminder.next_due_at = _next_for(reminder, now)
+        reminder.save()
+        log.info("user %d changed the reminder at %s to %s", user_id, local_time, timezone_name)
+        return SetResult("updated", _view(reminder))
+    if Reminder.select().where(Reminder.user == user_id).count() >= MAX_PER_USER:
+        return SetResult("full", None)
+    reminder = Reminder(user=user_id, chat_id=chat_id, local_time=local_time,
+                        timezone=timezone_name, enabled=True, created_at=now)
+    reminder.next_due_at = _next_for(reminder, now)
+    reminder.save()
+    log.info("user %d set a reminder at %s %s, first due %s", user_id, local_time,
+             timezone_name, utc_text(reminder.next_due_at))
+    return SetResult("created", _view(reminder))
+
+
+def user_reminders(user_id: int) -> list[ReminderView]:
+    query = Reminder.select().where(Reminder.user == user_id).order_by(Reminder.next_due_at)
+    return [_view(r) for r in query]
+
+
+def remove_reminders(user_id: int, at: time | None = None) -> int:
+    """Removes the user's reminders (only the one at `at`, if given); returns how many."""
+    condition = Reminder.user == user_id
+    if at is not None:
+        condition &= Reminder.local_time == at.strftime("%H:%M")
+    removed = Reminder.delete().where(condition).execute()
+    if removed:
+        log.info("user %d removed %d reminder(s)", user_id, removed)
+    return removed
+
+
+def _view(reminder: Reminder) -> ReminderView:
+    return ReminderView(reminder.local_time, reminder.timezone, reminder.next_due_at,
+                        bool(reminder.enabled))
+
+
+def _next_for(reminder: Reminder, after: datetime) -> datetime:
+    last = reminder.last_sent_local_date
+    return next_due(time.fromisoformat(reminder.local_time), zone(reminder.timezone), after,
+                    date.fromisoformat(last) if last else None)
+
+
+# -- dispatch (inside the database owner) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """A reminder to send now."""
+
+    id: int
+    user_id: int
+    chat_id: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class DuePage:
+    due: list[Due]
+    skipped: int                          # beyond grace: advanced without sending
+    cursor: tuple[datetime, int] | None   # where the next page starts; None: last page
+
+
+def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = None,
+             limit: int = PAGE_SIZE) -> DuePage:
+    """One page of the due query, in (next_due_at, id) order after `cursor`. Reminders
+    due longer ago than `grace_s` (missed while the daemon was down) are skipped to
+    their next day here, and logged."""
+    rows = list(due_query(now, cursor, limit))
+    oldest = now - timedelta(seconds=grace_s)
+    due, skipped = [], 0
+    for row in rows:
+        if row.next_due_at >= oldest:
+            due.append(Due(row.id, row.user_id, row.chat_id, row.next_due_at))
+            continue
+        skipped += 1
+        missed = round((now - row.next_due_at).total_seconds())
+        _advance(row, now, sent=False)
+        log.info("reminder %d for user %d due %s was missed by %ds (more than "
+                 "telegram.reminder_grace_s = %ds): skipped, next %s", row.id, row.user_id,
+                 utc_text(row.next_due_at), missed, grace_s, utc_text(row.next_due_at))
+    cursor = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
+    return DuePage(due, skipped, cursor)
+
+
+def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
+              limit: int = PAGE_SIZE) -> peewee.ModelSelect:
+    """Enabled reminders due by `now`, after `cursor`, oldest first: a range scan of
+    the reminder_due (enabled, next_due_at) index, however many reminders exist."""
+    condition = (Reminder.enabled == True) & (Reminder.next_due_at <= now)  # noqa: E712
+    if cursor is not None:
+        condition &= (peewee.Tuple(Reminder.next_due_at, Reminder.id)
+                      > peewee.Tuple(utc_text(cursor[0]), cursor[1]))
+    return (Reminder
+            .select(Reminder.id, Reminder.user, Reminder.chat_id, Reminder.local_time,
+                    Reminder.timezone, Reminder.next_due_at, Reminder.last_sent_local_date)
+            .where(condition)
+            .order_by(Reminder.next_due_at, Reminder.id)
+            .limit(limit))
+
+
+def mark_sent(reminder_id: int, due_at: datetime, now: datetime) -> None:
+    """Telegram confirmed the message for the occurrence due at `due_at`."""
+    _settle(reminder_id, due_at, now, sent=True)
+
+
+def skip_occurrence(reminder_id: int, due_at: datetime, now: datetime) -> None:
+    """Telegram refused this message for good (400): try again at the next occurrence."""
+    _settle(reminder_id, due_at, now, sent=False)
+
+
+def _settle(reminder_id: int, due_at: datetime, now: datetime, sent: bool) -> None:
+    reminder = Reminder.get_or_none(Reminder.id == reminder_id)
+    # Removed or changed (/unremind, /remind with a new zone) while it was being sent.
+    if reminder is not None and reminder.next_due_at == due_at:
+        _advance(reminder, max(now, due_at), sent)
+
+
+def _advance(reminder: Reminder, after: datetime, sent: bool) -> None:
+    if sent:
+        reminder.last_sent_local_date = reminder.next_due_at.astimezone(
+            zone(reminder.timezone)).date().isoformat()
+    reminder.next_due_at = _next_for(reminder, after)
+    Reminder.update(next_due_at=reminder.next_due_at,
+                    last_sent_local_date=reminder.last_sent_local_date
+                    ).where(Reminder.id == reminder.id).execute()
+
+
+def disable_chat(chat_id: int, now: datetime) -> int:
+    """Telegram refused the chat for good (403: the user blocked the bot, or it left the
+    group): its reminders stop until someone writes from it again."""
+    if chat_id > 0:
+        TelegramUser.update(blocked=True, updated_at=now).where(
+            TelegramUser.id == chat_id).execute()
+    return Reminder.update(enabled=False).where(Reminder.chat_id == chat_id).execute()
+
+
+# -- the round (in a scheduler worker thread) --------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0         # transient (network, 429 after retries): still due, retried
+    blocked: int = 0        # 403: the chat's reminders disabled
+    rejected: int = 0       # 400: skipped until the next occurrence
+    skipped: int = 0        # missed by more than the grace period
+
+    def add(self, other: Tally) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
+             send: Callable[[list[Due], str], Tally], clock: Callable[[], datetime],
+             grace_s: int, should_stop: Callable[[], bool] = lambda: False) -> Tally:
+    """Sends every reminder due now: pages of the due query, each page's messages
+    composed once (one price for all) and handed to `send`, which delivers them and
+    records each outcome. Returns what happened."""
+    now = clock()
+    started = monotonic()
+    tally = Tally()
+    cursor = None
+    while not should_stop():
+        page = owner.call(due_page, now, grace_s, cursor)
+        tally.skipped += page.skipped
+        if page.due:
+            tally.add(send(page.due, compose()))
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    if tally:
+        seconds = monotonic() - started
+        log.info("reminders due by %s: %d sent, %d failed (retried next minute), %d blocked, "
+                 "%d rejected, %d skipped; %.1fs, %.1f msg/s", utc_text(now), tally.sent,
+                 tally.failed, tally.blocked, tally.rejected, tally.skipped, seconds,
+                 tally.sent / seconds if seconds else 0.0)
+    else:
+        log.debug("reminders due by %s: none", utc_text(now))
+    return tally

@@ -1,0 +1,257 @@
+"""A stand-in for the Telegram Bot API: `POST /bot<token>/<method>`.
+
+It speaks what python-telegram-bot 22 sends (form fields whose non-string
+values are JSON-encoded; a JSON body works too) and answers in the Bot API's
+envelope, `{"ok": true, "result": …}` or `{"ok": false, "error_code": …,
+"description": …}`. Stdlib only; usable in-process by tests and `make demo`:
+
+    fake = FakeTelegram().start()
+    reply = fake.ask(user_id=42, text="/price")      # inject, wait for the answer
+
+Methods: getMe, deleteWebhook, getUpdates (long polling honouring `offset`
+and `timeout`, woken at once by an injected message), sendMessage (recorded
+in `sent`), setMyCommands (recorded in `commands`), and `true` for any other.
+Knobs, as Telegram behaves:
+  - limits: more than `overall_per_s` messages in any second, or a second
+    message to a chat within `chat_interval_s`, is answered 429 with
+    `retry_after` (counted in `too_many`);
+  - `block(chat_id)`: 403 "Forbidden: bot was blocked by the user";
+  - a getUpdates arriving while another waits ends the waiting one with 409
+    Conflict (two bot instances), and `conflict = True` answers every
+    getUpdates 409;
+  - a token other than `token`: 401 Unauthorized on every method.
+Faults from tests.fakes.base apply per method name, e.g.
+`fake.add_fault("sendMessage", Fault.drop())`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes.base import FakeAPI, Request, Response
+
+TOKEN = "123456:TEST-token_of-the-fake"
+BOT_USER = {"id": 100000001, "is_bot": True, "first_name": "Buzz",
+            "username": "buzzbotd_test_bot", "can_join_groups": True,
+            "can_read_all_group_messages": False, "supports_inline_queries": False}
+CONFLICT = ("Conflict: terminated by other getUpdates request; make sure that only one bot "
+            "instance is running")
+MAX_UPDATES = 100
+
+
+@dataclass(frozen=True)
+class Sent:
+    chat_id: int
+    text: str
+    at: float                       # time.monotonic() when accepted
+    wall: float                     # time.time() when accepted
+
+
+class FakeTelegram(FakeAPI):
+    name = "telegram"
+
+    def __init__(self, token: str = TOKEN, overall_per_s: int = 30,
+                 chat_interval_s: float = 1.0) -> None:
+        super().__init__()
+        self.token = token
+        self.overall_per_s = overall_per_s
+        self.chat_interval_s = chat_interval_s
+        self.sent: list[Sent] = []
+        self.commands: dict[str, list[str]] = {}     # scope → command names
+        self.too_many: Counter[str] = Counter()      # 429s: "overall" | "chat"
+        self.refused: Counter[int] = Counter()       # 403s per blocked chat
+        self.conflicts = 0                           # 409s answered
+        self.conflict = False
+        self._blocked: set[int] = set()
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1
+        self._next_message_id = 1
+        self._recent: deque[float] = deque()        # accepted sends in the last second
+        self._last_to_chat: dict[int, float] = {}
+        self._poller = 0                             # the getUpdates call that is current
+        self._updates_changed = threading.Condition(self._lock)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            self._updates_changed.notify_all()
+        super().stop()
+
+    # -- knobs -------------------------------------------------------------------
+
+    def inject_message(self, user_id: int, text: str, chat_id: int | None = None,
+                       first_name: str = "Tester") -> int:
+        """A message from a user (a command if it starts with /); returns its update_id."""
+        chat_id = user_id if chat_id is None else chat_id
+        message: dict[str, Any] = {
+            "message_id": self._message_id(), "date": int(time.time()), "text": text,
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "chat": ({"id": chat_id, "type": "private", "first_name": first_name}
+                     if chat_id > 0 else {"id": chat_id, "type": "group", "title": "A group"}),
+        }
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0,
+                                    "length": len(text.split()[0])}]
+        with self._lock:
+            update_id = self._next_update_id
+            self._next_update_id += 1
+            self._updates.append({"update_id": update_id, "message": message})
+            self._updates_changed.notify_all()
+        return update_id
+
+    def block(self, chat_id: int) -> None:
+        with self._lock:
+            self._blocked.add(chat_id)
+
+    def unblock(self, chat_id: int) -> None:
+        with self._lock:
+            self._blocked.discard(chat_id)
+
+    # -- reading what happened -----------------------------------------------------
+
+    def messages_to(self, chat_id: int) -> list[str]:
+        with self._lock:
+            return [s.text for s in self.sent if s.chat_id == chat_id]
+
+    def wait_for_message(self, chat_id: int, contains: str = "", timeout: float = 10.0,
+                         since: int = 0) -> Sent:
+        """The first message to `chat_id` containing `contains`, among sent[since:]."""
+        def found() -> Sent | None:
+            return next((s for s in self.sent[since:]
+                         if s.chat_id == chat_id and contains in s.text), None)
+        if not self.wait_until(lambda: found() is not None, timeout):
+            raise AssertionError(f"no message to {chat_id} containing {contains!r} in "
+                                 f"{timeout}s; it got {self.messages_to(chat_id)}")
+        message = found()
+        assert message is not None
+        return message
+
+    def ask(self, user_id: int, text: str, contains: str = "", timeout: float = 15.0,
+            chat_id: int | None = None) -> str:
+        """Sends `text` as the user and returns the bot's next reply to that chat."""
+        since = len(self.sent)
+        self.inject_message(user_id, text, chat_id)
+        chat = user_id if chat_id is None else chat_id
+        return self.wait_for_message(chat, contains, timeout, since).text
+
+    def wait_for_polls(self, count: int, timeout: float = 20.0) -> None:
+        """Until `count` getUpdates calls have been made in all."""
+        if not self.wait_until(lambda: self._calls("getupdates") >= count, timeout):
+            raise AssertionError(f"{self._calls('getupdates')} getUpdates of {count}")
+
+    def _calls(self, method: str) -> int:
+        return sum(1 for r in self.requests if self.route(r).lower() == method)
+
+    # -- the API ---------------------------------------------------------------------
+
+    def route(self, request: Request) -> str:
+        """The Bot API method name, e.g. "sendMessage"."""
+        return request.path.rsplit("/", 1)[-1]
+
+    def handle(self, request: Request) -> Response:
+        prefix, _, method = request.path.lstrip("/").rpartition("/")
+        if not prefix.startswith("bot"):
+            return _error(404, "Not Found")
+        if prefix[3:] != self.token:
+            return _error(401, "Unauthorized")
+        fields = _fields(request)
+        method = method.lower()
+        if method == "getme":
+            return _ok(BOT_USER)
+        if method == "getupdates":
+            return self._get_updates(fields)
+        if method == "sendmessage":
+            return self._send_message(fields)
+        if method == "setmycommands":
+            scope = _json(fields.get("scope")) or {"type": "default"}
+            key = f"chat:{scope['chat_id']}" if scope.get("type") == "chat" else scope["type"]
+            with self._lock:
+                self.commands[key] = [c["command"] for c in _json(fields["commands"])]
+        return _ok(True)
+
+    def _get_updates(self, fields: dict[str, Any]) -> Response:
+        offset = int(fields.get("offset") or 0)
+        timeout = float(fields.get("timeout") or 0)
+        limit = int(fields.get("limit") or MAX_UPDATES)
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self.conflict:
+                self.conflicts += 1
+                return _error(409, CONFLICT)
+            self._poller += 1
+            me = self._poller
+            self._updates_changed.notify_all()        # ends an earlier poller with 409
+            self._changed.notify_all()                # wait_until: a poller is waiting
+            # `offset` confirms every update before it, as in the Bot API.
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while not self._updates and not self._stopping.is_set() and self._poller == me:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._updates_changed.wait(left)
+            if self._poller != me:
+                self.conflicts += 1
+                return _error(409, CONFLICT)
+            return _ok(self._updates[:limit])
+
+    def _send_message(self, fields: dict[str, Any]) -> Response:
+        chat_id = int(fields["chat_id"])
+        text = str(fields["text"])
+        now = time.monotonic()
+        with self._lock:
+            if chat_id in self._blocked:
+                self.refused[chat_id] += 1
+                return _error(403, "Forbidden: bot was blocked by the user")
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= self.overall_per_s:
+                self.too_many["overall"] += 1
+                return _too_many(1)
+            last = self._last_to_chat.get(chat_id)
+            if last is not None and now - last < self.chat_interval_s:
+                self.too_many["chat"] += 1
+                return _too_many(1)
+            self._recent.append(now)
+            self._last_to_chat[chat_id] = now
+            self.sent.append(Sent(chat_id, text, now, time.time()))
+            message = {"message_id": self._message_id(), "date": int(time.time()),
+                       "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+                       "from": BOT_USER, "text": text}
+        return _ok(message)
+
+    def _message_id(self) -> int:
+        with self._lock:
+            self._next_message_id += 1
+            return self._next_message_id
+
+
+def _fields(request: Request) -> dict[str, Any]:
+    """The call's parameters: form fields (as PTB sends them) or a JSON body."""
+    if request.headers.get("Content-Type", "").startswith("application/json"):
+        return request.json() or {}
+    return {key: values[-1] for key, values in request.query.items()}
+
+
+def _json(value: Any) -> Any:
+    """A form field holding JSON (PTB encodes lists, objects and numbers so)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _ok(result: Any) -> Response:
+    return Response(200, {"ok": True, "result": result})
+
+
+def _error(status: int, description: str, **parameters: Any) -> Response:
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return Response(status, body)
+
+
+def _too_many(retry_after: int) -> Response:
+    return _error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)

@@ -1,0 +1,222 @@
+"""A daemon with the Telegram bot on, pointed at the fake Telegram and price servers,
+and the reminder load figures (burst throughput, RSS, due-query time).
+
+Shared by the Telegram and reminder tests and by tests/benchmarks.py: no pytest here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from buzzbotd import reminders
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.db.models import utc_text
+from tests.fakes.price import FakePrice
+from tests.fakes.telegram import TOKEN, FakeTelegram
+from tests.harness import Daemon, NotifySocket, write_config
+
+ADMIN = 1000
+FIRST_SEEDED_USER = 10_000_000
+
+
+def telegram_config(directory: Path, fake: FakeTelegram, price: FakePrice,
+                    **sections: dict[str, Any]) -> Path:
+    """Config with the bot on (admin ADMIN), X off; `sections` override."""
+    telegram_section = {"enabled": True, "api_base": fake.url, "token": TOKEN,
+                        "admin_ids": [ADMIN], **sections.pop("telegram", {})}
+    return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
+                        telegram=telegram_section, **sections)
+
+
+def database_of(config_dir: Path) -> Path:
+    return config_dir / "state" / "buzzbotd.db"
+
+
+def create_database(path: Path) -> None:
+    """The schema, as the daemon would make it on its first start."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = DatabaseOwner(path)
+    owner.start()
+    owner.stop()
+
+
+def minute_of(when: datetime) -> datetime:
+    return when.replace(second=0, microsecond=0)
+
+
+def seed_reminders(path: Path, n: int, first_due: datetime, spread_s: float = 0,
+                   first_user: int = FIRST_SEEDED_USER) -> list[int]:
+    """n users, each with one daily UTC reminder; reminder i is due at the minute of
+    first_due + i*spread_s/n. One bulk transaction (100k rows in about a second).
+    Returns the user ids (= their private chat ids)."""
+    create_database(path)
+    now = utc_text(datetime.now(UTC))
+    users, rows = [], []
+    for i in range(n):
+        user = first_user + i
+        due = minute_of(first_due + timedelta(seconds=spread_s * i / max(n, 1)))
+        users.append(user)
+        rows.append((user, user, due.strftime("%H:%M"), "UTC", utc_text(due), now))
+    db = sqlite3.connect(path)
+    with db:
+        db.executemany("INSERT INTO telegram_user (id, chat_id, timezone, blocked, created_at, "
+                       "updated_at) VALUES (?, ?, 'UTC', 0, ?, ?)",
+                       [(u, u, now, now) for u in users])
+        db.executemany("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
+                       "next_due_at, enabled, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)", rows)
+    db.close()
+    return users
+
+
+def reminder_rows(path: Path) -> list[dict[str, Any]]:
+    """Every reminder, read as `buzzbotd status` reads (another process, read-only)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in db.execute("SELECT * FROM reminder ORDER BY id")]
+    finally:
+        db.close()
+
+
+class World:
+    """The fakes and one daemon at a time, in `directory`."""
+
+    def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
+        self.directory = directory
+        self.telegram = FakeTelegram().start()
+        self.price = FakePrice().start()
+        self.config = telegram_config(directory, self.telegram, self.price, **sections)
+        self.database = database_of(directory)
+        self.daemon: Daemon | None = None
+        self.notify: NotifySocket | None = None
+        self._starts = 0
+
+    def start(self, ready_timeout: float = 30) -> Daemon:
+        self._starts += 1
+        self.notify = NotifySocket(self.directory / f"notify-{self._starts}.sock")
+        self.daemon = Daemon(self.config, self.notify)
+        self.notify.wait_message("READY=1", timeout=ready_timeout)
+        return self.daemon
+
+    def stop_daemon(self) -> int:
+        assert self.daemon is not None and self.notify is not None
+        rc = self.daemon.terminate()
+        self.notify.close()
+        return rc
+
+    def close(self) -> None:
+        if self.daemon is not None:
+            self.daemon.kill9()
+        if self.notify is not None:
+            self.notify.close()
+        self.telegram.stop()
+        self.price.stop()
+
+
+def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
+    """n users whose reminders are all due this minute, against the rate-limited fake:
+    what arrived, how fast, and how many 429s it cost."""
+    with tempfile.TemporaryDirectory() as scratch:
+        world = World(directory or Path(scratch))
+        try:
+            due = minute_of(datetime.now(UTC))
+            users = seed_reminders(world.database, n, due)
+            started = time.monotonic()
+            daemon = world.start()
+            ok = world.telegram.wait_until(lambda: len(world.telegram.sent) >= n,
+                                           timeout=n / 20 + 30)
+            daemon.wait_log("reminders due by", timeout=30)    # the round has recorded all
+            sent = list(world.telegram.sent)
+            per_chat: dict[int, int] = {}
+            for message in sent:
+                per_chat[message.chat_id] = per_chat.get(message.chat_id, 0) + 1
+            times = [m.at for m in sent]
+            span = times[-1] - times[0] if len(times) > 1 else 0.0
+            still_due = sum(1 for row in reminder_rows(world.database)
+                            if row["next_due_at"] <= utc_text(datetime.now(UTC)))
+            return {
+                "n": n,
+                "all_arrived": ok,
+                "delivered": len(sent),
+                "exactly_once": sorted(per_chat) == users and set(per_chat.values()) == {1},
+                "still_due": still_due,
+                "msg_per_s": (len(times) - 1) / span if span else 0.0,
+                "max_in_any_second": _max_in_window(times, 1.0),
+                "too_many": dict(world.telegram.too_many),
+                "seconds_from_start": (times[-1] - started) if times else None,
+                "price_fetches": len(world.price.requests),
+                "log": daemon.log,
+            }
+        finally:
+            world.close()
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    best, low = 0, 0
+    for high, at in enumerate(times):
+        while at - times[low] >= window:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+def rss_kib_with_reminders(n: int) -> int:
+    """VmRSS of the daemon after READY with n reminders stored (none due)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        world = World(Path(scratch))
+        try:
+            seed_reminders(world.database, n, datetime.now(UTC) + timedelta(hours=2),
+                           spread_s=20 * 3600)
+            daemon = world.start()
+            world.telegram.wait_for_polls(1)
+            for line in Path(f"/proc/{daemon.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+            raise RuntimeError("no VmRSS")
+        finally:
+            world.close()
+
+
+def due_query_ms(n: int, runs: int = 21) -> dict[str, Any]:
+    """The dispatch's due query with n reminders spread over the coming day (about
+    n/1440 due a minute): median milliseconds for the first minute's page, and
+    SQLite's plan for the query."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "buzzbotd.db"
+        start = minute_of(datetime.now(UTC))
+        seed_reminders(path, n, start, spread_s=24 * 3600)
+        owner = DatabaseOwner(path)
+        owner.start()
+        try:
+            now = start + timedelta(seconds=59)
+            owner.call(_timed_due_query, now)             # warm the page cache
+            timings, rows = [], 0
+            for _ in range(runs):
+                seconds, rows = owner.call(_timed_due_query, now)
+                timings.append(seconds * 1000)
+            plan = owner.call(query_plan, now)
+        finally:
+            owner.stop()
+    return {"n": n, "ms": statistics.median(timings), "rows": rows, "plan": plan}
+
+
+def _timed_due_query(now: datetime) -> tuple[float, int]:
+    started = time.perf_counter()
+    rows = list(reminders.due_query(now))
+    return time.perf_counter() - started, len(rows)
+
+
+def query_plan(now: datetime) -> list[str]:
+    """EXPLAIN QUERY PLAN of the due query, first page and a later one (inside the owner)."""
+    from buzzbotd.db.models import database
+    plans = []
+    for cursor in (None, (now, 1)):
+        sql, params = reminders.due_query(now, cursor).sql()
+        plans += [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
+    return plans

@@ -1,0 +1,375 @@
+"""Daily reminders: once per local day, DST-correct, caught up within grace, and
+delivered to everyone at the rate Telegram allows.
+
+The model (buzzbotd.reminders) is tested on a real DatabaseOwner with an
+injected clock; delivery with real daemons, python-telegram-bot and the fake
+Bot API (tests/telegram_world.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from buzzbotd import reminders
+from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
+from buzzbotd.db.models import utc_text
+from tests.fakes.base import Fault
+from tests.telegram_world import (
+    World,
+    burst,
+    due_query_ms,
+    minute_of,
+    reminder_rows,
+    rss_kib_with_reminders,
+    seed_reminders,
+)
+
+MINUTE = timedelta(minutes=1)
+KOLKATA = ZoneInfo("Asia/Kolkata")
+PRICE_TEXT = "$67,890.12 (-1.23% in 24h)"
+REMINDER = "Your daily Bitcoin reminder"
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Iterator[DatabaseOwner]:
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    yield owner
+    owner.stop()
+
+
+# -- the model, with an injected clock ------------------------------------------------------
+
+
+class Minutes:
+    """Runs the dispatch round at every minute from `start` to `end`, as the
+    scheduler would, recording each send as Telegram confirming it."""
+
+    def __init__(self, owner: DatabaseOwner, grace_s: int = 3600) -> None:
+        self.owner = owner
+        self.grace_s = grace_s
+        self.now = utc(2000, 1, 1)
+        self.sent: list[tuple[int, datetime]] = []     # (reminder id, when)
+
+    def send(self, page: list[reminders.Due], text: str) -> reminders.Tally:
+        for due in page:
+            self.sent.append((due.id, self.now))
+            self.owner.call(reminders.mark_sent, due.id, due.due_at, self.now)
+        return reminders.Tally(sent=len(page))
+
+    def run(self, start: datetime, end: datetime) -> None:
+        self.now = start
+        while self.now <= end:
+            reminders.dispatch(self.owner, lambda: "text", self.send, lambda: self.now,
+                               self.grace_s)
+            self.now += MINUTE
+
+
+def remind(owner: DatabaseOwner, user: int, at: str, zone: str | None, now: datetime
+           ) -> reminders.SetResult:
+    return owner.call(reminders.set_reminder, user, user, reminders.parse_time(at), zone, now,
+                      "UTC")
+
+
+@pytest.mark.parametrize("zone, at, day, expected", [
+    # Spring forward: 02:00-03:00 does not exist; 02:30 happens at 03:00 CEST.
+    ("Europe/Berlin", "02:30", date(2027, 3, 28), utc(2027, 3, 28, 1, 0)),
+    # Fall back: 01:00-02:00 happens twice; 01:30 fires at the first (EDT).
+    ("America/New_York", "01:30", date(2027, 11, 7), utc(2027, 11, 7, 5, 30)),
+])
+def test_dst_days_fire_exactly_once(owner: DatabaseOwner, zone: str, at: str, day: date,
+                                    expected: datetime) -> None:
+    set_at = utc(day.year, day.month, day.day - 1, 12)
+    result = remind(owner, 7, at, zone, set_at)
+    assert result.outcome == "created" and result.reminder is not None
+    assert result.reminder.next_due_at == expected
+    minutes = Minutes(owner)
+    minutes.run(set_at, set_at + timedelta(days=2))
+    local_days = [when.astimezone(ZoneInfo(zone)).date() for _, when in minutes.sent]
+    assert [when for _, when in minutes.sent if when.astimezone(ZoneInfo(zone)).date() == day] \
+        == [expected]
+    assert local_days == [day, day + timedelta(days=1)], minutes.sent
+
+
+def test_sent_once_per_local_day_even_when_set_again_after_it_was_sent(
+        owner: DatabaseOwner) -> None:
+    now = utc(2027, 6, 1, 2, 0)                       # 07:30 in Kolkata
+    remind(owner, 7, "07:31", "Asia/Kolkata", now)
+    minutes = Minutes(owner)
+    minutes.run(now, now + 5 * MINUTE)
+    assert [when for _, when in minutes.sent] == [utc(2027, 6, 1, 2, 1)]
+    # Flown west to Dubai, where 07:31 today is still to come: today was had already.
+    assert remind(owner, 7, "07:31", "Asia/Dubai", now + 6 * MINUTE).outcome == "updated"
+    row = owner.call(lambda: Reminder.get())
+    assert row.next_due_at == utc(2027, 6, 2, 3, 31)
+    assert row.last_sent_local_date == "2027-06-01"
+    minutes.run(now + 6 * MINUTE, now + timedelta(hours=3))
+    assert len(minutes.sent) == 1
+
+
+def test_one_reminder_per_time_at_most_five_zone_never_null(owner: DatabaseOwner) -> None:
+    now = utc(2027, 1, 1)
+    assert remind(owner, 7, "08:00", None, now).reminder.timezone == "UTC"    # the default
+    assert remind(owner, 7, "09:00", "Asia/Kolkata", now).outcome == "created"
+    assert remind(owner, 7, "10:00", None, now).reminder.timezone == "Asia/Kolkata"  # last
+    assert remind(owner, 7, "09:00", "Asia/Kolkata", now).outcome == "unchanged"
+    assert remind(owner, 7, "11:00", None, now).outcome == "created"
+    assert remind(owner, 7, "12:00", None, now).outcome == "created"
+    assert remind(owner, 7, "13:00", None, now).outcome == "full"
+    assert owner.call(lambda: Reminder.select().count()) == 5
+    assert owner.call(lambda: Reminder.select().where(
+        Reminder.timezone.is_null() | (Reminder.timezone == "")).count()) == 0
+
+
+def test_a_reminder_changed_while_it_was_sent_is_not_advanced_by_that_send(
+        owner: DatabaseOwner) -> None:
+    now = utc(2027, 1, 1, 7, 59)
+    remind(owner, 7, "08:00", "UTC", now)
+    [due] = owner.call(reminders.due_page, now + MINUTE, 3600).due
+    remind(owner, 7, "08:00", "Asia/Kolkata", now + MINUTE)      # meanwhile, a new zone
+    owner.call(reminders.mark_sent, due.id, due.due_at, now + MINUTE)
+    row = owner.call(lambda: Reminder.get())
+    assert (row.timezone, row.last_sent_local_date) == ("Asia/Kolkata", None)
+
+
+def test_a_refused_chat_is_disabled_and_writing_again_re_enables_it(
+        owner: DatabaseOwner) -> None:
+    now = utc(2027, 1, 1, 7, 0)
+    remind(owner, 7, "08:00", "UTC", now)
+    remind(owner, 8, "08:00", "UTC", now)
+    assert owner.call(reminders.disable_chat, 7, now) == 1
+    assert owner.call(lambda: TelegramUser.get_by_id(7).blocked)
+    assert [d.user_id for d in owner.call(reminders.due_page, utc(2027, 1, 1, 8), 60).due] == [8]
+    later = utc(2027, 1, 3, 9, 0)
+    assert owner.call(reminders.touch_user, 7, 7, later, "UTC") == 1
+    row = owner.call(lambda: Reminder.get(Reminder.user == 7))
+    assert row.enabled and row.next_due_at == utc(2027, 1, 4, 8, 0)   # no back-fill
+    assert not owner.call(lambda: TelegramUser.get_by_id(7).blocked)
+
+
+def test_pages_cover_every_due_reminder_once_even_when_sends_fail(owner: DatabaseOwner) -> None:
+    now = utc(2027, 1, 1, 8, 0)
+    seed = [(u, "08:00") for u in range(1, 1201)]
+    owner.call(_insert_due, seed, now)
+    seen: list[int] = []
+
+    def fail_all(page: list[reminders.Due], text: str) -> reminders.Tally:
+        seen.extend(d.id for d in page)               # nothing confirmed: all stay due
+        return reminders.Tally(failed=len(page))
+
+    tally = reminders.dispatch(owner, lambda: "t", fail_all, lambda: now, 3600)
+    assert tally.failed == 1200 and sorted(seen) == list(range(1, 1201))
+
+
+def _insert_due(seed: list[tuple[int, str]], now: datetime) -> None:
+    for user, at in seed:
+        TelegramUser.create(id=user, chat_id=user, timezone="UTC", created_at=now,
+                            updated_at=now)
+        Reminder.create(user=user, chat_id=user, local_time=at, timezone="UTC",
+                        next_due_at=now, created_at=now)
+
+
+def test_the_due_query_is_an_index_range_scan_at_100k() -> None:
+    figures = due_query_ms(100_000)
+    print(f"\ndue query over {figures['n']:,} reminders: {figures['ms']:.2f} ms for "
+          f"{figures['rows']} due rows; plan {figures['plan']}")
+    # A range search of the (enabled, next_due_at) index, already in ORDER BY order:
+    # no table scan, no sort, however many reminders are stored.
+    plan = figures["plan"]
+    assert len(plan) == 2 and all(step.startswith("SEARCH") and "INDEX reminder_due (enabled=? "
+                                  "AND next_due_at" in step for step in plan), plan
+    assert 50 <= figures["rows"] <= 100                  # about one minute's worth
+    assert figures["ms"] < 50
+
+
+# -- real daemons: a reminder at a real minute ------------------------------------------------
+
+
+USER = 4242
+
+
+@pytest.fixture(scope="module")
+def the_coming_minute(tmp_path_factory: pytest.TempPathFactory
+                      ) -> Iterator[tuple[World, World, datetime]]:
+    """Two daemons, each with USER's reminder for the same coming minute in Asia/Kolkata:
+    `steady` stays up across it; `restarted` is stopped before it and started after."""
+    steady = World(tmp_path_factory.mktemp("steady"), daemon={"log_level": "debug"})
+    restarted = World(tmp_path_factory.mktemp("restarted"))
+    try:
+        steady.start()
+        restarted.start()
+        now = datetime.now(UTC)
+        due = minute_of(now) + (MINUTE if now.second < 48 else 2 * MINUTE)
+        local = due.astimezone(KOLKATA).strftime("%H:%M")
+        for world in (steady, restarted):
+            assert world.telegram.ask(USER, f"/remind {local} Asia/Kolkata").startswith("Done!")
+        assert restarted.stop_daemon() == 0
+        assert datetime.now(UTC) < due, "too slow to stop before the minute; rerun"
+        yield steady, restarted, due
+    finally:
+        steady.close()
+        restarted.close()
+
+
+def test_a_reminder_arrives_once_at_its_minute_with_the_price(
+        the_coming_minute: tuple[World, World, datetime]) -> None:
+    world, _, due = the_coming_minute
+    left = (due - datetime.now(UTC)).total_seconds()
+    message = world.telegram.wait_for_message(USER, REMINDER, timeout=left + 15)
+    assert PRICE_TEXT in message.text
+    assert due.timestamp() <= message.wall < due.timestamp() + 10
+    assert world.daemon is not None
+    world.daemon.wait_log(f"reminders due by {utc_text(due)}: 1 sent", timeout=10)
+    [row] = reminder_rows(world.database)
+    assert row["next_due_at"] == utc_text(due + timedelta(days=1))
+    assert row["last_sent_local_date"] == due.astimezone(KOLKATA).date().isoformat()
+    # Not again that day: a restart's catch-up round finds nothing due.
+    assert world.stop_daemon() == 0
+    daemon = world.start()
+    assert daemon.wait_log("reminders due by", timeout=15).endswith(": none")
+    assert [t for t in world.telegram.messages_to(USER) if REMINDER in t] == [message.text]
+
+
+def test_a_reminder_due_while_stopped_arrives_once_on_start(
+        the_coming_minute: tuple[World, World, datetime]) -> None:
+    _, world, due = the_coming_minute
+    # The condition is the time itself: the daemon must be down when the minute passes.
+    time.sleep(max((due - datetime.now(UTC)).total_seconds() + 1, 0))
+    started = time.time()
+    daemon = world.start()
+    message = world.telegram.wait_for_message(USER, REMINDER, timeout=15)
+    assert PRICE_TEXT in message.text and message.wall - started < 10
+    assert "1 sent" in daemon.wait_log("reminders due by", timeout=10)
+    [row] = reminder_rows(world.database)
+    assert row["next_due_at"] == utc_text(due + timedelta(days=1))
+    assert [t for t in world.telegram.messages_to(USER) if REMINDER in t] == [message.text]
+
+
+# -- real daemons: reminders due when the daemon starts ------------------------------------
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    world = World(tmp_path)
+    yield world
+    world.close()
+
+
+def test_beyond_grace_is_skipped_and_logged_within_grace_is_sent(world: World) -> None:
+    now = datetime.now(UTC)
+    [late] = seed_reminders(world.database, 1, now - timedelta(hours=2), first_user=501)
+    [recent] = seed_reminders(world.database, 1, now - timedelta(minutes=50), first_user=502)
+    daemon = world.start()
+    assert REMINDER in world.telegram.wait_for_message(recent, REMINDER).text
+    line = daemon.wait_log(f"for user {late} due", timeout=10)
+    assert "missed by" in line and "telegram.reminder_grace_s = 3600s): skipped" in line
+    summary = daemon.wait_log("reminders due by", timeout=10)
+    assert "1 sent" in summary and "1 skipped" in summary
+    assert world.telegram.messages_to(late) == []
+    rows = {row["user_id"]: row for row in reminder_rows(world.database)}
+    skipped_due = minute_of(now - timedelta(hours=2)) + timedelta(days=1)
+    assert rows[late]["next_due_at"] == utc_text(skipped_due)
+    assert rows[late]["last_sent_local_date"] is None
+
+
+def test_a_reminder_arrives_even_when_the_price_does_not(world: World) -> None:
+    world.price.serve_raw({"error": "maintenance"})
+    [user] = seed_reminders(world.database, 1, datetime.now(UTC), first_user=601)
+    daemon = world.start()
+    text = world.telegram.wait_for_message(user, REMINDER).text
+    assert "can't get the price right now" in text
+    assert "price unavailable for reminders" in daemon.wait_log("price unavailable", 5)
+
+
+def test_a_blocked_user_is_tried_once_and_disabled_others_unaffected(world: World) -> None:
+    users = seed_reminders(world.database, 3, datetime.now(UTC), first_user=701)
+    blocked, others = users[0], users[1:]
+    world.telegram.block(blocked)
+    daemon = world.start()
+    for user in others:
+        world.telegram.wait_for_message(user, REMINDER)
+    assert "1 blocked" in daemon.wait_log("reminders due by", timeout=10)
+    assert world.telegram.refused[blocked] <= 2
+    line = daemon.wait_log(f"user {blocked}: Telegram refused reminder", timeout=5)
+    assert "bot was blocked by the user" in line and line.startswith("<4>")
+    rows = {row["user_id"]: row for row in reminder_rows(world.database)}
+    assert not rows[blocked]["enabled"] and all(rows[u]["enabled"] for u in others)
+    assert all(len(world.telegram.messages_to(u)) == 1 for u in others)
+    # They unblock and /start again: reminders back on, from their next time (no back-fill).
+    world.telegram.unblock(blocked)
+    assert "/remind" in world.telegram.ask(blocked, "/start")
+    [row] = [r for r in reminder_rows(world.database) if r["user_id"] == blocked]
+    assert row["enabled"] and row["next_due_at"] > utc_text(datetime.now(UTC))
+    assert "next " in world.telegram.ask(blocked, "/reminders")
+    assert world.telegram.refused[blocked] <= 2
+
+
+def test_a_dropped_send_is_retried_and_arrives_once(world: World) -> None:
+    world.telegram.add_fault("sendMessage", Fault.drop())
+    [user] = seed_reminders(world.database, 1, datetime.now(UTC), first_user=801)
+    daemon = world.start()
+    world.telegram.wait_for_message(user, REMINDER)
+    assert "1 sent" in daemon.wait_log("reminders due by", timeout=10)
+    assert world.telegram.messages_to(user) == [world.telegram.sent[0].text]
+    assert sum(1 for r in world.telegram.requests
+               if world.telegram.route(r) == "sendMessage") == 2
+
+
+def test_an_answer_lost_after_delivery_means_a_second_copy(world: World) -> None:
+    """At-least-once, by decision (buzzbotd/reminders.py): Telegram delivered, the
+    answer was lost, so the bot cannot know and sends again."""
+    world.telegram.add_fault("sendMessage", Fault.drop(after=True))
+    [user] = seed_reminders(world.database, 1, datetime.now(UTC), first_user=901)
+    daemon = world.start()
+    assert "1 sent" in daemon.wait_log("reminders due by", timeout=15)
+    assert len(world.telegram.messages_to(user)) == 2
+
+
+# -- load -------------------------------------------------------------------------------------
+
+
+def test_a_burst_of_1000_reminders_arrives_once_each_within_the_limits() -> None:
+    figures = burst(1000)
+    log = figures.pop("log")
+    print(f"\nburst: {figures}")
+    assert figures["all_arrived"] and figures["delivered"] == 1000, log[-3000:]
+    assert figures["exactly_once"] and figures["still_due"] == 0
+    assert figures["max_in_any_second"] <= 30
+    assert figures["too_many"].get("chat", 0) == 0
+    assert figures["too_many"].get("overall", 0) <= 10, "the limiter leaned on 429s"
+    assert figures["msg_per_s"] >= 20, "far below Telegram's 30/s"
+    assert figures["price_fetches"] == 1
+    assert "Traceback" not in log
+
+
+def test_a_stop_mid_burst_then_a_restart_delivers_each_exactly_once(world: World) -> None:
+    users = seed_reminders(world.database, 400, datetime.now(UTC), first_user=20_000)
+    world.start()
+    assert world.telegram.wait_until(lambda: len(world.telegram.sent) >= 50, 20)
+    stopping = time.monotonic()
+    assert world.stop_daemon() == 0
+    assert time.monotonic() - stopping < 10
+    delivered_before_stop = len(world.telegram.sent)
+    assert delivered_before_stop < len(users), "the stop came too late to test anything"
+    daemon = world.start()
+    assert world.telegram.wait_until(lambda: len(world.telegram.sent) >= len(users), 40)
+    assert "0 failed" in daemon.wait_log("reminders due by", timeout=10)
+    per_chat = [len(world.telegram.messages_to(u)) for u in users]
+    assert per_chat == [1] * len(users), f"stopped after {delivered_before_stop}"
+
+
+def test_100k_stored_reminders_cost_little_memory() -> None:
+    empty = rss_kib_with_reminders(0)
+    full = rss_kib_with_reminders(100_000)
+    print(f"\nRSS after READY: {empty / 1024:.1f} MiB with no reminders, "
+          f"{full / 1024:.1f} MiB with 100,000")
+    assert full - empty < 16 * 1024, "reminders must not be loaded into memory"
