@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all venv test lint demo bench deb systemd-test clean
+.PHONY: all venv test lint demo bench wheels deb systemd-test clean
 
 all: test
 
@@ -23,17 +23,52 @@ lint: venv
 test: lint
 	$(BIN)/pytest
 
+# Local stand-ins of X, Telegram and the price API on 127.0.0.1, the real
+# daemon against them; ends by itself within a minute.
 demo: venv
-	@echo "make demo: not yet (arrives with issue 6)"
+	$(BIN)/python -m tests.demo
 
+# Every figure beside its baseline, measured in the same run (BENCHMARKS.md).
 bench: venv
-	@echo "make bench: not yet (arrives with issue 6)"
+	$(BIN)/python -m tests.benchmarks
 
-deb:
-	@echo "make deb: not yet (arrives with issue 5)"
+# The Debian package (see the end of README.md). `make deb` downloads the
+# hash-checked files of requirements.lock into a cache outside the repo (so a
+# rebuild needs no network), builds dist/buzzbotd_<version>_all.deb with
+# dpkg-buildpackage, and runs lintian on it (errors and warnings fail).
+# Needs, as on the CI machine: apt-get build-dep ./ && apt-get install lintian
+BUZZBOTD_WHEELS ?= $(HOME)/.cache/buzzbotd-wheels
+DEB_PYTHON ?= /usr/bin/python3
+DIST ?= dist
+# (read with sed: this is expanded by every make run, dpkg-dev or not)
+DEB_VERSION = $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB = $(DIST)/buzzbotd_$(DEB_VERSION)_all.deb
+DEB_CHANGES = $(DIST)/buzzbotd_$(DEB_VERSION)_$(DEB_ARCH).changes
+DEB_SOURCES = requirements.lock $(shell find buzzbotd debian systemd doc etc -type f \
+    -not -path 'debian/buzzbotd/*' -not -path 'debian/.debhelper/*' -not -name '*.pyc' \
+    -not -name files -not -name '*.substvars' -not -name '*.debhelper*' -not -name '*-stamp')
 
-systemd-test:
-	@echo "make systemd-test: not yet (arrives with issue 5)"
+wheels:
+	$(DEB_PYTHON) -m pip download --quiet --disable-pip-version-check \
+	    --require-hashes --no-deps --only-binary=:all: --no-binary=sdnotify \
+	    --no-build-isolation --dest "$(BUZZBOTD_WHEELS)" -r requirements.lock
+
+$(DEB): $(DEB_SOURCES)
+	$(MAKE) wheels
+	mkdir -p $(DIST)
+	BUZZBOTD_WHEELS="$(BUZZBOTD_WHEELS)" BUZZBOTD_DEB_DIR="$(abspath $(DIST))" \
+	    dpkg-buildpackage -us -uc -b \
+	    --buildinfo-option=-u$(DIST) --changes-option=-u$(DIST) \
+	    --buildinfo-file=$(DIST)/buzzbotd_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
+	    --changes-file=$(DEB_CHANGES)
+
+deb: $(DEB)
+	lintian --display-info --fail-on error,warning $(DEB_CHANGES)
+	@ls -l $(DEB)
+
+systemd-test: $(DEB)
+	bash tests/systemd/run.sh $(DEB)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
