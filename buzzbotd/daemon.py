@@ -96,6 +96,7 @@ class Daemon:
             from buzzbotd.telegram_bot import TelegramBot
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
+            self.bot.on_state_change = self.watchdog.refresh_status
 
     async def _run_without_bot(self) -> None:
         stop = asyncio.Event()

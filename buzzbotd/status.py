@@ -18,6 +18,7 @@ from buzzbotd.db.models import Post, Reminder, TelegramUser
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
+CONFLICT_SHOWN_FOR = timedelta(minutes=3)
 
 
 def collect(settings: Settings, now: datetime) -> dict[str, Any]:
@@ -34,6 +35,7 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
                  Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
                  .group_by(Reminder.enabled).tuples()}
     heartbeat = state.get_time(state.HEARTBEAT)
+    conflict = state.get_time(state.TELEGRAM_CONFLICT)
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
@@ -53,6 +55,8 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "reminders_enabled": reminders.get(True, 0),
             "reminders_disabled": reminders.get(False, 0),
             "last_conflict_at": state.get(state.TELEGRAM_CONFLICT),
+            # The bot records a conflict at most once a minute while it lasts.
+            "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
         "health": {
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
@@ -86,6 +90,8 @@ def status_line(report: dict[str, Any]) -> str:
     if telegram["enabled"]:
         count = telegram["reminders_enabled"]
         parts.append(f"{count} reminder{'s' if count != 1 else ''}")
+        if telegram["conflict_now"]:
+            parts.append("409 Conflict: another bot instance polls this token")
     else:
         parts.append("Telegram off")
     return "ready: " + ", ".join(parts)

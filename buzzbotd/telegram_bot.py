@@ -180,6 +180,8 @@ class TelegramBot:
         self.report = report
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Set by the daemon: refreshes systemd's STATUS= after /pause, /resume or a 409.
+        self.on_state_change: Callable[[], Awaitable[None]] | None = None
         self._last_logged: dict[str, float] = {}
         self._closing = False
         self._rounds: set[asyncio.Task] = set()
@@ -459,6 +461,7 @@ class TelegramBot:
         if await self._refused(update):
             return
         await self._db(state.set_paused, paused, self.clock())
+        await self._state_changed()
         log.info("admin %d: scheduled posting %s", _user_id(update),
                  "paused" if paused else "resumed")
         text = ("Scheduled tweets paused; slots that pass meanwhile are skipped. /resume to "
@@ -489,6 +492,7 @@ class TelegramBot:
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
                 await self._db(state.put_time, state.TELEGRAM_CONFLICT, self.clock())
+                await self._state_changed()
             return
         if update is None and isinstance(error, NetworkError):
             if self._due_to_log("network"):
@@ -509,6 +513,10 @@ class TelegramBot:
                 log.warning("could not tell the user about the error: %s", e)
 
     # -- helpers ---------------------------------------------------------------
+
+    async def _state_changed(self) -> None:
+        if self.on_state_change is not None:
+            await self.on_state_change()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self.owner.submit(fn, *args))

@@ -239,9 +239,9 @@ def test_tweet_posts_now_when_x_is_on(tmp_path: Path) -> None:
 
 def test_409_conflict_is_logged_once_a_minute_and_shown_in_status(tmp_path: Path) -> None:
     world = World(tmp_path)
-    world.telegram.conflict = True        # another instance polls the same token
     try:
         daemon = world.start()
+        world.telegram.conflict = True        # another instance starts polling the token
         assert world.telegram.wait_until(lambda: world.telegram.conflicts >= 3, 20)
         lines = [line for _, line in daemon.lines if "409 Conflict" in line]
         assert len(lines) == 1, lines
@@ -252,6 +252,9 @@ def test_409_conflict_is_logged_once_a_minute_and_shown_in_status(tmp_path: Path
                                timeout=30).stdout
         assert "409 Conflict" in shown, shown
         assert status_json(world.config)["telegram"]["last_conflict_at"]
+        assert world.notify is not None
+        world.notify.wait_for(lambda m: m.startswith("STATUS=ready: ") and "409 Conflict: "
+                              "another bot instance polls this token" in m, timeout=5)
         # The daemon stayed up and recovers as soon as the other instance is gone.
         world.telegram.conflict = False
         assert "/price" in world.telegram.ask(new_user(), "/help", timeout=40)
