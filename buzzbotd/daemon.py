@@ -153,9 +153,12 @@ class Daemon:
     async def _shutdown(self) -> None:
         # The scheduler stops while the loop still turns, so a job that is
         # sending through the bot can finish; the poster stops waiting between
-        # retries (an open slot is settled at the next start).
+        # retries (an open slot is settled at the next start) and the bot starts
+        # no new reminder (those not sent stay due for the next start).
         if self.poster is not None:
             self.poster.stop()
+        if self.bot is not None:
+            self.bot.stop_sending()
         await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
         for task in list(self._tasks):
             if task is not asyncio.current_task():

@@ -230,10 +230,15 @@ class TelegramBot:
                                f"{self.settings.telegram.api_base} (401 Unauthorized); "
                                "expected the token @BotFather gave you"]) from None
 
+    def stop_sending(self) -> None:
+        """At shutdown, first: no new reminder is sent, so a dispatch round ends as
+        soon as the sends in flight are answered and recorded."""
+        self._closing = True
+
     def stop_running(self) -> None:
         """In the loop, at shutdown: no new reminder is sent, those in flight get
         CLOSE_GRACE_S to finish (and be recorded), then polling stops."""
-        self._closing = True
+        self.stop_sending()
         if not self._rounds:
             self.application.stop_running()
             return
