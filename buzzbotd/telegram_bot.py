@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -51,6 +52,12 @@ from buzzbotd.price import PriceError, Quote
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.telegram")
+
+# httpcore asks `import sniffio` several times per async request to learn which
+# event loop runs it; sniffio is not installed (anyio 4 does not need it), so each
+# ask searched sys.path on disk and failed: 57 µs a call here (more on an SD
+# card), 2 µs once marked absent. httpcore then assumes asyncio, which runs here.
+sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 T = TypeVar("T")
 
 POLLING_ERROR_LOG_EVERY_S = 60.0   # a stream of the same polling error is logged once a minute
@@ -65,6 +72,9 @@ SEND_CONCURRENCY = 32          # reminders in flight; bounds how long a reply wa
 CLOSE_GRACE_S = 2.0            # at stop: how long sends in flight get to finish
 PRICE_MAX_AGE_S = 60           # one price fetch a minute serves every /price and reminder
 TELEGRAM_TEXT_MAX = 4096
+# getUpdates waits up to this long for a message (Telegram allows 50 s). Replies are
+# as quick either way; an idle bot makes one request in 50 s instead of 10 s.
+POLL_TIMEOUT_S = 50
 
 PUBLIC_COMMANDS = [
     BotCommand("price", "the Bitcoin price now"),
@@ -224,7 +234,7 @@ class TelegramBot:
         self.application.on_started = on_started
         try:
             self.application.run_polling(stop_signals=None, allowed_updates=["message"],
-                                         close_loop=False)
+                                         timeout=POLL_TIMEOUT_S, close_loop=False)
         except InvalidToken:
             raise ConfigError([f"{self.settings.path}: telegram.token: refused by "
                                f"{self.settings.telegram.api_base} (401 Unauthorized); "
