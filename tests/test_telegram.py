@@ -241,7 +241,7 @@ def test_409_conflict_is_logged_once_a_minute_and_shown_in_status(tmp_path: Path
     world = World(tmp_path)
     try:
         daemon = world.start()
-        world.telegram.conflict = True        # another instance starts polling the token
+        world.telegram.start_conflict()       # another instance starts polling the token
         assert world.telegram.wait_until(lambda: world.telegram.conflicts >= 3, 20)
         lines = [line for _, line in daemon.lines if "409 Conflict" in line]
         assert len(lines) == 1, lines

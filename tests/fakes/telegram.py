@@ -104,6 +104,15 @@ class FakeTelegram(FakeAPI):
             self._updates_changed.notify_all()
         return update_id
 
+    def start_conflict(self) -> None:
+        """Another instance starts polling the token: the waiting getUpdates ends with
+        409 at once, as Telegram does, and so does every later one until
+        `conflict = False`."""
+        with self._lock:
+            self.conflict = True
+            self._poller += 1
+            self._updates_changed.notify_all()
+
     def block(self, chat_id: int) -> None:
         with self._lock:
             self._blocked.add(chat_id)
