@@ -244,11 +244,35 @@ def bench_crash_trials(quick: bool) -> list[Row]:
              f"{n} / {n} slots with exactly 1", f"{r['slots_with_1'] / n:.2f}")]
 
 
+def bench_reminders(quick: bool) -> list[Row]:
+    from tests.telegram_world import burst, due_query_ms, rss_kib_with_reminders
+    n_burst = 60 if quick else 1000
+    n_stored = 10_000 if quick else 100_000
+    b = burst(n_burst)
+    q = due_query_ms(n_stored)
+    empty, full = rss_kib_with_reminders(0), rss_kib_with_reminders(n_stored)
+    _, bare_rss = bare_import()
+    uses_index = all("USING INDEX reminder_due" in step for step in q["plan"])
+    return [
+        (f"reminder burst: {n_burst} due at once, delivered/s",
+         f"{b['msg_per_s']:.1f}/s, {b['delivered']} delivered, exactly once: "
+         f"{b['exactly_once']}, max {b['max_in_any_second']} in any second, "
+         f"429s {sum(b['too_many'].values())}",
+         "the server's limit 30/s (ours: 28/s)", f"{b['msg_per_s'] / 30:.2f}"),
+        (f"dispatch query with {n_stored:,} reminders ({q['rows']} due)",
+         f"{q['ms']:.2f} ms median", "index reminder_due used: " + str(uses_index), "—"),
+        (f"RSS after READY with {n_stored:,} reminders (Telegram on)",
+         f"{full / 1024:.1f} MiB (none stored: {empty / 1024:.1f} MiB)",
+         f"bare import {bare_rss / 1024:.1f} MiB", f"{full / bare_rss:.2f}×"),
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "startup": bench_startup,
     "idle_cpu": bench_idle_cpu,
     "database": bench_database,
     "slot_latency": bench_slot_latency,
+    "reminders": bench_reminders,
     "crash_trials": bench_crash_trials,
 }
 

@@ -39,8 +39,10 @@ def hhmmss(when: datetime) -> str:
 
 
 def expected_text(price: float, change: float, when: datetime) -> str:
+    """The tweet for a slot at `when`: "… at 14:37:05 UTC", or "… at 14:37 UTC" on the minute."""
+    seconds = ":%S" if when.second else ""
     return TEMPLATE.format(price=price, change_24h=change,
-                           time=when.astimezone(UTC).strftime("%H:%M:%S UTC"))
+                           time=when.astimezone(UTC).strftime(f"%H:%M{seconds} UTC"))
 
 
 def status_json(config: Path) -> dict[str, Any]:

@@ -1,0 +1,19 @@
+"""The benchmarks run and print a full table (their figures are reported, not judged)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.benchmarks import BENCHMARKS
+from tests.harness import REPO
+
+
+def test_every_benchmark_runs_and_prints_its_rows() -> None:
+    out = subprocess.run([sys.executable, "-m", "tests.benchmarks", "--quick"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ")][2:]
+    assert len(rows) >= len(BENCHMARKS), out.stdout
+    assert all(line.count(" | ") == 3 for line in rows), out.stdout
+    assert "Traceback" not in out.stderr
