@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from buzzbotd import __version__
+from buzzbotd import __version__, tls
 from buzzbotd.config import PriceSettings
 from buzzbotd.scheduler import utc_now
 
@@ -61,7 +61,7 @@ class PriceClient:
         self.backoff_s = backoff_s
         self.clock = clock
         self.sleep = sleep
-        self._http = httpx.Client(timeout=settings.timeout_s,
+        self._http = httpx.Client(timeout=settings.timeout_s, verify=tls.context(),
                                   headers={"User-Agent": f"buzzbotd/{__version__}"})
         self._cache_lock = threading.Lock()
         self._cached: Quote | None = None

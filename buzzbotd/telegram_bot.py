@@ -44,8 +44,9 @@ from telegram.ext import (
     TypeHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
-from buzzbotd import reminders, state, status
+from buzzbotd import reminders, state, status, tls
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.price import PriceError, Quote
@@ -208,6 +209,11 @@ class TelegramBot:
             .base_url(f"{t.api_base}/bot")
             .base_file_url(f"{t.api_base}/file/bot")
             .rate_limiter(limiter)
+            # PTB's defaults (256 connections; 1 for getUpdates), sharing one TLS context.
+            .request(HTTPXRequest(connection_pool_size=256,
+                                  httpx_kwargs={"verify": tls.context()}))
+            .get_updates_request(HTTPXRequest(connection_pool_size=1,
+                                              httpx_kwargs={"verify": tls.context()}))
             .concurrent_updates(16)    # a slow /tweet or /price never holds up other users
             .post_init(self._post_init)
             .build()

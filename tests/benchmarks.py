@@ -49,8 +49,11 @@ def _cpu_seconds(pid: int) -> float:
 
 def bare_import() -> tuple[float, int]:
     """Wall seconds and max RSS (KiB) of a bare import of the dependencies."""
-    code = (f"import time, resource; t = time.monotonic(); {BARE_IMPORT}; "
-            "print(time.monotonic() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak RSS over exec into
+    # ru_maxrss, so a big benchmark process would inflate the baseline.
+    code = (f"import time; t = time.monotonic(); {BARE_IMPORT}; "
+            "print(time.monotonic() - t, next(int(l.split()[1]) for l in "
+            "open('/proc/self/status') if l.startswith('VmHWM:')))")
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
@@ -99,11 +102,12 @@ class Fakes:
 
 def bench_startup(quick: bool) -> list[Row]:
     n = 2 if quick else 7
-    bare = [bare_import() for _ in range(n)]
+    bare = []
     ready: dict[str, list[float]] = {"off": [], "on": []}
     rss: dict[str, list[int]] = {"off": [], "on": []}
     with Fakes() as fakes:
-        for _ in range(n):
+        for _ in range(n):         # interleaved, so a noisy moment hits all three alike
+            bare.append(bare_import())
             for mode in ("off", "on"):
                 with tempfile.TemporaryDirectory() as d:
                     run = Run(Path(d), **(_all_on(Path(d), fakes) if mode == "on" else {}))
