@@ -1,0 +1,107 @@
+"""Slot arithmetic across DST changes, with an injected clock (no waiting on real
+time): timeofday's rules, and the real Poster posting through the real tweepy
+client to the fake X server at those instants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from buzzbotd import config, state, timeofday
+from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd.price import PriceClient
+from buzzbotd.x import Poster
+from tests.fakes.price import FakePrice
+from tests.fakes.x import FakeX
+from tests.x_world import x_config
+
+BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_a_time_in_the_spring_gap_happens_when_the_gap_ends() -> None:
+    # 2027-03-28: Berlin jumps from 02:00 CET to 03:00 CEST (01:00 UTC).
+    assert timeofday.instant(date(2027, 3, 28), time(2, 30), BERLIN) == utc("2027-03-28T01:00")
+    assert timeofday.instant(date(2027, 3, 27), time(2, 30), BERLIN) == utc("2027-03-27T01:30")
+    assert timeofday.instant(date(2027, 3, 29), time(2, 30), BERLIN) == utc("2027-03-29T00:30")
+
+
+def test_a_time_that_happens_twice_in_the_fall_happens_once() -> None:
+    # 2027-11-07: New York falls back from 02:00 EDT to 01:00 EST; 01:30 happens twice.
+    day = list(timeofday.occurrences([time(1, 30)], NEW_YORK, utc("2027-11-07T00:00"),
+                                     utc("2027-11-08T00:00")))
+    assert day == [utc("2027-11-07T05:30")]                      # 01:30 EDT, the first
+    assert timeofday.next_occurrence([time(1, 30)], NEW_YORK, day[0]) == \
+        utc("2027-11-08T06:30")                                  # the next day, EST
+
+
+def test_hh_mm_ss_slots_and_their_keys() -> None:
+    times = [time(8, 0, 30), time(20, 15, 5)]
+    got = list(timeofday.occurrences(times, BERLIN, utc("2026-11-22T00:00"),
+                                     utc("2026-11-23T00:00")))
+    assert [timeofday.slot_key(t) for t in got] == ["2026-11-22T07:00:30Z",
+                                                    "2026-11-22T19:15:05Z"]
+    assert timeofday.local_label(got[0], BERLIN) == "08:00:30 CET"
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeX, FakePrice]]:
+    x, price = FakeX(reject_duplicates=False).start(), FakePrice().start()
+    yield x, price
+    x.stop()
+    price.stop()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock
+           ) -> tuple[Poster, DatabaseOwner]:
+    x, price = fakes
+    settings = config.load(x_config(tmp_path, x, price, [local_time]))
+    settings = replace(settings, x=replace(settings.x, timezone=zone))
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    owner.call(state.first_start, clock.now - timedelta(days=2))
+    return Poster(settings, owner, PriceClient(settings.price), clock=clock), owner
+
+
+def posted_keys(owner: DatabaseOwner) -> list[str]:
+    return owner.call(lambda: [p.slot_key for p in Post.select().where(Post.state == "posted")
+                               .order_by(Post.due_at)])
+
+
+@pytest.mark.parametrize(("local_time", "zone", "day_start", "slot", "day_end"), [
+    ("02:30", "Europe/Berlin", "2027-03-27T23:00", "2027-03-28T01:00", "2027-03-28T22:00"),
+    ("01:30", "America/New_York", "2027-11-07T04:00", "2027-11-07T05:30", "2027-11-08T04:59"),
+])
+def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, fakes, local_time, zone,
+                                            day_start, slot, day_end) -> None:
+    x, _ = fakes
+    clock = Clock(utc(day_start))
+    post, owner = poster(tmp_path, fakes, local_time, zone, clock)
+    try:
+        assert post.next_slot(clock.now) == utc(slot)
+        # The scheduler would run it at the slot and then at every other instant of
+        # that local day it might wake: here every 10 minutes of it.
+        while clock.now <= utc(day_end):
+            post.run_due()
+            clock.now += timedelta(minutes=10)
+        assert posted_keys(owner) == [timeofday.slot_key(utc(slot))]
+        assert len(x.tweets) == 1
+        assert post.next_slot(utc(slot)) > utc(day_end)
+    finally:
+        owner.stop()
