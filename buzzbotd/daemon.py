@@ -182,8 +182,8 @@ class Daemon:
         return status.collect(self.settings, self.clock())
 
     def _heartbeat_report(self) -> dict[str, Any]:
-        state.put_time(state.HEARTBEAT, self.clock())
-        state.put(state.HEALTH, "; ".join(self.watchdog.problems))
+        state.put_many({state.HEARTBEAT: utc_text(self.clock()),
+                        state.HEALTH: "; ".join(self.watchdog.problems)})
         return self.report()
 
     async def _ping_database(self) -> None:

@@ -27,6 +27,17 @@ def put(key: str, value: str) -> None:
     Meta.insert(key=key, value=value).on_conflict_replace().execute()
 
 
+def put_many(values: dict[str, str]) -> None:
+    Meta.insert_many([{"key": k, "value": v} for k, v in values.items()]) \
+        .on_conflict_replace().execute()
+
+
+def snapshot() -> dict[str, str]:
+    """Every value in one query (status reads several; building each query costs
+    more than running it)."""
+    return dict(Meta.select(Meta.key, Meta.value).tuples())
+
+
 def get_time(key: str) -> datetime | None:
     value = get(key)
     return parse_utc(value) if value else None

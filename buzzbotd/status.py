@@ -14,7 +14,7 @@ import peewee
 
 from buzzbotd import __version__, state, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db.models import Post, Reminder, TelegramUser
+from buzzbotd.db.models import Post, Reminder, TelegramUser, parse_utc
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
@@ -34,14 +34,15 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     reminders = {bool(enabled): count for enabled, count in
                  Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
                  .group_by(Reminder.enabled).tuples()}
-    heartbeat = state.get_time(state.HEARTBEAT)
-    conflict = state.get_time(state.TELEGRAM_CONFLICT)
+    meta = state.snapshot()
+    heartbeat = _time(meta.get(state.HEARTBEAT))
+    conflict = _time(meta.get(state.TELEGRAM_CONFLICT))
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
         "x": {
             "enabled": x.enabled,
-            "paused": state.paused(),
+            "paused": meta.get(state.PAUSED) == "1",
             "last_posts": [{"slot_key": p.slot_key, "kind": p.kind, "state": p.state,
                             "tweet_id": p.tweet_id, "text": p.text, "reason": p.reason,
                             "attempts": p.attempts} for p in posts],
@@ -54,16 +55,20 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "users": TelegramUser.select().count(),
             "reminders_enabled": reminders.get(True, 0),
             "reminders_disabled": reminders.get(False, 0),
-            "last_conflict_at": state.get(state.TELEGRAM_CONFLICT),
+            "last_conflict_at": meta.get(state.TELEGRAM_CONFLICT),
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
         "health": {
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
             "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
-            "problems": state.get(state.HEALTH) or "",
+            "problems": meta.get(state.HEALTH) or "",
         },
     }
+
+
+def _time(text: str | None) -> datetime | None:
+    return parse_utc(text) if text else None
 
 
 def daemon_pid(lock_file: Path) -> int | None:
