@@ -14,14 +14,16 @@ A slot's row moves through these states:
 and must be settled — found on X, or proven absent — before any new POST.
 
 Every function here runs inside the database owner; each change writes a
-PostEvent row and one journal line naming the slot key.
+PostEvent row and, once it is committed, one journal line naming the slot key.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 
+from buzzbotd.db import after_commit
 from buzzbotd.db.models import Post, PostEvent
 
 log = logging.getLogger("buzzbotd.x")
@@ -112,4 +114,6 @@ def open_rows(since: datetime) -> list[Post]:
 
 def _event(post: Post, now: datetime, event: str, detail: str | None, level: int) -> None:
     PostEvent.create(post=post, at=now, event=event, detail=detail)
-    log.log(level, "slot %s: %s%s", post.slot_key, event, f": {detail}" if detail else "")
+    # The journal says what the database holds: the line goes out after the commit.
+    after_commit(functools.partial(log.log, level, "slot %s: %s%s", post.slot_key, event,
+                                   f": {detail}" if detail else ""))

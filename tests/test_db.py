@@ -14,7 +14,15 @@ from pathlib import Path
 import peewee
 import pytest
 
-from buzzbotd.db import DatabaseError, DatabaseOwner, Meta, Post, PostEvent, migrations
+from buzzbotd.db import (
+    DatabaseError,
+    DatabaseOwner,
+    Meta,
+    Post,
+    PostEvent,
+    after_commit,
+    migrations,
+)
 from buzzbotd.db.owner import NotOwnerThread
 from tests.harness import REPO, write_config
 
@@ -104,6 +112,29 @@ def test_transactions_roll_back_on_error(owner: DatabaseOwner) -> None:
     with pytest.raises(ValueError, match="boom"):
         owner.call(half_then_fail)
     assert owner.call(lambda: Post.select().count()) == 0
+
+
+def test_after_commit_runs_once_the_row_is_visible_and_never_on_rollback(
+        owner: DatabaseOwner) -> None:
+    seen: list[int] = []
+
+    def count_from_another_connection() -> None:
+        reader = sqlite3.connect(owner.path)
+        seen.append(reader.execute("SELECT count(*) FROM post").fetchone()[0])
+        reader.close()
+
+    def write(fail: bool) -> None:
+        add_post("fail" if fail else "ok")
+        after_commit(count_from_another_connection)
+        assert seen == [], "ran before the commit"
+        if fail:
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        owner.call(write, True)
+    assert seen == []
+    owner.call(write, False)
+    assert seen == [1]
 
 
 def test_writers_and_status_readers_never_see_locked(tmp_path: Path) -> None:

@@ -45,8 +45,7 @@ def price() -> Iterator[FakePrice]:
 
 
 def events(config: Path, key: str, daemon: Daemon) -> list[tuple[str, str]]:
-    """The slot's ledger events, read after the daemon stopped: a journal line is
-    written inside the owner's transaction, a moment before its commit."""
+    """The slot's ledger events as the database holds them once the daemon stopped."""
     assert daemon.terminate() == 0, daemon.log
     db = sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
     try:

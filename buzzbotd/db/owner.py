@@ -42,6 +42,20 @@ PRAGMAS = {
 }
 
 
+_transaction = threading.local()     # .after_commit: the running call's callbacks
+
+
+def after_commit(callback: Callable[[], object]) -> None:
+    """Inside an owner call: runs `callback` once the call's transaction has
+    committed, and never if it rolls back (e.g. a journal line about a row).
+    Outside a transaction it runs at once."""
+    pending = getattr(_transaction, "after_commit", None)
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)
+
+
 class DatabaseError(Exception):
     """The database cannot be used (unreadable, corrupt, schema too new…)."""
 
@@ -122,8 +136,10 @@ class DatabaseOwner:
             future, fn, args, transaction = item
             if not future.set_running_or_notify_cancel():
                 continue
+            committed: list[Callable[[], object]] = []
             try:
                 if transaction:
+                    _transaction.after_commit = committed
                     with self._db.atomic():
                         result = fn(*args)
                 else:
@@ -131,7 +147,11 @@ class DatabaseOwner:
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 future.set_exception(e)
             else:
+                for callback in committed:
+                    callback()
                 future.set_result(result)
+            finally:
+                _transaction.after_commit = None
             if self._on_beat:
                 self._on_beat()
         self._close()
