@@ -38,9 +38,12 @@ def snapshot() -> dict[str, str]:
     return dict(Meta.select(Meta.key, Meta.value).tuples())
 
 
-def get_time(key: str) -> datetime | None:
-    value = get(key)
+def as_time(value: str | None) -> datetime | None:
     return parse_utc(value) if value else None
+
+
+def get_time(key: str) -> datetime | None:
+    return as_time(get(key))
 
 
 def put_time(key: str, when: datetime) -> None:

@@ -14,7 +14,7 @@ import peewee
 
 from buzzbotd import __version__, state, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db.models import Post, Reminder, TelegramUser, parse_utc
+from buzzbotd.db.models import Post, Reminder, TelegramUser
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
@@ -35,8 +35,8 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
                  Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
                  .group_by(Reminder.enabled).tuples()}
     meta = state.snapshot()
-    heartbeat = _time(meta.get(state.HEARTBEAT))
-    conflict = _time(meta.get(state.TELEGRAM_CONFLICT))
+    heartbeat = state.as_time(meta.get(state.HEARTBEAT))
+    conflict = state.as_time(meta.get(state.TELEGRAM_CONFLICT))
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
@@ -67,10 +67,6 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     }
 
 
-def _time(text: str | None) -> datetime | None:
-    return parse_utc(text) if text else None
-
-
 def daemon_pid(lock_file: Path) -> int | None:
     """The pid of the running daemon, from its lock file, if that process is buzzbotd."""
     try:
@@ -93,8 +89,7 @@ def status_line(report: dict[str, Any]) -> str:
         parts.append(f"next tweet {x['next_slots'][0]['local']}")
     telegram = report["telegram"]
     if telegram["enabled"]:
-        count = telegram["reminders_enabled"]
-        parts.append(f"{count} reminder{'s' if count != 1 else ''}")
+        parts.append(_count(telegram["reminders_enabled"], "reminder"))
         if telegram["conflict_now"]:
             parts.append("409 Conflict: another bot instance polls this token")
     else:

@@ -22,17 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.harness import REPO, Daemon, NotifySocket, write_config
+from tests.harness import REPO, Daemon, NotifySocket, rss_kib, write_config
 
 BARE_IMPORT = "import telegram.ext, tweepy, peewee, schedule, sdnotify"
 Row = tuple[str, str, str, str]
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -112,7 +105,7 @@ def bench_startup(quick: bool) -> list[Row]:
                 with tempfile.TemporaryDirectory() as d:
                     run = Run(Path(d), **(_all_on(Path(d), fakes) if mode == "on" else {}))
                     ready[mode].append(run.ready_s)
-                    rss[mode].append(_rss_kib(run.daemon.pid))
+                    rss[mode].append(rss_kib(run.daemon.pid))
                     run.stop()
     bare_s = statistics.median(b[0] for b in bare)
     bare_rss = statistics.median(b[1] for b in bare)
@@ -122,9 +115,9 @@ def bench_startup(quick: bool) -> list[Row]:
         rows.append((f"start → READY=1, {label} (median of {n})", f"{ready_s * 1000:.0f} ms",
                      f"bare import {bare_s * 1000:.0f} ms", f"{ready_s / bare_s:.2f}×"))
     for mode, label in (("on", "X and Telegram on"), ("off", "X and Telegram off")):
-        rss_kib = statistics.median(rss[mode])
-        rows.append((f"RSS after READY, {label}", f"{rss_kib / 1024:.1f} MiB",
-                     f"bare import {bare_rss / 1024:.1f} MiB", f"{rss_kib / bare_rss:.2f}×"))
+        median_kib = statistics.median(rss[mode])
+        rows.append((f"RSS after READY, {label}", f"{median_kib / 1024:.1f} MiB",
+                     f"bare import {bare_rss / 1024:.1f} MiB", f"{median_kib / bare_rss:.2f}×"))
     return rows
 
 

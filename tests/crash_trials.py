@@ -21,7 +21,15 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.harness import Daemon
-from tests.x_world import expected_text, hhmmss, post_row, slot_in, wait_final, x_config
+from tests.x_world import (
+    expected_text,
+    hhmmss,
+    post_row,
+    slot_in,
+    tweets_per_slot,
+    wait_final,
+    x_config,
+)
 
 # Where the kill lands: on the journal line of a ledger step, inside X's
 # handler after the tweet is stored (before the answer), or at a random delay
@@ -60,7 +68,7 @@ def run_trials(n: int, workdir: Path, seed: int | None = None) -> dict[str, obje
     finally:
         x.stop()
         price.stop()
-    per_slot = Counter(min(Counter(x.texts())[text], 2) for text in texts.values())
+    per_slot = tweets_per_slot(x, texts)
     return {"trials": n, "kill_points": dict(points),
             "slots_with_0": per_slot[0], "slots_with_1": per_slot[1],
             "slots_with_2_or_more": per_slot[2], "post_attempts": x.post_attempts,

@@ -19,7 +19,7 @@ from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import utc_text
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.harness import Daemon, NotifySocket, write_config
+from tests.harness import Daemon, NotifySocket, rss_kib, write_config
 
 ADMIN = 1000
 FIRST_SEEDED_USER = 10_000_000
@@ -175,10 +175,7 @@ def rss_kib_with_reminders(n: int) -> int:
                            spread_s=20 * 3600)
             daemon = world.start()
             world.telegram.wait_for_polls(1)
-            for line in Path(f"/proc/{daemon.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-            raise RuntimeError("no VmRSS")
+            return rss_kib(daemon.pid)
         finally:
             world.close()
 
