@@ -211,6 +211,8 @@ def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None
         if (reminder.timezone, reminder.chat_id, reminder.enabled) == (timezone_name, chat_id,
                                                                        True):
             return SetResult("unchanged", _view(reminder))
+        if reminder.timezone != timezone_name:
+            reminder.last_sent_local_date = _last_sent_in(reminder, zone(timezone_name))
         reminder.timezone, reminder.chat_id, reminder.enabled = timezone_name, chat_id, True
         reminder.next_due_at = _next_for(reminder, now)
         reminder.save()
@@ -248,6 +250,18 @@ def _view(reminder: Reminder) -> ReminderView:
                         bool(reminder.enabled))
 
 
+def _last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
+    """The local date, in `new_zone`, of the reminder's last send. The stored date is a
+    day in the old zone: compared with days in the new one it would skip a day (moving
+    west) or repeat one (moving east), so the instant it names is carried over."""
+    last = reminder.last_sent_local_date
+    if not last:
+        return None
+    sent_at = timeofday.instant(date.fromisoformat(last), time.fromisoformat(
+        reminder.local_time), zone(reminder.timezone))
+    return sent_at.astimezone(new_zone).date().isoformat()
+
+
 def _next_for(reminder: Reminder, after: datetime) -> datetime:
     last = reminder.last_sent_local_date
     return next_due(time.fromisoformat(reminder.local_time), zone(reminder.timezone), after,
@@ -280,6 +294,9 @@ def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = 
     due longer ago than `grace_s` (missed while the daemon was down) are skipped to
     their next day here, and logged."""
     rows = list(due_query(now, cursor, limit))
+    # Read before the loop: skipping a row moves its next_due_at to another day, and
+    # a cursor taken from it would jump over every row still due this minute.
+    last = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
     oldest = now - timedelta(seconds=grace_s)
     due, skipped = [], 0
     for row in rows:
@@ -292,8 +309,7 @@ def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = 
         log.info("reminder %d for user %d due %s was missed by %ds (more than "
                  "telegram.reminder_grace_s = %ds): skipped, next %s", row.id, row.user_id,
                  utc_text(row.next_due_at), missed, grace_s, utc_text(row.next_due_at))
-    cursor = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
-    return DuePage(due, skipped, cursor)
+    return DuePage(due, skipped, last)
 
 
 def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,

@@ -116,6 +116,29 @@ def test_sent_once_per_local_day_even_when_set_again_after_it_was_sent(
     assert len(minutes.sent) == 1
 
 
+@pytest.mark.parametrize("old_zone, new_zone, sent_at, expected", [
+    # East across the date line: sent at 08:00 in Honolulu (18:00 UTC), which is
+    # already 03:00 the next day in Tokyo; the next is Tokyo's 08:00 the day after,
+    # not five hours later (two on one Tokyo day).
+    ("Pacific/Honolulu", "Asia/Tokyo", utc(2027, 6, 1, 18, 0), utc(2027, 6, 2, 23, 0)),
+    # West: sent at 08:00 on 2 June in Tokyo, which is still 1 June in Honolulu; the
+    # next is Honolulu's 08:00 on 2 June, not a day later (a day without one).
+    ("Asia/Tokyo", "Pacific/Honolulu", utc(2027, 6, 1, 23, 0), utc(2027, 6, 2, 18, 0)),
+])
+def test_a_new_zone_counts_the_last_send_in_that_zone(
+        owner: DatabaseOwner, old_zone: str, new_zone: str, sent_at: datetime,
+        expected: datetime) -> None:
+    start = sent_at - 2 * MINUTE
+    remind(owner, 7, "08:00", old_zone, start)
+    minutes = Minutes(owner)
+    minutes.run(start, sent_at + MINUTE)
+    assert [when for _, when in minutes.sent] == [sent_at]
+    assert remind(owner, 7, "08:00", new_zone, sent_at + 5 * MINUTE).outcome == "updated"
+    row = owner.call(lambda: Reminder.get())
+    assert row.next_due_at == expected
+    assert row.last_sent_local_date == sent_at.astimezone(ZoneInfo(new_zone)).date().isoformat()
+
+
 def test_one_reminder_per_time_at_most_five_zone_never_null(owner: DatabaseOwner) -> None:
     now = utc(2027, 1, 1)
     assert remind(owner, 7, "08:00", None, now).reminder.timezone == "UTC"    # the default
@@ -168,6 +191,23 @@ def test_pages_cover_every_due_reminder_once_even_when_sends_fail(owner: Databas
 
     tally = reminders.dispatch(owner, lambda: "t", fail_all, lambda: now, 3600)
     assert tally.failed == 1200 and sorted(seen) == list(range(1, 1201))
+
+
+def test_stale_reminders_filling_a_page_do_not_end_the_round(owner: DatabaseOwner) -> None:
+    """A page whose last row was skipped (past grace) must not move the cursor to that
+    row's next day: the reminders due now, on later pages, are sent this minute."""
+    now = utc(2027, 1, 1, 8, 0)
+    stale = [(u, "06:00") for u in range(1, reminders.PAGE_SIZE + 1)]
+    fresh = [(u, "08:00") for u in range(10_001, 10_101)]
+    owner.call(_insert_due, stale, now - timedelta(hours=2))
+    owner.call(_insert_due, fresh, now)
+    minutes = Minutes(owner)
+    minutes.now = now
+    tally = reminders.dispatch(owner, lambda: "t", minutes.send, lambda: now, 3600)
+    assert (tally.sent, tally.skipped) == (100, reminders.PAGE_SIZE)
+    sent_users = owner.call(lambda: sorted(r.user_id for r in Reminder.select().where(
+        Reminder.last_sent_local_date.is_null(False))))
+    assert sent_users == [u for u, _ in fresh]
 
 
 def _insert_due(seed: list[tuple[int, str]], now: datetime) -> None:
