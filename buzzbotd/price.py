@@ -121,9 +121,13 @@ def _number(coin: dict[str, Any], key: str) -> float:
     value = coin.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PriceError(f"expected a number at bitcoin.{key}, got {_clip(value)}")
-    if not math.isfinite(value):
-        raise PriceError(f"expected a finite number at bitcoin.{key}, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:       # a JSON integer too big for a float, e.g. 10**400
+        number = math.inf
+    if not math.isfinite(number):
+        raise PriceError(f"expected a finite number at bitcoin.{key}, got {_clip(value)}")
+    return number
 
 
 def _clip(value: Any, limit: int = 80) -> str:

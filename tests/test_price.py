@@ -61,6 +61,8 @@ def test_a_hang_times_out(fake: FakePrice) -> None:
     ({"bitcoin": {"usd": 0, "usd_24h_change": 1}}, "positive price"),
     ({"bitcoin": {"usd": True, "usd_24h_change": 1}}, "expected a number at bitcoin.usd"),
     ({"bitcoin": {"usd": 1e400, "usd_24h_change": 1}}, "finite"),
+    ({"bitcoin": {"usd": 10**400, "usd_24h_change": 1}}, "finite number at bitcoin.usd"),
+    ({"bitcoin": {"usd": 5.0, "usd_24h_change": -10**400}}, "bitcoin.usd_24h_change"),
     ({"bitcoin": {"usd": 5.0}}, "bitcoin.usd_24h_change"),
 ])
 def test_bad_answers_are_errors_not_retried(fake: FakePrice, body, message) -> None:
