@@ -49,7 +49,7 @@ from telegram.request import HTTPXRequest
 from buzzbotd import reminders, state, status, tls
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
-from buzzbotd.price import PriceError, Quote
+from buzzbotd.price import PriceError, PriceUnavailable, Quote
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.telegram")
@@ -197,6 +197,7 @@ class TelegramBot:
         self._closing = False
         self._rounds: set[asyncio.Task] = set()
         self._close_task: asyncio.Task | None = None
+        self._price_task: asyncio.Future[Quote] | None = None
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
@@ -303,11 +304,19 @@ class TelegramBot:
     def _reminder_text(self) -> str:
         try:
             return f"⏰ Your daily Bitcoin reminder: {price_text(self._quote())}"
+        except PriceUnavailable as e:
+            if e.last is not None:
+                log.warning("price unavailable for reminders (%s); sending them with the "
+                            "last good price", e)
+                return ("⏰ Your daily Bitcoin reminder: "
+                        f"{stale_price_text(e.last, self.clock())}")
+            error: PriceError = e
         except PriceError as e:
-            # A reminder must arrive, even without its price.
-            log.warning("price unavailable for reminders (%s); sending them without it", e)
-            return ("⏰ Your daily Bitcoin reminder. I can't get the price right now, sorry; "
-                    "try /price in a minute.")
+            error = e
+        # A reminder must arrive, even without its price.
+        log.warning("price unavailable for reminders (%s); sending them without it", error)
+        return ("⏰ Your daily Bitcoin reminder. I can't get the price right now, sorry; "
+                "try /price in a minute.")
 
     def _quote(self) -> Quote:
         return self.prices.latest(PRICE_MAX_AGE_S)
@@ -393,13 +402,26 @@ class TelegramBot:
 
     async def cmd_price(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
-            quote = await asyncio.to_thread(self._quote)
-        except PriceError as e:
+            quote = await self._shared_quote()
+        except PriceUnavailable as e:
+            if e.last is not None:
+                log.info("user %d: /price answered with the last good price (%s)",
+                         _user_id(update), e)
+                await _reply(update, stale_price_text(e.last, self.clock()))
+                return
             log.warning("user %d: /price failed: %s", _user_id(update), e)
             await _reply(update, "Sorry, I can't get the price right now. "
                                  "Please try again in a minute.")
             return
         await _reply(update, price_text(quote))
+
+    async def _shared_quote(self) -> Quote:
+        """The price for /price: every /price asking at once waits for one worker thread
+        (which itself shares a request with the reminders and the poster), so a crowd of
+        /price during a slow price API does not fill the default executor."""
+        if self._price_task is None or self._price_task.done():
+            self._price_task = asyncio.ensure_future(asyncio.to_thread(self._quote))
+        return await asyncio.shield(self._price_task)
 
     async def cmd_remind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
@@ -560,6 +582,26 @@ class TelegramBot:
 
 def price_text(quote: Quote) -> str:
     return f"Bitcoin is at ${quote.price:,.2f} ({quote.change_24h:+.2f}% in 24h)."
+
+
+def stale_price_text(quote: Quote, now: datetime) -> str:
+    """The last good price while the price API fails, saying how old it is."""
+    return (f"Bitcoin was at ${quote.price:,.2f} ({quote.change_24h:+.2f}% in 24h) as of "
+            f"{age_text((now - quote.fetched_at).total_seconds())}; I can't reach the price "
+            "service right now.")
+
+
+def age_text(seconds: float) -> str:
+    """'12 min ago', '3 h 5 min ago', '2 days ago'."""
+    minutes = max(int(seconds // 60), 0)
+    if minutes < 1:
+        return "less than a minute ago"
+    if minutes < 60:
+        return f"{minutes} min ago"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
+    return f"{hours // 24} days ago"
 
 
 def _user_id(update: Update) -> int:

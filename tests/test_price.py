@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from buzzbotd.config import PriceSettings
-from buzzbotd.price import PriceClient, PriceError
+from buzzbotd.price import PriceClient, PriceError, PriceUnavailable
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE, FakePrice
 
@@ -82,3 +83,64 @@ def test_latest_reuses_a_fresh_quote(fake: FakePrice) -> None:
     now[0] += timedelta(seconds=2)
     prices.latest(max_age_s=30)
     assert len(fake.requests) == 2
+
+
+# -- one shared fetch ------------------------------------------------------------------
+
+
+def test_concurrent_askers_share_one_request(fake: FakePrice) -> None:
+    fake.delay_s = 0.5
+    prices = client(fake, [])
+    answers: list[float] = []
+    ready = threading.Barrier(12)
+
+    def ask(poster: bool) -> None:
+        ready.wait()
+        answers.append((prices.fetch() if poster else prices.latest(60)).price)
+
+    threads = [threading.Thread(target=ask, args=(i == 0,), name=f"asker-{i}")
+               for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [67890.12] * 12
+    assert len(fake.requests) == 1
+
+
+def test_an_outage_costs_a_bounded_number_of_requests_and_keeps_the_last_price(
+        fake: FakePrice) -> None:
+    now = [NOW]
+    prices = client(fake, [], clock=lambda: now[0])
+    assert prices.latest(60).price == 67890.12
+    fake.add_fault(ROUTE, Fault.status_code(503), times=10_000)
+    now[0] += timedelta(minutes=12)
+    for _ in range(50):                     # one asker every 2 s for 100 s
+        with pytest.raises(PriceUnavailable, match="HTTP 503") as caught:
+            prices.latest(60)
+        assert caught.value.last is not None and caught.value.last.fetched_at == NOW
+        now[0] += timedelta(seconds=2)
+    # Fetches at +0 s (then held 30 s), +30 s (held 60 s) and +90 s: 3 attempts each,
+    # where each asker used to make 3 of its own (150).
+    assert len(fake.requests) - 1 == 9
+    # The poster's fetch is not held back: a slot needs the price of now.
+    fake.clear_faults()
+    assert prices.fetch().fetched_at == now[0]
+    assert prices.latest(60).fetched_at == now[0]
+    assert len(fake.requests) - 1 == 10
+
+
+def test_a_429_retry_after_holds_the_askers_back_that_long(fake: FakePrice) -> None:
+    now = [NOW]
+    prices = client(fake, [], clock=lambda: now[0])
+    fake.add_fault(ROUTE, Fault.status_code(429, headers={"Retry-After": "120"}), times=3)
+    with pytest.raises(PriceUnavailable) as caught:
+        prices.latest(60)
+    assert caught.value.last is None
+    now[0] += timedelta(seconds=119)
+    with pytest.raises(PriceUnavailable, match="not asking again for 1s"):
+        prices.latest(60)
+    assert len(fake.requests) == 3
+    now[0] += timedelta(seconds=1)
+    assert prices.latest(60).price == 67890.12
+    assert len(fake.requests) == 4

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from buzzbotd.price import Quote
+from buzzbotd.telegram_bot import age_text, stale_price_text
 from tests.fakes.base import Fault
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import FakeTelegram
@@ -306,3 +308,51 @@ def test_the_fake_ends_an_earlier_poller_with_409(tmp_path: Path) -> None:
         assert sorted(answers) == [200, 409] and fake.conflicts == 1
     finally:
         fake.stop()
+
+
+# -- the price, shared ------------------------------------------------------------------
+
+
+def test_concurrent_price_requests_share_one_fetch(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    try:
+        world.start()
+        world.price.delay_s = 1.0             # a slow API: the requests overlap
+        users = [new_user() for _ in range(10)]
+        for user in users:
+            world.telegram.inject_message(user, "/price")
+        assert world.telegram.wait_until(
+            lambda: all(world.telegram.messages_to(u) for u in users), 20)
+        assert all(world.telegram.messages_to(u) == ["Bitcoin is at $67,890.12 (-1.23% in "
+                                                     "24h)."] for u in users)
+        assert len(world.price.requests) == 1
+    finally:
+        world.close()
+
+
+def test_during_a_price_outage_price_requests_do_not_hammer_the_api(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    try:
+        world.price.add_fault("GET /api/v3/simple/price", Fault.status_code(429), times=1000)
+        daemon = world.start()
+        users = [new_user() for _ in range(10)]
+        for user in users:                    # one after another, as people do
+            reply = world.telegram.ask(user, "/price", timeout=20)
+            assert reply.startswith("Sorry, I can't get the price right now"), reply
+        # One fetch of 3 attempts, then held: the other nine were answered at once.
+        assert len(world.price.requests) == 3
+        assert daemon.wait_log("askers get the last good price", 5).startswith("<4>")
+    finally:
+        world.close()
+
+
+def test_the_last_good_price_is_shown_with_its_age() -> None:
+    fetched = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    quote = Quote(67890.12, -1.23, fetched)
+    assert stale_price_text(quote, fetched + timedelta(minutes=12, seconds=40)) == (
+        "Bitcoin was at $67,890.12 (-1.23% in 24h) as of 12 min ago; I can't reach the "
+        "price service right now.")
+    assert age_text(30) == "less than a minute ago"
+    assert age_text(3 * 3600 + 5 * 60) == "3 h 5 min ago"
+    assert age_text(2 * 3600) == "2 h ago"
+    assert age_text(3 * 86400) == "3 days ago"

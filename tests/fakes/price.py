@@ -2,10 +2,13 @@
 
 `set_price(p, change)` sets what it serves; `serve_raw(body)` serves anything
 (malformed JSON, a negative price…) until set_price is called again.
+`delay_s` makes every good answer come that much later (a slow API), so that
+requests overlap; faults from tests.fakes.base apply to ROUTE.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.fakes.base import FakeAPI, Request, Response
@@ -19,6 +22,7 @@ class FakePrice(FakeAPI):
     def __init__(self, price: float = 67890.12, change_24h: float = -1.23) -> None:
         super().__init__()
         self.body: Any = None
+        self.delay_s = 0.0
         self.set_price(price, change_24h)
 
     def set_price(self, price: float, change_24h: float) -> None:
@@ -35,4 +39,6 @@ class FakePrice(FakeAPI):
     def handle(self, request: Request) -> Response:
         if self.route(request) != ROUTE:
             return Response(404, {"error": "not found"})
+        if self.delay_s:
+            time.sleep(self.delay_s)      # this request's own server thread
         return Response(200, self.body)
