@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 import peewee
 
-from buzzbotd import timeofday
+from buzzbotd import faults, timeofday
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 
@@ -330,6 +330,7 @@ def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
 
 def mark_sent(reminder_id: int, due_at: datetime, now: datetime) -> None:
     """Telegram confirmed the message for the occurrence due at `due_at`."""
+    faults.maybe_fail("mark_sent")
     _settle(reminder_id, due_at, now, sent=True)
 
 
@@ -364,6 +365,16 @@ def disable_chat(chat_id: int, now: datetime) -> int:
     return Reminder.update(enabled=False).where(Reminder.chat_id == chat_id).execute()
 
 
+def move_chat(old_chat_id: int, new_chat_id: int, now: datetime) -> int:
+    """A group became a supergroup (Telegram's 400 with migrate_to_chat_id): its
+    reminders, and its users' last chat, move to the new chat id. Returns how many
+    reminders moved."""
+    TelegramUser.update(chat_id=new_chat_id, updated_at=now).where(
+        TelegramUser.chat_id == old_chat_id).execute()
+    return Reminder.update(chat_id=new_chat_id).where(
+        Reminder.chat_id == old_chat_id).execute()
+
+
 # -- the round (in a scheduler worker thread) --------------------------------------------
 
 
@@ -374,6 +385,7 @@ class Tally:
     blocked: int = 0        # 403: the chat's reminders disabled
     rejected: int = 0       # 400: skipped until the next occurrence
     skipped: int = 0        # missed by more than the grace period
+    unrecorded: int = 0     # delivered, but the database write failed: only it is retried
 
     def add(self, other: Tally) -> None:
         for name in vars(self):
@@ -404,8 +416,9 @@ def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
     if tally:
         seconds = monotonic() - started
         log.info("reminders due by %s: %d sent, %d failed (retried next minute), %d blocked, "
-                 "%d rejected, %d skipped; %.1fs, %.1f msg/s", utc_text(now), tally.sent,
-                 tally.failed, tally.blocked, tally.rejected, tally.skipped, seconds,
+                 "%d rejected, %d skipped, %d not recorded; %.1fs, %.1f msg/s",
+                 utc_text(now), tally.sent, tally.failed, tally.blocked, tally.rejected,
+                 tally.skipped, tally.unrecorded, seconds,
                  tally.sent / seconds if seconds else 0.0)
     else:
         log.debug("reminders due by %s: none", utc_text(now))

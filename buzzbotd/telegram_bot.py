@@ -19,14 +19,16 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import BotCommand, BotCommandScopeChat, ChatMember, Update
 from telegram.error import (
     BadRequest,
+    ChatMigrated,
     Conflict,
     Forbidden,
     InvalidToken,
@@ -38,6 +40,7 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -66,6 +69,8 @@ POLLING_ERROR_LOG_EVERY_S = 60.0   # a stream of the same polling error is logge
 # a 429 costs every chat a pause of retry_after, so the margin pays for itself.
 MESSAGES_PER_S = 28
 CHAT_INTERVAL_S = 1.0          # at most one message a second in any one chat
+GROUP_MESSAGES = 20            # Telegram: at most 20 messages a minute in one group
+GROUP_PERIOD_S = 60.0
 RETRY_AFTER_RETRIES = 3        # 429s waited out per message before giving up for this round
 SEND_ATTEMPTS = 3              # per reminder, on network errors, within a round
 SEND_BACKOFF_S = 1.0
@@ -76,6 +81,9 @@ TELEGRAM_TEXT_MAX = 4096
 # getUpdates waits up to this long for a message (Telegram allows 50 s). Replies are
 # as quick either way; an idle bot makes one request in 50 s instead of 10 s.
 POLL_TIMEOUT_S = 50
+# The updates the bot asks Telegram for: messages (commands) and changes of its own
+# membership in a chat (a user who blocks the bot: status "kicked").
+ALLOWED_UPDATES = ["message", "my_chat_member"]
 
 PUBLIC_COMMANDS = [
     BotCommand("price", "the Bitcoin price now"),
@@ -106,10 +114,21 @@ For admins:
 
 
 @dataclass
+class _Page:
+    """What one page of a reminder round has learnt so far."""
+
+    tally: reminders.Tally = field(default_factory=reminders.Tally)
+    refused: set[int] = field(default_factory=set)        # chats that answered 403
+    moved: dict[int, int] = field(default_factory=dict)   # group → its supergroup
+    token_refused: bool = False                            # 401: the rest waits
+
+
+@dataclass
 class _ChatTurn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     free_at: float = 0.0          # loop time from which the chat may get its next message
     users: int = 0
+    answered: deque[float] = field(default_factory=deque)   # groups: the last few answers
 
 
 class ChatRateLimiter(AIORateLimiter):
@@ -117,11 +136,20 @@ class ChatRateLimiter(AIORateLimiter):
     where Telegram also allows only one message a second. Here requests to one chat
     are serialised, each starting CHAT_INTERVAL_S after the previous one was
     *answered*: Telegram received it before it answered, so network jitter can never
-    squeeze two messages to a chat into one second at Telegram's end."""
+    squeeze two messages to a chat into one second at Telegram's end.
 
-    def __init__(self, chat_interval_s: float = CHAT_INTERVAL_S, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    Groups get at most GROUP_MESSAGES in any GROUP_PERIOD_S, counted the same way
+    (a message starts GROUP_PERIOD_S after the answer to the one GROUP_MESSAGES
+    before it). AIORateLimiter's own group limit is off: a leaky bucket lets 20 go
+    at once and then one every 3 s, up to 39 in one minute."""
+
+    def __init__(self, chat_interval_s: float = CHAT_INTERVAL_S,
+                 group_messages: int = GROUP_MESSAGES, group_period_s: float = GROUP_PERIOD_S,
+                 **kwargs: Any) -> None:
+        super().__init__(group_max_rate=0, **kwargs)
         self._chat_interval_s = chat_interval_s
+        self._group_messages = group_messages
+        self._group_period_s = group_period_s
         self._turns: dict[object, _ChatTurn] = {}
 
     async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]],
@@ -133,26 +161,45 @@ class ChatRateLimiter(AIORateLimiter):
                                                  rate_limit_args)
         loop = asyncio.get_running_loop()
         turn = self._turns.setdefault(str(chat_id), _ChatTurn())
+        group = _is_group(chat_id)
         turn.users += 1
         try:
             async with turn.lock:
                 wait = turn.free_at - loop.time()
+                if group and len(turn.answered) >= self._group_messages:
+                    wait = max(wait, turn.answered[0] + self._group_period_s - loop.time())
                 if wait > 0:
                     await asyncio.sleep(wait)
                 try:
                     return await super().process_request(callback, args, kwargs, endpoint,
                                                          data, rate_limit_args)
                 finally:
-                    turn.free_at = loop.time() + self._chat_interval_s
+                    answered = loop.time()
+                    turn.free_at = answered + self._chat_interval_s
+                    if group:
+                        turn.answered.append(answered)
+                        while len(turn.answered) > self._group_messages:
+                            turn.answered.popleft()
         finally:
             turn.users -= 1
             self._forget_idle_chats(loop.time())
 
     def _forget_idle_chats(self, now: float) -> None:
-        # A chat's entry matters only for CHAT_INTERVAL_S after its last message.
+        # A chat's entry matters only for CHAT_INTERVAL_S after its last message (a
+        # group's for GROUP_PERIOD_S).
         if len(self._turns) > 1024:
-            for key in [k for k, t in self._turns.items() if not t.users and t.free_at <= now]:
+            for key in [k for k, t in self._turns.items()
+                        if not t.users and t.free_at <= now
+                        and (not t.answered or t.answered[-1] + self._group_period_s <= now)]:
                 del self._turns[key]
+
+
+def _is_group(chat_id: object) -> bool:
+    """As python-telegram-bot tells: a negative id, or an @name (channels, supergroups)."""
+    try:
+        return int(chat_id) < 0         # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return isinstance(chat_id, str)
 
 
 class _ReportedByUs(logging.Filter):
@@ -183,7 +230,8 @@ class _Application(Application):
 class TelegramBot:
     def __init__(self, settings: Settings, owner: DatabaseOwner, prices: Any, poster: Any,
                  report: Callable[[], dict[str, Any]],
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 limiter: ChatRateLimiter | None = None) -> None:
         self.settings = settings
         self.owner = owner
         self.prices = prices
@@ -198,11 +246,14 @@ class TelegramBot:
         self._rounds: set[asyncio.Task] = set()
         self._close_task: asyncio.Task | None = None
         self._price_task: asyncio.Future[Quote] | None = None
+        # (reminder id, due_at) that Telegram accepted but the database has not recorded.
+        self._delivered: set[tuple[int, datetime]] = set()
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
-        limiter = ChatRateLimiter(overall_max_rate=1, overall_time_period=1 / MESSAGES_PER_S,
-                                  max_retries=RETRY_AFTER_RETRIES)
+        limiter = limiter or ChatRateLimiter(overall_max_rate=1,
+                                             overall_time_period=1 / MESSAGES_PER_S,
+                                             max_retries=RETRY_AFTER_RETRIES)
         self.application = (
             ApplicationBuilder()
             .application_class(_Application)
@@ -221,6 +272,7 @@ class TelegramBot:
         )
         add = self.application.add_handler
         add(TypeHandler(Update, self._touch), group=-1)
+        add(ChatMemberHandler(self.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
         add(CommandHandler(["start", "help"], self.cmd_help))
         add(CommandHandler("price", self.cmd_price))
         add(CommandHandler("remind", self.cmd_remind))
@@ -240,7 +292,7 @@ class TelegramBot:
         """Runs the bot in this (the main) thread until stop_running()."""
         self.application.on_started = on_started
         try:
-            self.application.run_polling(stop_signals=None, allowed_updates=["message"],
+            self.application.run_polling(stop_signals=None, allowed_updates=ALLOWED_UPDATES,
                                          timeout=POLL_TIMEOUT_S, close_loop=False)
         except InvalidToken:
             raise ConfigError([f"{self.settings.path}: telegram.token: refused by "
@@ -295,9 +347,9 @@ class TelegramBot:
 
     # -- reminders -------------------------------------------------------------
 
-    def dispatch_reminders(self) -> None:
+    def dispatch_reminders(self) -> reminders.Tally:
         """Sends the reminders that are due (scheduler job, in a worker thread)."""
-        reminders.dispatch(self.owner, self._reminder_text, self._send_from_thread,
+        return reminders.dispatch(self.owner, self._reminder_text, self._send_from_thread,
                            self.clock, self.settings.telegram.reminder_grace_s,
                            should_stop=lambda: self._closing)
 
@@ -330,34 +382,61 @@ class TelegramBot:
         task = asyncio.current_task()
         assert task is not None
         self._rounds.add(task)
-        tally = reminders.Tally()
-        refused: set[int] = set()       # chats that answered 403 in this round
-        queue = iter(page)              # shared: each reminder is taken by one worker
+        page_ = _Page()
+        # One worker takes all of a chat's reminders and sends them one after another:
+        # a chat gets one message a second anyway, and what the first answer teaches
+        # (403 blocked, 400 moved to a supergroup) applies to the rest without asking again.
+        by_chat: dict[int, list[reminders.Due]] = {}
+        for due in page:
+            by_chat.setdefault(due.chat_id, []).append(due)
+        queue = iter(by_chat.values())  # shared: each chat is taken by one worker
 
         async def worker() -> None:
-            for due in queue:
-                if self._closing:
-                    return
-                if due.chat_id not in refused:
-                    await self._send_reminder(due, text, tally, refused)
+            for dues in queue:
+                for due in dues:
+                    if self._closing or page_.token_refused:
+                        return
+                    if due.chat_id in page_.refused:
+                        break
+                    await self._send_reminder(due, text, page_)
 
         try:
-            await asyncio.gather(*(worker() for _ in range(min(SEND_CONCURRENCY, len(page)))))
+            await asyncio.gather(*(worker() for _ in range(min(SEND_CONCURRENCY,
+                                                               len(by_chat)))))
         finally:
             self._rounds.discard(task)
-        return tally
+        return page_.tally
 
-    async def _send_reminder(self, due: reminders.Due, text: str, tally: reminders.Tally,
-                             refused: set[int]) -> None:
+    async def _send_reminder(self, due: reminders.Due, text: str, page: _Page) -> None:
+        tally = page.tally
+        if (due.id, due.due_at) in self._delivered:
+            # Telegram has it already; only the database write failed. Never twice.
+            await self._record_sent(due, tally, delivered_now=False)
+            return
+        chat_id = page.moved.get(due.chat_id, due.chat_id)
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
-                await self.application.bot.send_message(due.chat_id, text)
+                await self.application.bot.send_message(chat_id, text)
+            except ChatMigrated as e:
+                # The group became a supergroup: its reminders move, this one is sent there.
+                count = await self._db(reminders.move_chat, chat_id, e.new_chat_id,
+                                       self.clock())
+                log.warning("user %d: chat %d became supergroup %d; its %d reminder(s) moved "
+                            "there", due.user_id, chat_id, e.new_chat_id, count)
+                page.moved[chat_id] = chat_id = e.new_chat_id
+            except InvalidToken as e:
+                if not page.token_refused:
+                    page.token_refused = True
+                    log.error("Telegram refused telegram.token while sending reminders (%s); "
+                              "this round stops, its reminders stay due", e)
+                tally.failed += 1
+                return
             except Forbidden as e:
-                refused.add(due.chat_id)
-                count = await self._db(reminders.disable_chat, due.chat_id, self.clock())
+                page.refused.update((due.chat_id, chat_id))
+                count = await self._db(reminders.disable_chat, chat_id, self.clock())
                 log.warning("user %d: Telegram refused reminder %d (%s); %d reminder(s) of "
                             "chat %d disabled until they write to the bot again",
-                            due.user_id, due.id, e.message, count, due.chat_id)
+                            due.user_id, due.id, e.message, count, chat_id)
                 tally.blocked += 1
                 return
             except RetryAfter as e:
@@ -379,15 +458,43 @@ class TelegramBot:
                     return
                 await asyncio.sleep(SEND_BACKOFF_S * 2 ** (attempt - 1))
             else:
-                await self._db(reminders.mark_sent, due.id, due.due_at, self.clock())
-                log.debug("user %d: reminder %d sent", due.user_id, due.id)
-                tally.sent += 1
+                self._delivered.add((due.id, due.due_at))
+                await self._record_sent(due, tally, delivered_now=True)
                 return
+        log.warning("user %d: reminder %d not sent: the chat moved %d times in a row; "
+                    "retried next minute", due.user_id, due.id, SEND_ATTEMPTS)
+        tally.failed += 1
+
+    async def _record_sent(self, due: reminders.Due, tally: reminders.Tally,
+                           delivered_now: bool) -> None:
+        """Records a delivered reminder. If the write fails (disk full, I/O error), the
+        reminder stays due and later rounds retry only this write: _delivered keeps the
+        message from being sent again while the process lives."""
+        if delivered_now:
+            tally.sent += 1
+        try:
+            await self._db(reminders.mark_sent, due.id, due.due_at, self.clock())
+        except Exception as e:  # noqa: BLE001 - any failed write: Telegram has the message
+            log.error("user %d: reminder %d was delivered but could not be recorded (%s: %s); "
+                      "it is not sent again, the record is retried next minute",
+                      due.user_id, due.id, type(e).__name__, e)
+            tally.unrecorded += 1
+            return
+        self._delivered.discard((due.id, due.due_at))
+        if delivered_now:
+            log.debug("user %d: reminder %d sent", due.user_id, due.id)
+        else:
+            log.info("user %d: reminder %d, delivered earlier, is recorded now", due.user_id,
+                     due.id)
 
     # -- commands --------------------------------------------------------------
 
     async def _touch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Before every handler: record the user (and re-enable their refused reminders)."""
+        """Before every handler: record the user (and re-enable their refused reminders).
+        Only a message of theirs counts as writing to the bot: not a change of its
+        membership, and not a command for another bot in a group."""
+        if update.message is None or _for_another_bot(update, context.bot.username):
+            return
         user, chat = update.effective_user, update.effective_chat
         if user is not None and chat is not None:
             await self._db(reminders.touch_user, user.id, chat.id, self.clock(),
@@ -513,7 +620,27 @@ class TelegramBot:
             text += " (X posting is off in the configuration anyway.)"
         await _reply(update, text)
 
+    async def on_my_chat_member(self, update: Update,
+                                context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot's membership changed: a user who blocked it ("kicked" in their private
+        chat), or a group that removed it, gets no more reminders, at once."""
+        change = update.my_chat_member
+        assert change is not None
+        status = change.new_chat_member.status
+        if status not in (ChatMember.BANNED, ChatMember.LEFT):
+            return
+        count = await self._db(reminders.disable_chat, change.chat.id, self.clock())
+        log.warning("user %d: the bot was %s from chat %d; %d reminder(s) disabled until "
+                    "they write to the bot again", change.from_user.id,
+                    "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
+                    count)
+
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if _for_another_bot(update, context.bot.username):
+            # In a group, /price@otherbot is another bot's business: no reply.
+            log.debug("chat %d: %s is for another bot; ignored", update.effective_chat.id
+                      if update.effective_chat else 0, _command_word(update))
+            return
         command = _command(update)
         head = f"I don't know /{command}." if command else "I only understand commands."
         await _reply(update, f"{head} /help lists what I can do.")
@@ -615,6 +742,18 @@ def _command(update: Update) -> str:
     if not text or not text.startswith("/"):
         return ""
     return text.split()[0][1:].split("@")[0][:32]
+
+
+def _command_word(update: Update) -> str:
+    """'/remind@buzzbot' for '/remind@buzzbot 08:30'; '' for plain text."""
+    text = update.effective_message.text if update.effective_message else None
+    return text.split()[0][:64] if text and text.startswith("/") else ""
+
+
+def _for_another_bot(update: Update, username: str | None) -> bool:
+    """True for '/price@otherbot': a command addressed to a bot other than this one."""
+    _, at, name = _command_word(update).partition("@")
+    return bool(at) and name.lower() != (username or "").lower()
 
 
 async def _reply(update: Update, text: str) -> None:

@@ -6,17 +6,21 @@ Shared by the Telegram and reminder tests and by tests/benchmarks.py: no pytest 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from buzzbotd import reminders
+from buzzbotd import config, reminders
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import utc_text
+from buzzbotd.price import PriceClient
+from buzzbotd.telegram_bot import ChatRateLimiter, TelegramBot
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.harness import Daemon, NotifySocket, rss_kib, write_config
@@ -51,10 +55,12 @@ def minute_of(when: datetime) -> datetime:
 
 
 def seed_reminders(path: Path, n: int, first_due: datetime, spread_s: float = 0,
-                   first_user: int = FIRST_SEEDED_USER) -> list[int]:
+                   first_user: int = FIRST_SEEDED_USER, chat_id: int | None = None
+                   ) -> list[int]:
     """n users, each with one daily UTC reminder; reminder i is due at the minute of
     first_due + i*spread_s/n. One bulk transaction (100k rows in about a second).
-    Returns the user ids (= their private chat ids)."""
+    Returns the user ids (= their private chat ids). With `chat_id` (a group, < 0),
+    every reminder is for that chat."""
     create_database(path)
     now = utc_text(datetime.now(UTC))
     users, rows = [], []
@@ -62,12 +68,13 @@ def seed_reminders(path: Path, n: int, first_due: datetime, spread_s: float = 0,
         user = first_user + i
         due = minute_of(first_due + timedelta(seconds=spread_s * i / max(n, 1)))
         users.append(user)
-        rows.append((user, user, due.strftime("%H:%M"), "UTC", utc_text(due), now))
+        rows.append((user, chat_id or user, due.strftime("%H:%M"), "UTC", utc_text(due),
+                     now))
     db = sqlite3.connect(path)
     with db:
         db.executemany("INSERT INTO telegram_user (id, chat_id, timezone, blocked, created_at, "
                        "updated_at) VALUES (?, ?, 'UTC', 0, ?, ?)",
-                       [(u, u, now, now) for u in users])
+                       [(u, chat_id or u, now, now) for u in users])
         db.executemany("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
                        "next_due_at, enabled, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)", rows)
     db.close()
@@ -119,6 +126,55 @@ class World:
         self.price.stop()
 
 
+class BotInProcess:
+    """The real TelegramBot (python-telegram-bot and its rate limiter) and a real
+    DatabaseOwner in this process, talking to the fakes, with an injected clock: a
+    reminder round runs when the test says, for the instant it says, so a test of
+    several minutes' rounds takes seconds. `limiter` and the fake's limits are
+    parameters, e.g. a group window of seconds instead of a minute."""
+
+    def __init__(self, directory: Path, limiter: ChatRateLimiter | None = None,
+                 **fake_limits: Any) -> None:
+        self.telegram = FakeTelegram(**fake_limits).start()
+        self.price = FakePrice().start()
+        self.settings = config.load(telegram_config(directory, self.telegram, self.price))
+        self.database = self.settings.daemon.database
+        create_database(self.database)
+        self.now = minute_of(datetime.now(UTC))
+        self.owner = DatabaseOwner(self.database)
+        self.prices = PriceClient(self.settings.price)
+        self.bot = TelegramBot(self.settings, self.owner, self.prices, None, report=dict,
+                               clock=lambda: self.now, limiter=limiter)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="bot-loop",
+                                        daemon=True)
+
+    def start(self) -> BotInProcess:
+        self.owner.start()
+        self._thread.start()
+        self.bot.attach_loop(self.loop)
+        self.bot.run_in_loop(self.bot.application.initialize(), timeout=30)
+        return self
+
+    def round(self, now: datetime) -> reminders.Tally:
+        """One reminder round at `now`, as the scheduler's minute job runs it."""
+        self.now = now
+        return self.bot.dispatch_reminders()
+
+    def close(self) -> None:
+        try:
+            if self._thread.is_alive():
+                self.bot.run_in_loop(self.bot.application.shutdown(), timeout=30)
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self._thread.join(10)
+            self.loop.close()
+        finally:
+            self.owner.stop()
+            self.prices.close()
+            self.telegram.stop()
+            self.price.stop()
+
+
 def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
     """n users whose reminders are all due this minute, against the rate-limited fake:
     what arrived, how fast, and how many 429s it cost."""
@@ -147,7 +203,7 @@ def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
                 "exactly_once": sorted(per_chat) == users and set(per_chat.values()) == {1},
                 "still_due": still_due,
                 "msg_per_s": (len(times) - 1) / span if span else 0.0,
-                "max_in_any_second": _max_in_window(times, 1.0),
+                "max_in_any_second": max_in_window(times, 1.0),
                 "too_many": dict(world.telegram.too_many),
                 "seconds_from_start": (times[-1] - started) if times else None,
                 "price_fetches": len(world.price.requests),
@@ -157,7 +213,7 @@ def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
             world.close()
 
 
-def _max_in_window(times: list[float], window: float) -> int:
+def max_in_window(times: list[float], window: float) -> int:
     best, low = 0, 0
     for high, at in enumerate(times):
         while at - times[low] >= window:

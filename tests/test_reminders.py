@@ -7,6 +7,7 @@ Bot API (tests/telegram_world.py)."""
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -15,14 +16,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import reminders
+from buzzbotd import faults, reminders
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
+from buzzbotd.telegram_bot import (
+    GROUP_MESSAGES,
+    GROUP_PERIOD_S,
+    SEND_CONCURRENCY,
+    ChatRateLimiter,
+)
 from tests.fakes.base import Fault
 from tests.telegram_world import (
+    BotInProcess,
     World,
     burst,
     due_query_ms,
+    max_in_window,
     minute_of,
     reminder_rows,
     rss_kib_with_reminders,
@@ -372,6 +381,93 @@ def test_an_answer_lost_after_delivery_means_a_second_copy(world: World) -> None
     daemon = world.start()
     assert "1 sent" in daemon.wait_log("reminders due by", timeout=15)
     assert len(world.telegram.messages_to(user)) == 2
+
+
+# -- the real bot in this process, rounds at injected instants -------------------------------
+
+
+@pytest.fixture
+def bot(tmp_path: Path) -> Iterator[BotInProcess]:
+    bot = BotInProcess(tmp_path)
+    yield bot
+    bot.close()
+
+
+def test_a_delivered_reminder_whose_record_fails_is_not_sent_again(
+        bot: BotInProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    due = bot.now
+    [user] = seed_reminders(bot.database, 1, due, first_user=1101)
+    monkeypatch.setenv(faults.FAIL_ENV, "mark_sent:3")     # the write fails 3 times
+    faults.reset()
+    bot.start()
+    tallies = [bot.round(due + i * MINUTE) for i in range(5)]
+    assert len(bot.telegram.messages_to(user)) == 1, "sent again after a failed write"
+    assert [(t.sent, t.unrecorded) for t in tallies] == [(1, 1), (0, 1), (0, 1), (0, 0),
+                                                         (0, 0)]
+    [row] = reminder_rows(bot.database)
+    assert row["next_due_at"] == utc_text(due + timedelta(days=1))
+    assert row["last_sent_local_date"] == due.date().isoformat()
+
+
+def test_a_group_upgraded_to_a_supergroup_gets_its_reminders_there(bot: BotInProcess) -> None:
+    group, supergroup = -500, -100_500
+    users = seed_reminders(bot.database, 3, bot.now, first_user=1201, chat_id=group)
+    bot.telegram.migrate(group, supergroup)
+    bot.start()
+    assert bot.round(bot.now).sent == 3                   # in the same round
+    assert len(bot.telegram.messages_to(supergroup)) == 3
+    assert bot.telegram.messages_to(group) == []
+    rows = reminder_rows(bot.database)
+    assert [r["chat_id"] for r in rows] == [supergroup] * 3
+    assert all(r["next_due_at"] == utc_text(bot.now + timedelta(days=1)) for r in rows)
+    sends = sum(1 for r in bot.telegram.requests if bot.telegram.route(r) == "sendMessage")
+    assert sends == 4, "one 400, then the new chat id for all three"
+    # The next day they go straight to the supergroup.
+    assert bot.round(bot.now + timedelta(days=1)).sent == 3
+    assert len(bot.telegram.messages_to(supergroup)) == 6
+    assert sum(1 for r in bot.telegram.requests
+               if bot.telegram.route(r) == "sendMessage") == sends + 3
+    assert sorted(users) == [r["user_id"] for r in rows]
+
+
+def test_a_revoked_token_ends_the_round_with_one_line_naming_it(
+        bot: BotInProcess, caplog: pytest.LogCaptureFixture) -> None:
+    seed_reminders(bot.database, 100, bot.now, first_user=1301)
+    bot.start()
+    bot.telegram.revoke_token()
+    tally = bot.round(bot.now)                          # returns: nothing escapes
+    assert tally.sent == 0 and tally.failed >= 1
+    lines = [r for r in caplog.records if "telegram.token" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR", [r.getMessage() for r in lines]
+    sends = sum(1 for r in bot.telegram.requests if bot.telegram.route(r) == "sendMessage")
+    assert sends <= SEND_CONCURRENCY, "the round went on after the 401"
+    assert all(r["next_due_at"] == utc_text(bot.now) for r in reminder_rows(bot.database))
+
+
+def test_a_group_gets_at_most_20_messages_in_any_window(tmp_path: Path) -> None:
+    # Telegram's window is a minute; here it is WINDOW_S seconds, so that the test takes
+    # seconds. The production values are checked at the end.
+    window_s = 2.0
+    limiter = ChatRateLimiter(chat_interval_s=0.02, group_period_s=window_s,
+                              overall_max_rate=1, overall_time_period=1 / 28, max_retries=3)
+    bot = BotInProcess(tmp_path, limiter=limiter, chat_interval_s=0.02,
+                       group_window_s=window_s)
+    try:
+        group = -700
+        seed_reminders(bot.database, 50, bot.now, first_user=1401, chat_id=group)
+        bot.start()
+        assert bot.round(bot.now).sent == 50
+        times = [m.at for m in bot.telegram.sent if m.chat_id == group]
+        assert len(times) == 50
+        assert max_in_window(times, window_s) == 20
+        assert bot.telegram.too_many["group"] == 0, "the limiter relied on 429s"
+        assert times[-1] - times[0] >= 2 * window_s
+    finally:
+        bot.close()
+    assert (GROUP_MESSAGES, GROUP_PERIOD_S) == (20, 60.0)
+    defaults = inspect.signature(ChatRateLimiter).parameters
+    assert defaults["group_messages"].default == GROUP_MESSAGES
+    assert defaults["group_period_s"].default == GROUP_PERIOD_S
 
 
 # -- load -------------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ Knobs, as Telegram behaves:
   - limits: more than `overall_per_s` messages in any second, or a second
     message to a chat within `chat_interval_s`, is answered 429 with
     `retry_after` (counted in `too_many`);
+  - groups (chat id < 0): more than `group_per_window` messages to one group in
+    any `group_window_s` is answered 429 too (counted in `too_many["group"]`);
   - `block(chat_id)`: 403 "Forbidden: bot was blocked by the user";
+  - `migrate(old, new)`: a group upgraded to a supergroup; a message to `old` is
+    answered 400 with `parameters.migrate_to_chat_id = new`;
+  - `revoke_token()`: the token stops working; every method answers 401;
+  - `inject_my_chat_member(user, status)`: the user changed the bot's status in
+    their chat (e.g. "kicked": they blocked it);
+  - getUpdates honours `allowed_updates` as Telegram does: kept from one call to
+    the next, and an update of another type is never delivered;
   - a getUpdates arriving while another waits ends the waiting one with 409
     Conflict (two bot instances), and `conflict = True` answers every
     getUpdates 409;
@@ -42,6 +51,11 @@ BOT_USER = {"id": 100000001, "is_bot": True, "first_name": "Buzz",
 CONFLICT = ("Conflict: terminated by other getUpdates request; make sure that only one bot "
             "instance is running")
 MAX_UPDATES = 100
+# What Telegram delivers when allowed_updates was never given: all but these three.
+DEFAULT_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post",
+                   "inline_query", "chosen_inline_result", "callback_query", "my_chat_member",
+                   "shipping_query", "pre_checkout_query", "poll", "poll_answer",
+                   "chat_join_request", "business_message")
 
 
 @dataclass(frozen=True)
@@ -56,11 +70,17 @@ class FakeTelegram(FakeAPI):
     name = "telegram"
 
     def __init__(self, token: str = TOKEN, overall_per_s: int = 30,
-                 chat_interval_s: float = 1.0) -> None:
+                 chat_interval_s: float = 1.0, group_per_window: int = 20,
+                 group_window_s: float = 60.0) -> None:
         super().__init__()
         self.token = token
         self.overall_per_s = overall_per_s
         self.chat_interval_s = chat_interval_s
+        self.group_per_window = group_per_window
+        self.group_window_s = group_window_s
+        self.allowed_updates: list[str] | None = None    # None: Telegram's default
+        self._migrated: dict[int, int] = {}
+        self._to_group: dict[int, deque[float]] = {}
         self.sent: list[Sent] = []
         self.commands: dict[str, list[str]] = {}     # scope → command names
         self.too_many: Counter[str] = Counter()      # 429s: "overall" | "chat"
@@ -97,12 +117,40 @@ class FakeTelegram(FakeAPI):
         if text.startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0,
                                     "length": len(text.split()[0])}]
+        return self._add_update("message", message)
+
+    def _add_update(self, kind: str, body: dict[str, Any]) -> int:
         with self._lock:
             update_id = self._next_update_id
             self._next_update_id += 1
-            self._updates.append({"update_id": update_id, "message": message})
+            self._updates.append({"update_id": update_id, kind: body})
             self._updates_changed.notify_all()
         return update_id
+
+    def inject_my_chat_member(self, user_id: int, new_status: str,
+                              old_status: str = "member", chat_id: int | None = None) -> int:
+        """The user changed the bot's membership in a chat: "kicked" in their private chat
+        is what blocking the bot looks like. Returns the update_id."""
+        chat_id = user_id if chat_id is None else chat_id
+        user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+        change = {
+            "chat": ({"id": chat_id, "type": "private", "first_name": "Tester"}
+                     if chat_id > 0 else {"id": chat_id, "type": "group", "title": "A group"}),
+            "from": user, "date": int(time.time()),
+            "old_chat_member": {"status": old_status, "user": BOT_USER},
+            "new_chat_member": ({"status": new_status, "user": BOT_USER, "until_date": 0}
+                                if new_status == "kicked"
+                                else {"status": new_status, "user": BOT_USER}),
+        }
+        return self._add_update("my_chat_member", change)
+
+    def migrate(self, old_chat_id: int, new_chat_id: int) -> None:
+        with self._lock:
+            self._migrated[old_chat_id] = new_chat_id
+
+    def revoke_token(self) -> None:
+        with self._lock:
+            self.token = "0:revoked"
 
     def start_conflict(self) -> None:
         """Another instance starts polling the token: the waiting getUpdates ends with
@@ -194,11 +242,17 @@ class FakeTelegram(FakeAPI):
                 return _error(409, CONFLICT)
             self._poller += 1
             me = self._poller
+            if fields.get("allowed_updates") is not None:
+                self.allowed_updates = _json(fields["allowed_updates"]) or None
             self._updates_changed.notify_all()        # ends an earlier poller with 409
             self._changed.notify_all()                # wait_until: a poller is waiting
-            # `offset` confirms every update before it, as in the Bot API.
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            while not self._updates and not self._stopping.is_set() and self._poller == me:
+            while True:
+                # `offset` confirms every update before it, as in the Bot API, and an
+                # update of a type the bot did not ask for is dropped, never delivered.
+                self._updates = [u for u in self._updates
+                                 if u["update_id"] >= offset and self._wanted(u)]
+                if self._updates or self._stopping.is_set() or self._poller != me:
+                    break
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -208,6 +262,10 @@ class FakeTelegram(FakeAPI):
                 return _error(409, CONFLICT)
             return _ok(self._updates[:limit])
 
+    def _wanted(self, update: dict[str, Any]) -> bool:
+        kinds = self.allowed_updates or DEFAULT_UPDATES
+        return any(kind in update for kind in kinds)
+
     def _send_message(self, fields: dict[str, Any]) -> Response:
         chat_id = int(fields["chat_id"])
         text = str(fields["text"])
@@ -216,6 +274,9 @@ class FakeTelegram(FakeAPI):
             if chat_id in self._blocked:
                 self.refused[chat_id] += 1
                 return _error(403, "Forbidden: bot was blocked by the user")
+            if chat_id in self._migrated:
+                return _error(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                              migrate_to_chat_id=self._migrated[chat_id])
             while self._recent and self._recent[0] <= now - 1.0:
                 self._recent.popleft()
             if len(self._recent) >= self.overall_per_s:
@@ -225,6 +286,14 @@ class FakeTelegram(FakeAPI):
             if last is not None and now - last < self.chat_interval_s:
                 self.too_many["chat"] += 1
                 return _too_many(1)
+            if chat_id < 0:
+                to_group = self._to_group.setdefault(chat_id, deque())
+                while to_group and to_group[0] <= now - self.group_window_s:
+                    to_group.popleft()
+                if len(to_group) >= self.group_per_window:
+                    self.too_many["group"] += 1
+                    return _too_many(1)
+                to_group.append(now)
             self._recent.append(now)
             self._last_to_chat[chat_id] = now
             self.sent.append(Sent(chat_id, text, now, time.time()))
