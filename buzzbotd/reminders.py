@@ -19,6 +19,9 @@ has no idempotency key and a bot cannot read back what it sent, so an
 uncertain reminder can never be settled; a rare duplicate message is a
 nuisance, a reminder that silently never arrives is the failure buzzbotd
 exists to end. An orderly stop lets sends in flight finish and be recorded.
+If the record itself fails (disk full, I/O error) while the process lives,
+the bot remembers what Telegram accepted and later rounds retry only the
+write: a failed write never means a second message (SPEC "The database").
 
 The functions taking `now` run inside the database owner.
 """

@@ -3,8 +3,12 @@
 Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
 /unremind for anyone; /status, /tweet, /pause, /resume for telegram.admin_ids.
 Every reply and reminder goes through `ChatRateLimiter`: at most
-MESSAGES_PER_S for the whole bot and one message a second per chat, and a
-429's retry_after is waited out and retried.
+MESSAGES_PER_S for the whole bot, one message a second per chat and
+GROUP_MESSAGES a minute per group, and a 429's retry_after is waited out and
+retried. Telegram's other answers (SPEC "Telegram's real behaviour"): a group
+upgraded to a supergroup has its reminders moved to the new chat id; a user
+who blocks the bot (a `my_chat_member` update with status kicked, or a 403)
+has their reminders switched off; in groups, /cmd@otherbot is not ours.
 
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
 (`TelegramBot.run_in_loop`), never to a second event loop: the reminder

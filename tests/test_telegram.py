@@ -356,3 +356,40 @@ def test_the_last_good_price_is_shown_with_its_age() -> None:
     assert age_text(3 * 3600 + 5 * 60) == "3 h 5 min ago"
     assert age_text(2 * 3600) == "2 h ago"
     assert age_text(3 * 86400) == "3 days ago"
+
+
+# -- Telegram's real behaviour --------------------------------------------------------------
+
+
+def test_a_user_who_blocks_the_bot_has_reminders_switched_off_at_once(world: World) -> None:
+    user = new_user()
+    assert world.telegram.ask(user, "/remind 08:30").startswith("Done!")
+    assert world.telegram.ask(user, "/remind 09:30").startswith("Done!")
+    assert "my_chat_member" in (world.telegram.allowed_updates or [])
+    world.telegram.inject_my_chat_member(user, "kicked")
+    assert world.daemon is not None
+    line = world.daemon.wait_log(f"user {user}: the bot was blocked from chat {user}", 10)
+    assert "2 reminder(s) disabled" in line
+    assert [row["enabled"] for row in rows_of(world, user)] == [0, 0]
+    # They unblock it and write again: back on.
+    world.telegram.inject_my_chat_member(user, "member", old_status="kicked")
+    assert "next " in world.telegram.ask(user, "/reminders")
+    assert [row["enabled"] for row in rows_of(world, user)] == [1, 1]
+
+
+def test_commands_for_another_bot_are_ignored_in_groups(tmp_path: Path) -> None:
+    world = World(tmp_path, daemon={"log_level": "debug"})
+    try:
+        daemon = world.start()
+        group, user = -4000, new_user()
+        world.telegram.inject_message(user, "/price@otherbot", chat_id=group)
+        daemon.wait_log(f"chat {group}: /price@otherbot is for another bot; ignored", 10)
+        world.telegram.inject_message(user, "/weather@OtherBot", chat_id=group)
+        daemon.wait_log(f"chat {group}: /weather@OtherBot is for another bot; ignored", 10)
+        price = "Bitcoin is at $67,890.12 (-1.23% in 24h)."
+        assert world.telegram.ask(user, "/price@BuzzBotd_Test_Bot", chat_id=group) == price
+        assert world.telegram.ask(user, "/price", chat_id=group) == price
+        assert world.telegram.messages_to(group) == [price, price]
+        assert "Traceback" not in daemon.log
+    finally:
+        world.close()

@@ -137,10 +137,7 @@ class FakeTelegram(FakeAPI):
             "chat": ({"id": chat_id, "type": "private", "first_name": "Tester"}
                      if chat_id > 0 else {"id": chat_id, "type": "group", "title": "A group"}),
             "from": user, "date": int(time.time()),
-            "old_chat_member": {"status": old_status, "user": BOT_USER},
-            "new_chat_member": ({"status": new_status, "user": BOT_USER, "until_date": 0}
-                                if new_status == "kicked"
-                                else {"status": new_status, "user": BOT_USER}),
+            "old_chat_member": _member(old_status), "new_chat_member": _member(new_status),
         }
         return self._add_update("my_chat_member", change)
 
@@ -306,6 +303,14 @@ class FakeTelegram(FakeAPI):
         with self._lock:
             self._next_message_id += 1
             return self._next_message_id
+
+
+def _member(status: str) -> dict[str, Any]:
+    """The bot as a ChatMember of that status ("kicked" carries until_date, 0: forever)."""
+    member: dict[str, Any] = {"status": status, "user": BOT_USER}
+    if status == "kicked":
+        member["until_date"] = 0
+    return member
 
 
 def _fields(request: Request) -> dict[str, Any]:
