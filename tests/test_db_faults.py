@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from buzzbotd import config
+from buzzbotd.db import DatabaseOwner, Meta
+from buzzbotd.db import owner as owner_module
+from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
+from buzzbotd.x import Poster
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.harness import Daemon, NotifySocket
@@ -167,3 +172,57 @@ def test_a_full_disk_costs_no_restart_and_loses_or_repeats_nothing(
                                       small_fs / "buzzbotd.db", within_s=2 * RESUME_S)
     print(f"disk full {freed_at - full_at:.1f}s: claim {claimed_after:.3f}s after space came "
           f"back; longest ping gap {gap:.3f}s")
+
+
+def test_a_claim_that_cannot_be_recorded_posts_nothing(
+        tmp_path: Path, small_fs: Path, world: tuple[FakeX, FakePrice],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The owner gives up on a write after GIVE_UP_S (shortened here); the
+    caller gets the error and nothing reaches X. The owner lives on."""
+    x, price = world
+    monkeypatch.setattr(owner_module, "GIVE_UP_S", 2.0)
+    settings = config.load(x_config(tmp_path, x, price, ["08:00"]), environ={})
+    reasons: list[str | None] = []
+    owner = DatabaseOwner(small_fs / "buzzbotd.db", on_unavailable=reasons.append)
+    owner.start()
+    try:
+        poster = Poster(settings, owner, PriceClient(settings.price))
+        filler = fill(small_fs)
+        started = time.monotonic()
+        with pytest.raises(owner_module.DatabaseUnavailable, match="database or disk is full"):
+            poster.post_now()
+        assert 2.0 <= time.monotonic() - started < 10
+        assert x.post_attempts == 0 and price.requests == []
+        assert reasons == ["writes failing (database or disk is full)"]
+        owner.ping().result(timeout=1)          # the owner thread is alive
+        filler.unlink()
+        post = poster.post_now()
+        assert post.state == "posted" and len(x.tweets) == 1
+        assert reasons == ["writes failing (database or disk is full)", None]
+    finally:
+        owner.stop()
+
+
+def test_the_owner_answers_pings_while_locked_out_and_stops_promptly(tmp_path: Path) -> None:
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    shell = sqlite3.connect(tmp_path / "buzzbotd.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    write = owner.submit(lambda: Meta.insert(key="k", value="v").execute())
+    deadline = time.monotonic() + 5
+    while owner.unavailable() is None and time.monotonic() < deadline:
+        owner.ping().result(timeout=1)
+    assert owner.unavailable() is not None
+    assert owner.unavailable()[0] == "locked by another process"
+    for _ in range(5):      # answered between the 0.2 s tries, not after the lock
+        started = time.monotonic()
+        owner.ping().result(timeout=1)
+        assert time.monotonic() - started < 0.5
+    assert not write.done()
+    started = time.monotonic()
+    owner.stop()
+    assert time.monotonic() - started < 2, "stop must not wait for the outside lock"
+    with pytest.raises(Exception, match="gave up on this write"):
+        write.result(timeout=0)
+    shell.execute("ROLLBACK")
+    shell.close()
