@@ -1,6 +1,7 @@
 """The command line: `buzzbotd [--config PATH] COMMAND`.
 
-Exit codes (SPEC): 0 clean stop, 78 configuration error (EX_CONFIG),
+Exit codes (SPEC): 0 clean stop, 78 configuration error (EX_CONFIG) or
+`run` as root on another user's state (a restart cannot fix either),
 75 another instance holds the lock (EX_TEMPFAIL), 1 anything else.
 Bad input never gets a traceback: it gets the file, key, value and what is
 expected.
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one clear line
         from buzzbotd.db import DatabaseError
         from buzzbotd.lock import LockHeld
+        from buzzbotd.ownership import WrongUser
+        if isinstance(e, WrongUser):
+            _fail(args.command, [str(e)], "not started")
+            return EX_CONFIG
         if isinstance(e, LockHeld):
             _fail(args.command, [str(e)], "not started")
             return EX_TEMPFAIL
@@ -101,6 +106,8 @@ def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
     # telegram, tweepy, peewee) and frees almost none: collecting during it is
     # wasted work. The daemon re-enables the collector, after freezing those
     # objects out of its view, once it is READY.
+    from buzzbotd.ownership import check_run_as
+    check_run_as(settings)
     gc.disable()
     from buzzbotd.daemon import Daemon
     return Daemon(settings).run()
@@ -128,12 +135,12 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd import status
     from buzzbotd.db import open_readonly
-    db = open_readonly(settings.daemon.database)
+    pid = status.daemon_pid(settings.daemon.lock_file)
+    db = open_readonly(settings.daemon.database, writer_running=pid is not None)
     try:
         report = status.collect(settings, datetime.now(UTC))
     finally:
         db.close()
-    pid = status.daemon_pid(settings.daemon.lock_file)
     if args.json:
         report["health"]["pid"] = pid
         print(json.dumps(report, indent=2))

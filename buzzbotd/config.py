@@ -233,7 +233,8 @@ class _Validator:
             api_base=self._url(t, "x.api_base", d.api_base),
             times=self._times(t, "x.times", d.times),
             timezone=self._zone(t, "x.timezone", d.timezone),
-            grace_s=int(self._number(t, "x.grace_s", d.grace_s, 0, 86400, integer=True)),
+            # 0 would skip every slot: the job runs a moment after its instant.
+            grace_s=int(self._number(t, "x.grace_s", d.grace_s, 1, 86400, integer=True)),
             template=template,
             consumer_key=self._secret(t, "x.consumer_key"),
             consumer_secret=self._secret(t, "x.consumer_secret"),
@@ -250,7 +251,7 @@ class _Validator:
             admin_ids=self._admin_ids(t, "telegram.admin_ids"),
             default_timezone=self._zone(t, "telegram.default_timezone", d.default_timezone),
             reminder_grace_s=int(self._number(t, "telegram.reminder_grace_s",
-                                              d.reminder_grace_s, 0, 86400, integer=True)),
+                                              d.reminder_grace_s, 1, 86400, integer=True)),
         )
 
     # -- credentials -----------------------------------------------------
@@ -426,10 +427,13 @@ class _Validator:
         key = "x.template"
         fields = "{price}, {change_24h} and {time}"
         try:
-            for _, name, _, _ in string.Formatter().parse(template):
+            for _, name, spec, _ in string.Formatter().parse(template):
                 if name is not None and name not in ("price", "change_24h", "time"):
                     self.problem(key, f"unknown field {{{name}}}; expected only {fields}",
                                  template)
+                    return
+                if problem := _format_spec_problem(spec or ""):
+                    self.problem(key, f"{{{name}:{spec}}} {problem}", template)
                     return
             sample = render_template(template, 123456.78, -12.34, "08:00 UTC")
         except (ValueError, TypeError, KeyError, IndexError) as e:
@@ -441,6 +445,22 @@ class _Validator:
         elif len(sample) > TWEET_MAX_CHARS:
             self.problem(key, f"renders to {len(sample)} characters; expected at most "
                          f"{TWEET_MAX_CHARS}", template)
+
+
+def _format_spec_problem(spec: str) -> str | None:
+    """Why a field's format spec cannot be rendered safely, or None. Checked
+    before any rendering: formatting `{time:>999999999}` would allocate a
+    gigabyte just to find out it is too long for a tweet."""
+    if "{" in spec:
+        # A nested field makes the width depend on the price at each slot.
+        return "has a field inside its format spec; expected a fixed spec, e.g. {price:,.2f}"
+    for number in re.findall(r"[0-9]+", spec):
+        digits = number.lstrip("0") or "0"
+        if len(digits) > 6 or int(digits) > TWEET_MAX_CHARS:
+            shown = digits if len(digits) <= 12 else f"{digits[:6]}… ({len(digits)} digits)"
+            return (f"asks for a width or precision of {shown}; expected at most "
+                    f"{TWEET_MAX_CHARS} (a tweet's length)")
+    return None
 
 
 def parse_time_of_day(text: str) -> time | None:

@@ -45,7 +45,8 @@ class Daemon:
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=clock)
-        self.owner = DatabaseOwner(settings.daemon.database)
+        self.owner = DatabaseOwner(settings.daemon.database,
+                                   on_unavailable=self._database_unavailable)
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,
                                  self._status_text)
         self.prices: Any = None
@@ -185,6 +186,13 @@ class Daemon:
         state.put_many({state.HEARTBEAT: utc_text(self.clock()),
                         state.HEALTH: "; ".join(self.watchdog.problems)})
         return self.report()
+
+    def _database_unavailable(self, reason: str | None) -> None:
+        """From the owner: writes wait (e.g. another process holds the lock) or work again."""
+        if reason is None:
+            self.health.recover("database")
+        else:
+            self.health.degrade("database", reason)
 
     async def _ping_database(self) -> None:
         await asyncio.wrap_future(self.owner.ping())

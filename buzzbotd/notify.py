@@ -1,10 +1,16 @@
 """Talking to systemd (sd_notify) and deciding when the watchdog may be fed.
 
 `Notifier` sends READY/STATUS/STOPPING/WATCHDOG and is silent without
-NOTIFY_SOCKET. `Health` collects heartbeats; `Watchdog` runs as a task in
-the main event loop and pings only while every part is healthy: that the
-task runs at all proves the loop turns, the scheduler must have beaten
-recently, and the database owner must answer a ping.
+NOTIFY_SOCKET. `Health` collects heartbeats and the parts that work but are
+degraded; `Watchdog` runs as a task in the main event loop and pings only
+while every part is healthy: that the task runs at all proves the loop
+turns, the scheduler must have beaten recently, and the database owner must
+answer a ping (it does while it waits for a database another process holds:
+degraded, not hung).
+
+Margins, with WatchdogSec = W: pings are due every W/2; the database ping
+may take W/4; the STATUS line is built in its own task, so a slow database
+never delays a ping. A healthy process thus pings at most 3W/4 apart.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import sdnotify
 
@@ -69,6 +76,7 @@ class Health:
         self._clock = clock
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, float]] = {}  # name -> (last beat, max age)
+        self._degraded: dict[str, tuple[str, datetime]] = {}  # part -> (reason, since)
 
     def register(self, name: str, max_age_s: float) -> None:
         with self._lock:
@@ -86,9 +94,25 @@ class Health:
             return [f"{name} silent for {now - last:.0f}s"
                     for name, (last, max_age) in self._beats.items() if now - last > max_age]
 
+    def degrade(self, part: str, reason: str) -> None:
+        """`part` works but not fully; a repeated call keeps the first `since`."""
+        with self._lock:
+            _, since = self._degraded.get(part, (reason, datetime.now(UTC)))
+            self._degraded[part] = (reason, since)
+
+    def recover(self, part: str) -> None:
+        with self._lock:
+            self._degraded.pop(part, None)
+
+    def degraded(self) -> dict[str, tuple[str, datetime]]:
+        with self._lock:
+            return dict(self._degraded)
+
 
 class Watchdog:
     """Feeds systemd's watchdog while every part is healthy; refreshes STATUS."""
+
+    DEGRADED_STATUS_EVERY_S = 5.0     # "locked … for N s" counts up while it lasts
 
     def __init__(self, notifier: Notifier, health: Health,
                  ping_database: Callable[[], Awaitable[None]],
@@ -100,6 +124,7 @@ class Watchdog:
         self.interval = notifier.watchdog_interval or status_every_s
         self.status_every_s = status_every_s
         self.problems: list[str] = []
+        self._status_task: asyncio.Task | None = None
 
     async def check(self) -> list[str]:
         problems = self.health.stale()
@@ -113,28 +138,53 @@ class Watchdog:
 
     async def loop(self) -> None:
         next_status = 0.0
-        while True:
-            problems = await self.check()
-            if problems != self.problems:
-                if problems:
-                    log.error("unhealthy, not feeding the watchdog: %s", "; ".join(problems))
-                elif self.problems:
-                    log.info("healthy again")
-                self.problems = problems
-            if not problems and self.notifier.watchdog_interval:
-                self.notifier.watchdog()
-            if time.monotonic() >= next_status:
-                next_status = time.monotonic() + self.status_every_s
-                await self.refresh_status()
-            await asyncio.sleep(self.interval)
+        degraded: set[str] = set()
+        try:
+            while True:
+                started = time.monotonic()
+                problems = await self.check()
+                if problems != self.problems:
+                    if problems:
+                        log.error("unhealthy, not feeding the watchdog: %s", "; ".join(problems))
+                    elif self.problems:
+                        log.info("healthy again")
+                    self.problems = problems
+                if not problems and self.notifier.watchdog_interval:
+                    self.notifier.watchdog()
+                now_degraded = set(self.health.degraded())
+                if now_degraded != degraded or time.monotonic() >= next_status:
+                    degraded = now_degraded
+                    next_status = time.monotonic() + (self.DEGRADED_STATUS_EVERY_S if degraded
+                                                      else self.status_every_s)
+                    self._refresh_in_background()
+                # A fixed cadence: the time the check took is not added to the interval.
+                await asyncio.sleep(max(started + self.interval - time.monotonic(), 0))
+        finally:
+            if self._status_task is not None:
+                self._status_task.cancel()
+
+    def _refresh_in_background(self) -> None:
+        if self._status_task is None or self._status_task.done():
+            self._status_task = asyncio.get_running_loop().create_task(
+                self.refresh_status(), name="watchdog-status")
 
     async def refresh_status(self) -> None:
         if self.problems:
             self.notifier.status("unhealthy: " + "; ".join(self.problems))
             return
+        degraded = self.health.degraded()
+        now = datetime.now(UTC)
+        notes = ", ".join(f"{part} {reason} for {max((now - since).total_seconds(), 0):.0f} s"
+                          for part, (reason, since) in sorted(degraded.items()))
+        if "database" in degraded:
+            # The usual line comes from the database, which cannot answer now.
+            self.notifier.status(f"degraded: {notes}")
+            return
         try:
             text = await asyncio.wait_for(self.status_text(), timeout=self.interval)
         except Exception as e:  # noqa: BLE001 - a status line must never stop the watchdog
-            log.warning("cannot build the status line: %s", e)
+            log.warning("cannot build the status line: %s", str(e) or type(e).__name__)
+            if notes:
+                self.notifier.status(f"degraded: {notes}")
             return
-        self.notifier.status(text)
+        self.notifier.status(f"{text}; degraded: {notes}" if notes else text)

@@ -55,7 +55,19 @@ BROKEN = [
      'telegram.default_timezone = "Europe/Berln": expected an IANA time zone name, e.g. "UTC", '
      '"Europe/Berlin"; did you mean "Europe/Berlin"?'),
     ("negative duration", "[x]\nenabled = false\ngrace_s = -5\n[telegram]\nenabled = false\n",
-     "x.grace_s = -5: expected a whole number of seconds from 0 to 86400"),
+     "x.grace_s = -5: expected a whole number of seconds from 1 to 86400"),
+    ("zero grace", "[x]\nenabled = false\ngrace_s = 0\n[telegram]\nenabled = false\n",
+     "x.grace_s = 0: expected a whole number of seconds from 1 to 86400"),
+    ("zero reminder grace", "[x]\nenabled = false\n[telegram]\nenabled = false\n"
+     "reminder_grace_s = 0\n",
+     "telegram.reminder_grace_s = 0: expected a whole number of seconds from 1 to 86400"),
+    ("huge template width", "[x]\nenabled = false\ntemplate = \"BTC {time:>999999999}\"\n"
+     "[telegram]\nenabled = false\n", "x.template = \"BTC {time:>999999999}\": {time:>999999999} "
+     "asks for a width or precision of 999999999; expected at most 280"),
+    ("huge template precision", "[x]\nenabled = false\ntemplate = \"{price:,.99999999f}\"\n"
+     "[telegram]\nenabled = false\n", "asks for a width or precision of 99999999"),
+    ("nested template field", "[x]\nenabled = false\ntemplate = \"{time:>{price}}\"\n"
+     "[telegram]\nenabled = false\n", "{time:>{price}} has a field inside its format spec"),
     ("zero timeout", "[price]\ntimeout_s = 0\n[x]\nenabled = false\n[telegram]\nenabled = false\n",
      "price.timeout_s = 0: expected a number of seconds"),
     ("non-URL api_base", "[x]\nenabled = false\napi_base = \"api.x.com\"\n"
@@ -93,6 +105,27 @@ def test_broken_config_exits_78_naming_the_key(tmp_path: Path, name: str, body: 
         assert str(path) in output, (command, output)
         assert "Traceback" not in output, (command, output)
     assert not (tmp_path / "state").exists(), "a config error must not touch the state"
+
+
+def test_an_absurd_template_width_is_refused_without_rendering_it(tmp_path: Path) -> None:
+    import tracemalloc
+    path = tmp_path / "c.toml"
+    path.write_text(base(tmp_path) + '[x]\nenabled = false\ntemplate = "{time:>99999999}"\n'
+                    '[telegram]\nenabled = false\n')
+    tracemalloc.start()
+    try:
+        with pytest.raises(config.ConfigError, match="x.template") as raised:
+            config.load(path, environ={})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"checking the template allocated {peak} bytes"
+    assert "width or precision of 99999999" in str(raised.value)
+    # Ordinary specs, a zero-padded one included, stay valid.
+    path.write_text(base(tmp_path) + '[x]\nenabled = false\n'
+                    'template = "{price:0>12,.2f} {change_24h:+07.2f}% {time:.5}"\n'
+                    '[telegram]\nenabled = false\n')
+    assert config.load(path, environ={}).x.template.startswith("{price:0>12")
 
 
 def test_bad_log_level_and_every_problem_listed(tmp_path: Path) -> None:

@@ -8,6 +8,16 @@ and then writes fails at once with SQLITE_BUSY if anyone else wrote between,
 whereas IMMEDIATE takes the write lock up front and waits for it.
 Other processes (`buzzbotd status`) read through `open_readonly`; WAL lets
 them read while the owner writes.
+
+When the database cannot take a write for a while (another process holds
+its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, or the
+disk is full), the owner keeps the call and retries it: in short busy-timeout
+slices for a lock, every second for a failed write. Between tries it answers
+pings, so the watchdog sees it alive (degraded, not hung), and it reports
+the state through `on_unavailable`. A call is only ever retried whole: its
+transaction rolled back, so a retry repeats nothing (owner functions are pure
+database work; anything else goes through `after_commit`). A call that
+could not be written within GIVE_UP_S fails with DatabaseUnavailable.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -33,13 +44,30 @@ log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
 BACKUPS_KEPT = 7
 _STOP = object()
+_PING = object()
+# One try at the write lock waits this long inside SQLite (it notices a
+# release within ~50 ms); it must stay well under the watchdog's ping timeout
+# (0.5 s at the least), since pings are answered between tries.
+WAIT_SLICE_S = 0.2
+WRITE_RETRY_S = 0.5           # between tries of a write that failed (disk full)
+# A call waits this long for a database it cannot write before it fails: well
+# past the 120 s an outside lock may last (SPEC), short enough that a slot's
+# job gets an answer within its grace period.
+GIVE_UP_S = 300.0
+CALL_TIMEOUT_S = GIVE_UP_S + 60.0   # callers wait for the owner's answer, not less
+LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not per try
 
 PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": "normal",   # durable at every checkpoint; WAL keeps it consistent
     "foreign_keys": 1,
-    "busy_timeout": 10_000,
+    "busy_timeout": int(WAIT_SLICE_S * 1000),
 }
+# SQLite's primary result codes for "not now": another connection holds the
+# lock, the disk is full, a write failed, the file cannot be written.
+_LOCKED_CODES = {5: "locked by another process", 6: "locked by another process"}
+_WRITE_CODES = {13: "database or disk is full", 10: "disk I/O error",
+                8: "the database file is read-only"}
 
 
 _transaction = threading.local()     # .after_commit: the running call's callbacks
@@ -60,6 +88,10 @@ class DatabaseError(Exception):
     """The database cannot be used (unreadable, corrupt, schema too new…)."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """A call gave up: the database could not be written for GIVE_UP_S."""
+
+
 class NotOwnerThread(RuntimeError):
     """A thread other than the owner tried to open a connection (a bug)."""
 
@@ -77,11 +109,20 @@ class _OwnedDatabase(peewee.SqliteDatabase):
 
 
 class DatabaseOwner:
-    def __init__(self, path: Path, on_beat: Callable[[], None] | None = None) -> None:
+    def __init__(self, path: Path, on_beat: Callable[[], None] | None = None,
+                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
+        """`on_unavailable(reason)` is called when writes start waiting (e.g.
+        "locked by another process") and `on_unavailable(None)` when they work again."""
         self.path = Path(path)
         self.backup_dir = self.path.parent / "backups"
         self._on_beat = on_beat
+        self._on_unavailable = on_unavailable or (lambda reason: None)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pings: list[Future[None]] = []
+        self._pings_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._unavailable: tuple[str, float] | None = None   # (reason, since) monotonic
+        self._logged_at = 0.0
         self._db = _OwnedDatabase(str(self.path), pragmas=PRAGMAS, lock_type="IMMEDIATE")
         self._thread = threading.Thread(target=self._loop, name="db-owner", daemon=True)
 
@@ -92,12 +133,14 @@ class DatabaseOwner:
         self._db.owner_thread = self._thread
         database.initialize(self._db)
         self._thread.start()
-        return self.call(self._open, transaction=False)
+        # Retried like a write: an operator's lock at start delays it, no more.
+        return self._enqueue(self._open, (), transaction=False, retry=True).result(CALL_TIMEOUT_S)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finishes the queued work, checkpoints the WAL and closes."""
         if not self._thread.is_alive():
             return
+        self._stopping.set()        # a call waiting for the database gives up now
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -106,20 +149,42 @@ class DatabaseOwner:
     # -- the interface for other threads --------------------------------
 
     def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True) -> Future[T]:
+        """Queues fn(*args) for the owner thread; a transaction is retried while
+        the database cannot be written (see the module's doc)."""
+        return self._enqueue(fn, args, transaction=transaction, retry=transaction)
+
+    def _enqueue(self, fn: Callable[..., T], args: tuple[Any, ...], transaction: bool,
+                 retry: bool) -> Future[T]:
         future: Future[T] = Future()
         if threading.current_thread() is self._thread:
             future.set_result(fn(*args))   # already inside the owner: run in place
             return future
-        self._queue.put((future, fn, args, transaction))
+        self._queue.put((future, fn, args, transaction, retry, time.monotonic() + GIVE_UP_S))
         return future
 
     def call(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
-             timeout: float | None = 60.0) -> T:
+             timeout: float | None = CALL_TIMEOUT_S) -> T:
         """Runs fn(*args) in the owner thread (in a write transaction) and returns its result."""
-        return self.submit(fn, *args, transaction=transaction).result(timeout)
+        future = self.submit(fn, *args, transaction=transaction)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()     # never run later for a caller that gave up
+            raise
 
     def ping(self) -> Future[None]:
-        return self.submit(_nothing, transaction=False)
+        """Answered when the owner thread reaches it in its queue, or sooner
+        while it waits for the database (it is alive, only the file is busy)."""
+        future: Future[None] = Future()
+        with self._pings_lock:
+            self._pings.append(future)
+        self._queue.put(_PING)
+        return future
+
+    def unavailable(self) -> tuple[str, float] | None:
+        """(why writes wait, for how many seconds), or None when they work."""
+        state = self._unavailable
+        return None if state is None else (state[0], time.monotonic() - state[1])
 
     def backup(self, today: datetime | None = None) -> Path:
         """An online backup into backups/, keeping the newest BACKUPS_KEPT."""
@@ -133,9 +198,23 @@ class DatabaseOwner:
             if item is _STOP:
                 break
             faults.maybe_hang("db")
-            future, fn, args, transaction = item
+            if item is _PING:
+                self._answer_pings()
+                continue
+            future, fn, args, transaction, retry, give_up_at = item
             if not future.set_running_or_notify_cancel():
                 continue
+            self._run(future, fn, args, transaction, give_up_at if retry else 0.0)
+            if self._on_beat:
+                self._on_beat()
+        self._answer_pings()
+        self._close()
+
+    def _run(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...],
+             transaction: bool, give_up_at: float) -> None:
+        """Runs one call; until `give_up_at` (monotonic) it is tried again while
+        the database cannot be written."""
+        while True:
             committed: list[Callable[[], object]] = []
             try:
                 if transaction:
@@ -145,16 +224,74 @@ class DatabaseOwner:
                 else:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
-                future.set_exception(e)
-            else:
-                for callback in committed:
-                    callback()
-                future.set_result(result)
+                self._end_failed_transaction()
+                reason = _unavailable_reason(e)
+                if reason is None or not give_up_at:
+                    future.set_exception(e)
+                    return
+                if time.monotonic() >= give_up_at or self._stopping.is_set():
+                    waited = self.unavailable()
+                    future.set_exception(DatabaseUnavailable(
+                        f"{self.path}: {reason} for {waited[1] if waited else 0:.0f}s; "
+                        "gave up on this write"))
+                    return
+                self._wait_for_database(reason, locked=reason in _LOCKED_CODES.values())
+                continue
             finally:
                 _transaction.after_commit = None
-            if self._on_beat:
-                self._on_beat()
-        self._close()
+            self._database_available()
+            for callback in committed:
+                callback()
+            future.set_result(result)
+            return
+
+    def _end_failed_transaction(self) -> None:
+        """After a failed COMMIT SQLite may or may not have rolled back; the
+        next call must start outside any transaction."""
+        if self._db.is_closed():
+            return
+        try:
+            if self._db.connection().in_transaction:
+                self._db.connection().rollback()
+        except sqlite3.Error as e:
+            log.warning("rollback after a failed write failed: %s", e)
+
+    def _wait_for_database(self, reason: str, locked: bool) -> None:
+        """One pause before the next try, answering pings; logs once a minute."""
+        now = time.monotonic()
+        if self._unavailable is None or self._unavailable[0] != reason:
+            self._unavailable = (reason, now)
+            self._logged_at = now
+            self._on_unavailable(reason)
+            log.error("database %s: %s; waiting, each write is retried (up to %.0fs) and "
+                      "nothing is lost or repeated", self.path, reason, GIVE_UP_S)
+        elif now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            log.error("database %s: still %s after %.0fs; waiting", self.path, reason,
+                      now - self._unavailable[1])
+        self._answer_pings()
+        if not locked:       # a lock is waited for inside SQLite (busy_timeout)
+            deadline = now + WRITE_RETRY_S
+            while not self._stopping.wait(min(WAIT_SLICE_S, max(deadline - time.monotonic(),
+                                                                0))):
+                self._answer_pings()
+                if time.monotonic() >= deadline:
+                    break
+
+    def _database_available(self) -> None:
+        if self._unavailable is not None:
+            reason, since = self._unavailable
+            self._unavailable = None
+            self._on_unavailable(None)
+            log.warning("database %s: writes work again after %.1fs (%s)", self.path,
+                        time.monotonic() - since, reason)
+
+    def _answer_pings(self) -> None:
+        with self._pings_lock:
+            pings, self._pings = self._pings, []
+        for ping in pings:
+            if ping.set_running_or_notify_cancel():
+                ping.set_result(None)
 
     def _open(self) -> list[int]:
         try:
@@ -178,8 +315,11 @@ class DatabaseOwner:
         destination = sqlite3.connect(partial)
         try:
             self._db.connection().backup(destination)
-        finally:
+        except BaseException:
             destination.close()
+            partial.unlink(missing_ok=True)    # on a full disk, give the space back
+            raise
+        destination.close()
         partial.replace(target)
         for old in sorted(self.backup_dir.glob("buzzbotd-*.db"))[:-BACKUPS_KEPT]:
             old.unlink()
@@ -194,23 +334,55 @@ class DatabaseOwner:
             self._db.close()
 
 
-def _nothing() -> None:
+def _unavailable_reason(error: BaseException) -> str | None:
+    """Why the database cannot be written now, if that is what `error` says
+    (peewee wraps sqlite3's exception; a failed rollback hides it in __context__)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        candidates = [seen, *(a for a in seen.args if isinstance(a, BaseException))]
+        for candidate in candidates:
+            code = getattr(candidate, "sqlite_errorcode", None)
+            if isinstance(code, int):
+                primary = code & 0xFF
+                if primary in _LOCKED_CODES:
+                    return _LOCKED_CODES[primary]
+                if primary in _WRITE_CODES:
+                    return f"writes failing ({_WRITE_CODES[primary]})"
+        seen = seen.__context__
     return None
 
 
-def open_readonly(path: Path) -> peewee.SqliteDatabase:
-    """A read-only connection for another process (e.g. `buzzbotd status`)."""
+def open_readonly(path: Path, writer_running: bool = True) -> peewee.SqliteDatabase:
+    """A read-only connection for another process (e.g. `buzzbotd status`).
+
+    A WAL database needs its -shm file, which a reader creates if it is
+    missing; a member of group buzzbotd cannot (the state dir is 0750), so
+    while the daemon is stopped (a clean stop removes -wal and -shm) the file
+    is opened `immutable` instead. That is safe only with no writer and no WAL
+    left to replay, which `writer_running` and the -wal file's size tell."""
     if not Path(path).exists():
         raise DatabaseError(f"{path}: no database yet (the daemon creates it on its first start)")
-    db = peewee.SqliteDatabase(f"file:{quote(str(path))}?mode=ro", uri=True,
+    try:
+        return _connect_readonly(path, "mode=ro")
+    except DatabaseError:
+        wal = Path(f"{path}-wal")
+        if writer_running or (wal.exists() and wal.stat().st_size > 0):
+            raise
+    return _connect_readonly(path, "mode=ro&immutable=1")
+
+
+def _connect_readonly(path: Path, options: str) -> peewee.SqliteDatabase:
+    db = peewee.SqliteDatabase(f"file:{quote(str(path))}?{options}", uri=True,
                                pragmas={"query_only": 1, "busy_timeout": 10_000})
     database.initialize(db)
     try:
         db.connect()
         version = migrations.schema_version(db)
     except (peewee.DatabaseError, sqlite3.DatabaseError) as e:
+        db.close()
         raise DatabaseError(f"{path}: cannot read the database: {e}") from None
     if version != migrations.LATEST:
+        db.close()
         raise DatabaseError(f"{path}: schema version {version}, this buzzbotd reads "
                             f"{migrations.LATEST}; start the daemon once to migrate it")
     return db
