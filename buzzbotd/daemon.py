@@ -51,6 +51,7 @@ class Daemon:
         self.prices: Any = None
         self.poster: Any = None
         self.bot: Any = None
+        self.sheets: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_main: Callable[[], None] = lambda: None
         self._stopping = False
@@ -97,6 +98,10 @@ class Daemon:
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status
+        if s.sheets.enabled:
+            from buzzbotd.sheets import SheetsSync  # gspread and google-auth: only when on
+            self.sheets = SheetsSync(s, self.owner, clock=self.clock)
+            self.sheets.on_change = self._refresh_status_soon
 
     async def _run_without_bot(self) -> None:
         stop = asyncio.Event()
@@ -131,6 +136,8 @@ class Daemon:
         if self.bot is not None:
             self.scheduler.every_minute("reminders", self.bot.dispatch_reminders)
         self.scheduler.every(3600, "backup", self._backup_if_due)
+        if self.sheets is not None:
+            self.scheduler.every(self.settings.sheets.interval_s, "sheets", self.sheets.run)
 
     def _catch_up(self) -> None:
         """What came due while the daemon was down is settled at once, not at the next tick."""
@@ -139,6 +146,8 @@ class Daemon:
         if self.bot is not None:
             self.scheduler.run_now("reminders", self.bot.dispatch_reminders)
         self.scheduler.run_now("backup", self._backup_if_due)
+        if self.sheets is not None:
+            self.scheduler.run_now("sheets", self.sheets.run)
 
     # -- stopping ----------------------------------------------------------
 
@@ -159,6 +168,8 @@ class Daemon:
             self.poster.stop()
         if self.bot is not None:
             self.bot.stop_sending()
+        if self.sheets is not None:
+            self.sheets.stop()
         await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
@@ -185,6 +196,11 @@ class Daemon:
         state.put_many({state.HEARTBEAT: utc_text(self.clock()),
                         state.HEALTH: "; ".join(self.watchdog.problems)})
         return self.report()
+
+    def _refresh_status_soon(self) -> None:
+        """From a job thread: STATUS= shows a change now, not at the next refresh."""
+        if self.loop is not None and not self._stopping:
+            asyncio.run_coroutine_threadsafe(self.watchdog.refresh_status(), self.loop)
 
     async def _ping_database(self) -> None:
         await asyncio.wrap_future(self.owner.ping())

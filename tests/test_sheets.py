@@ -1,0 +1,243 @@
+"""The Google Sheets sync: the real gspread and google-auth against the fake
+Sheets API and token endpoint (tests/fakes/sheets.py), which checks the JWT's
+RS256 signature with the test key's public half."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from buzzbotd import config, status
+from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd.db.models import Reminder, TelegramUser
+from buzzbotd.sheets import SheetsSync
+from tests.fakes.base import Fault
+from tests.fakes.sheets import RATE_LIMITED, FakeSheets, make_key
+from tests.sheets_world import expected_sheet, sheets_config, start_fake
+
+NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+TABLES = ("users", "reminders", "posts")
+
+
+def fill() -> None:
+    """Users in a private chat and a group (negative 13-digit chat id), reminders on
+    and off, posts with NULLs, a comma, a quote and a leading '='."""
+    alice = TelegramUser.create(id=1_234_567_890, chat_id=1_234_567_890,
+                                timezone="Europe/Berlin", created_at=NOW, updated_at=NOW)
+    group = TelegramUser.create(id=42, chat_id=-1_001_234_567_890, timezone="+05:30",
+                                blocked=True, created_at=NOW, updated_at=NOW)
+    for user, local, enabled in ((alice, "08:00", True), (alice, "21:30", False),
+                                 (group, "07:15", True)):
+        Reminder.create(user=user, chat_id=user.chat_id, local_time=local,
+                        timezone=user.timezone, next_due_at=NOW + timedelta(hours=1),
+                        enabled=enabled, created_at=NOW)
+    Post.create(slot_key="2026-11-22T08:00:00Z", kind="scheduled", due_at=NOW, state="posted",
+                text='BTC $67,890.12 (+1.2%) "up"', tweet_id="1800000000000000001",
+                attempts=1, created_at=NOW, updated_at=NOW)
+    Post.create(slot_key="manual-2026-11-22T09:00:00Z", kind="manual", due_at=NOW,
+                state="failed", text="=HYPERLINK(\"x\")", reason="price API: 503",
+                attempts=3, created_at=NOW, updated_at=NOW)
+
+
+def change() -> None:
+    """Fewer reminders, one more user, a post that moved on."""
+    Reminder.delete().where(Reminder.local_time == "21:30").execute()
+    TelegramUser.create(id=7, chat_id=7, timezone="UTC", created_at=NOW, updated_at=NOW)
+    Post.update(state="posted", tweet_id="1800000000000000002", reason=None) \
+        .where(Post.kind == "manual").execute()
+
+
+class World:
+    def __init__(self, directory: Path) -> None:
+        self.fake, self.key = start_fake(directory / "keys")
+        self.settings = config.load(sheets_config(directory, self.fake, self.key))
+        self.database = self.settings.daemon.database
+        self.database.parent.mkdir(parents=True)
+        self.owner = DatabaseOwner(self.database)
+        self.owner.start()
+
+    def sync(self, backoff_first_s: float = 1.0) -> tuple[bool, SheetsSync]:
+        job = SheetsSync(self.settings, self.owner)
+        job.http.backoff_first_s = backoff_first_s
+        return job.run(), job
+
+    def report(self) -> dict:
+        return self.owner.call(status.collect, self.settings, datetime.now(UTC))
+
+    def close(self) -> None:
+        self.owner.stop()
+        self.fake.stop()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def test_sync_writes_exactly_the_database_rows(world: World) -> None:
+    world.owner.call(fill)
+    ok, job = world.sync()
+    assert ok
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table), table
+        sheet = world.fake.sheet(table)
+        assert sheet is not None and sheet.rows == len(expected_sheet(world.database, table))
+    # Spot checks of the encoding: ids as text, booleans, NULL as empty, RAW text.
+    users = world.fake.values("users")
+    assert users[1][:4] == ["42", "-1001234567890", "+05:30", True]
+    posts = world.fake.values("posts")
+    assert posts[1][7] == "" and posts[2][6] == '=HYPERLINK("x")'
+    assert all(r.query["valueInputOption"] == ["RAW"] for r in world.fake.calls("values.update"))
+    # One token for the whole sync, granted to a correctly signed assertion.
+    assert len(world.fake.grants) == 1
+    assert world.fake.grants[0]["scope"] == "https://www.googleapis.com/auth/spreadsheets"
+    # A first sync: open, list, one batch to add the three sheets, one write per sheet.
+    assert [world.fake.route(r) for r in world.fake.requests if r.path != "/token"] == [
+        "get", "get", "batchUpdate", "values.update", "values.update", "values.update"]
+    report = world.report()["sheets"]
+    assert report["last_ok_at"] and report["last_error"] is None
+
+
+def test_second_sync_after_changes_replaces_the_rows(world: World) -> None:
+    world.owner.call(fill)
+    assert world.sync()[0]
+    before = {t: world.fake.values(t) for t in TABLES}
+    world.owner.call(change)
+    world.fake.requests.clear()
+    assert world.sync()[0]
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table), table
+    assert len(world.fake.values("reminders")) == len(before["reminders"]) - 1
+    assert len(world.fake.values("users")) == len(before["users"]) + 1
+    rows = [tuple(r) for r in world.fake.values("reminders")]
+    assert len(rows) == len(set(rows)), "a row written twice"
+    # The sheets exist now: one batch resizes the two grids that changed size.
+    batches = world.fake.calls("batchUpdate")
+    assert len(batches) == 1
+    assert {r["updateSheetProperties"]["properties"]["gridProperties"]["rowCount"]
+            for r in batches[0].json()["requests"]} == {3, 4}
+
+
+def test_a_third_sync_with_no_change_rewrites_without_resizing(world: World) -> None:
+    world.owner.call(fill)
+    assert world.sync()[0] and world.sync()[0]
+    world.fake.requests.clear()
+    ok, job = world.sync()
+    assert ok and not world.fake.calls("batchUpdate")
+    assert len(world.fake.calls("values.update")) == 3
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table)
+
+
+def test_429_twice_then_success_waits_a_jittered_backoff(world: World) -> None:
+    world.owner.call(fill)
+    world.fake.add_fault("values.update", Fault.status_code(429, RATE_LIMITED), times=2)
+    ok, job = world.sync(backoff_first_s=0.4)
+    assert ok
+    attempts = world.fake.calls("values.update")[:3]
+    assert len(world.fake.calls("values.update")) == 5      # 2 refused + 3 sheets written
+    first, second = (attempts[1].at - attempts[0].at, attempts[2].at - attempts[1].at)
+    # Equal jitter: the n-th wait is in [step/2, step], step = 0.4 s * 2^(n-1).
+    assert 0.2 <= first <= 0.4 + 0.3, first
+    assert 0.4 <= second <= 0.8 + 0.3, second
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table)
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    from buzzbotd.sheets import BACKOFF_MAX_S, _QuotaClient
+    client = _QuotaClient(None, session=object())       # type: ignore[arg-type]
+    waits = [client.backoff(1) for _ in range(200)]
+    assert min(waits) >= 0.5 and max(waits) <= 1.0 and len(set(waits)) > 150
+    assert all(BACKOFF_MAX_S / 2 <= client.backoff(20) <= BACKOFF_MAX_S for _ in range(50))
+    assert client.backoff(1, retry_after="30") == 30
+
+
+def test_429_without_end_fails_the_sync_after_bounded_attempts(world: World) -> None:
+    world.owner.call(fill)
+    world.fake.add_fault("values.update", Fault.status_code(429, RATE_LIMITED), times=100)
+    ok, job = world.sync(backoff_first_s=0.02)
+    assert not ok
+    assert len(world.fake.calls("values.update")) == 6
+    report = world.report()["sheets"]
+    assert report["last_error"].startswith("Sheets API answered 429: Quota exceeded")
+    assert "Sheets sync failing since" in status.status_line(world.report())
+
+
+def test_token_endpoint_down_is_an_error_in_status(world: World) -> None:
+    world.owner.call(fill)
+    world.fake.token_down = True
+    ok, job = world.sync()
+    assert not ok
+    assert not world.fake.calls("values.update")
+    report = world.report()
+    assert report["sheets"]["last_error"].startswith(
+        f"cannot get an access token from {world.fake.token_uri}")
+    assert report["sheets"]["failing_since"]
+    line = status.status_line(report)
+    assert "Sheets sync failing since" in line and "access token" in line
+    assert "FAILING since" in status.render(report, pid=None)
+    # Back up: the next sync succeeds and the error is gone from status.
+    world.fake.token_down = False
+    assert world.sync()[0]
+    report = world.report()
+    assert report["sheets"]["last_error"] is None and report["sheets"]["failing_since"] is None
+    assert "Sheets" not in status.status_line(report)
+
+
+def test_a_key_whose_signature_does_not_verify_gets_no_token(world: World,
+                                                             tmp_path: Path) -> None:
+    """The fake checks the assertion against the public half it knows: a JWT
+    signed by another key (a broken signing path) is refused."""
+    other = make_key(tmp_path / "other", world.fake.token_uri)
+    world.fake.public_key = other.public
+    ok, job = world.sync()
+    assert not ok and world.fake.grants == []
+    error = world.report()["sheets"]["last_error"]
+    assert "invalid_grant" in error and "Invalid JWT Signature" in error
+    assert world.key.private_pem.splitlines()[1] not in error
+
+
+def test_the_private_key_never_reaches_the_error(world: World) -> None:
+    """Whatever fails, the error recorded and logged names no part of the key."""
+    world.fake.token_down = True
+    ok, job = world.sync()
+    error = world.report()["sheets"]["last_error"]
+    lines = [line for line in world.key.private_pem.splitlines() if "-----" not in line]
+    assert not ok and not any(line in error for line in lines)
+    assert world.settings.sheets.service_account.reveal() not in repr(world.settings)
+
+
+def test_an_unknown_spreadsheet_is_reported(world: World, tmp_path: Path) -> None:
+    world.fake.spreadsheet_id = "1SomeOtherSpreadsheetId_0000000000"
+    ok, job = world.sync()
+    assert not ok
+    assert world.report()["sheets"]["last_error"] == (
+        f"spreadsheet {world.settings.sheets.spreadsheet_id} not found (404); check "
+        "sheets.spreadsheet_id and share the spreadsheet with "
+        "buzzbotd@test-project.iam.gserviceaccount.com")
+
+
+def test_key_from_the_credentials_directory_wins(tmp_path: Path) -> None:
+    fake: FakeSheets
+    fake, key = start_fake(tmp_path / "keys")
+    try:
+        path = sheets_config(tmp_path, fake, key)
+        credentials = tmp_path / "credentials"
+        credentials.mkdir()
+        info = json.loads(key.path.read_text()) | {"client_email": "from-credential@x.test"}
+        (credentials / "sheets_service_account").write_text(json.dumps(info))
+        settings = config.load(path, environ={"CREDENTIALS_DIRECTORY": str(credentials)})
+        assert settings.sheets.service_account.source == str(
+            credentials / "sheets_service_account")
+        assert json.loads(settings.sheets.service_account.reveal())["client_email"] == \
+            "from-credential@x.test"
+        assert key.private_pem.splitlines()[1] in settings.secrets()
+    finally:
+        fake.stop()
