@@ -5,6 +5,8 @@ RS256 signature with the test key's public half."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +18,16 @@ from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import Reminder, TelegramUser
 from buzzbotd.sheets import SheetsSync
 from tests.fakes.base import Fault
-from tests.fakes.sheets import RATE_LIMITED, FakeSheets, make_key
+from tests.fakes.sheets import (
+    RATE_LIMITED,
+    SPREADSHEET_ID,
+    FakeSheets,
+    ServiceAccountKey,
+    make_key,
+)
+from tests.harness import REPO, write_config
 from tests.sheets_world import expected_sheet, sheets_config, start_fake
+from tests.test_config import buzzbotd
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 TABLES = ("users", "reminders", "posts")
@@ -241,3 +251,100 @@ def test_key_from_the_credentials_directory_wins(tmp_path: Path) -> None:
         assert key.private_pem.splitlines()[1] in settings.secrets()
     finally:
         fake.stop()
+
+
+# -- configuration errors: exit 78 naming the key, never showing the key --------
+
+def _config_with_key(tmp_path: Path, key_text: str | None, **sheets: object) -> Path:
+    key_file = tmp_path / "key.json"
+    if key_text is not None:
+        key_file.write_text(key_text)
+    return write_config(tmp_path, sheets={"enabled": True, "spreadsheet_id": SPREADSHEET_ID,
+                                          "service_account_file": str(key_file), **sheets})
+
+
+@pytest.fixture(scope="module")
+def real_key(tmp_path_factory: pytest.TempPathFactory) -> ServiceAccountKey:
+    return make_key(tmp_path_factory.mktemp("key"), "https://oauth2.googleapis.com/token")
+
+
+def _broken_keys(key: ServiceAccountKey) -> dict[str, tuple[str | None, str]]:
+    info = dict(key.info)
+    no_email = {k: v for k, v in info.items() if k != "client_email"}
+    return {
+        "missing file": (None, "sheets.service_account_file = \"{dir}/key.json\": cannot read "
+                               "{dir}/key.json: No such file or directory"),
+        "malformed JSON": (json.dumps(info)[:-40],
+                           "key.json is not valid JSON (Expecting "),
+        "not an object": (json.dumps([info]), "expected a JSON object"),
+        "no client_email": (json.dumps(no_email), "key.json has no client_email; expected a "
+                                                  "service account key"),
+        "private_key not PEM": (json.dumps(info | {"private_key": "MIIEv" + "A" * 80}),
+                                "private_key is not a PEM private key (value not shown)"),
+        "bad token_uri": (json.dumps(info | {"token_uri": "oauth2.googleapis.com/token"}),
+                          'token_uri = "oauth2.googleapis.com/token": expected an http://'),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing file", "malformed JSON", "not an object",
+                                  "no client_email", "private_key not PEM", "bad token_uri"])
+def test_a_broken_key_file_is_exit_78_naming_the_key(tmp_path: Path, real_key, case: str
+                                                     ) -> None:
+    text, expected = _broken_keys(real_key)[case]
+    out = buzzbotd("check-config", "--config", str(_config_with_key(tmp_path, text)))
+    assert out.returncode == 78, out.stderr
+    assert expected.format(dir=tmp_path) in out.stderr
+    assert "sheets.service_account_file" in out.stderr and "Traceback" not in out.stderr
+    secret_lines = [line for line in real_key.private_pem.splitlines() if "-----" not in line]
+    assert not any(line[:20] in out.stderr + out.stdout for line in secret_lines)
+    assert "MIIEvAAAA" not in out.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", 'sheets.spreadsheet_id = "": expected the spreadsheet\'s id'),
+    ("abc", 'sheets.spreadsheet_id = "abc": expected the spreadsheet\'s id'),
+    (f"https://docs.google.com/spreadsheets/d/{SPREADSHEET_ID}/edit#gid=0",
+     f'its id is "{SPREADSHEET_ID}"'),
+])
+def test_a_bad_spreadsheet_id_is_exit_78(tmp_path: Path, real_key, value: str,
+                                         expected: str) -> None:
+    path = _config_with_key(tmp_path, json.dumps(real_key.info), spreadsheet_id=value)
+    out = buzzbotd("check-config", "--config", str(path))
+    assert out.returncode == 78 and expected in out.stderr, out.stderr
+
+
+def test_no_key_at_all_is_exit_78(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sheets={"enabled": True, "spreadsheet_id": SPREADSHEET_ID})
+    out = buzzbotd("check-config", "--config", str(path))
+    assert out.returncode == 78
+    assert "sheets.service_account_file: is empty; expected the path of a Google service " \
+           "account key (JSON), or the credential $CREDENTIALS_DIRECTORY/sheets_service_account" \
+           in out.stderr
+
+
+def test_a_key_google_auth_cannot_read_stops_run_with_78_and_no_key_in_the_journal(
+        tmp_path: Path, real_key) -> None:
+    """It looks like a PEM key (config passes) but is not one: `run` exits 78
+    before READY, and the journal shows no part of it."""
+    lines = real_key.private_pem.splitlines()
+    garbled = "\n".join([lines[0], *(line[::-1] for line in lines[1:-1]), lines[-1]])
+    path = _config_with_key(tmp_path, json.dumps(real_key.info | {"private_key": garbled}))
+    out = buzzbotd("run", "--config", str(path))
+    assert out.returncode == 78, out.stderr
+    assert "sheets.service_account_file" in out.stderr
+    assert "private_key is not an RSA private key google-auth can read (value not shown)" \
+        in out.stderr
+    assert not any(line[:20] in out.stderr for line in garbled.splitlines()[1:-1])
+    assert "Traceback" not in out.stderr
+
+
+def test_sheets_off_needs_no_key_and_imports_no_google(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sheets={"enabled": False})
+    assert buzzbotd("check-config", "--config", str(path)).returncode == 0
+    code = ("import sys; from buzzbotd import config, daemon; "
+            f"daemon.Daemon(config.load({str(path)!r}))._build_parts(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gspread', 'google', 'rsa', 'pyasn1')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
