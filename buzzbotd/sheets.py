@@ -271,7 +271,7 @@ def describe(error: BaseException, creds: Any = None, spreadsheet_id: str = "") 
     else:
         text = f"{type(error).__name__}: {error}"
     text = " ".join(text.split())
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 3] + "..."
 
 
 def _first_arg(error: BaseException) -> str:

@@ -152,7 +152,10 @@ def render(report: dict[str, Any], pid: int | None) -> str:
 
 
 def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """At most `limit` characters, in Latin-1: sdnotify encodes STATUS= as Latin-1
+    and silently drops a message it cannot encode."""
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _count(n: int, noun: str) -> str:

@@ -348,3 +348,65 @@ def test_sheets_off_needs_no_key_and_imports_no_google(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+# -- the real daemon: a failing sync shows, and blocks nothing ------------------
+
+def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
+        tmp_path: Path, notify, spawn) -> None:
+    from buzzbotd.timeofday import slot_key
+    from tests.fakes.price import FakePrice
+    from tests.fakes.telegram import TOKEN, FakeTelegram
+    from tests.fakes.x import CREDENTIALS, FakeX
+    from tests.x_world import TEMPLATE, expected_text, hhmmss, slot_in, status_json, wait_final
+
+    sheets, key = start_fake(tmp_path / "keys")
+    sheets.token_down = True
+    x, price, telegram = FakeX().start(), FakePrice(67890.12, -1.23).start(), \
+        FakeTelegram().start()
+    try:
+        due = slot_in(8)
+        config = sheets_config(
+            tmp_path, sheets, key, interval_s=30,
+            price={"url": price.endpoint, "timeout_s": 2},
+            x={"enabled": True, "api_base": x.url, "times": [hhmmss(due)], "timezone": "UTC",
+               "template": TEMPLATE, **CREDENTIALS},
+            telegram={"enabled": True, "api_base": telegram.url, "token": TOKEN,
+                      "admin_ids": [1000]})
+        daemon = spawn(config, notify, env={"TZ": "Europe/Berlin"})
+        notify.wait_message("READY=1", timeout=30)
+        failed = daemon.wait_log("sheets: sync of spreadsheet", timeout=30)
+        assert "failed: cannot get an access token from " + sheets.token_uri in failed
+        # At once, not at the next 30 s refresh of STATUS=.
+        notify.wait_for(lambda m: m.startswith("STATUS=") and "Sheets sync failing" in m,
+                        timeout=5)
+        # The bot answers and the slot is posted while the sync keeps failing.
+        assert "67,890.12" in telegram.ask(user_id=555, text="/price", contains="67,890")
+        assert ": posted: tweet " in wait_final(daemon, slot_key(due), timeout=30)
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+        report = status_json(config)["sheets"]
+        assert report["last_error"].startswith("cannot get an access token")
+        assert report["last_ok_at"] is None and report["failing_since"]
+        assert not sheets.calls("values.update")
+        # export reads the same database while the daemon runs.
+        out = subprocess.run([sys.executable, "-m", "buzzbotd", "export", "posts",
+                              "--format", "json", "--config", str(config)],
+                             capture_output=True, text=True, cwd=REPO, timeout=30)
+        assert [p["tweet_id"] for p in json.loads(out.stdout)] == [x.tweets[0].id]
+        secret_lines = [line for line in key.private_pem.splitlines() if "-----" not in line]
+        assert not any(line[:20] in daemon.log for line in secret_lines)
+        assert daemon.terminate() == 0
+    finally:
+        for fake in (sheets, x, price, telegram):
+            fake.stop()
+
+
+def test_the_status_line_stays_latin_1_for_sdnotify() -> None:
+    """sdnotify encodes STATUS= as Latin-1 and silently drops what it cannot encode."""
+    report = {"x": {"enabled": False}, "telegram": {"enabled": False},
+              "sheets": {"enabled": True, "failing_since": "2026-11-22T09:30:00Z",
+                         "last_error": "Sheets API answered 400: Ung\u00fcltig \u2192 " + "x" * 99}}
+    line = status.status_line(report)
+    line.encode("latin-1")
+    assert "Sheets sync failing since 2026-11-22T09:30:00Z: Sheets API answered 400: " \
+           "Ung\u00fcltig ?" in line and line.endswith("...")
