@@ -177,7 +177,7 @@ class SheetsSync:
             self._trim()
         self.owner.call(state.record_sheets_ok, self.clock())
         self._changed(failing=False)
-        log.info("sheets: synced %s to spreadsheet %s (%d requests, %d bytes, %.1f s)",
+        log.info("sheets: synced %s to spreadsheet %s (%d requests, %d bytes, %.2f s)",
                  ", ".join(f"{name} {n}" for name, n in counts.items()),
                  self.settings.spreadsheet_id, self.session.requests_made - requests_before,
                  self.session.bytes_sent - bytes_before, time.monotonic() - started)

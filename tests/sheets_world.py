@@ -6,7 +6,12 @@ Shared by the Sheets and export tests and by tests/benchmarks.py: no pytest here
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +79,54 @@ def expected_sheet(database: Path, table: str) -> list[list[Any]]:
                 cells.append(value)
         out.append(cells)
     return out
+
+
+SYNCED = "sheets: synced "
+_SYNC_LINE = re.compile(r"\((\d+) requests, (\d+) bytes, ([0-9.]+) s\)")
+
+
+def sync_figures(n_reminders: int, interval_s: int = 30) -> dict[str, Any]:
+    """A daemon (Telegram and X off) whose database holds `n_reminders` users
+    with one reminder each, syncing to the fake every `interval_s`: the second
+    sync's requests, bytes sent and wall time, and the daemon's RSS before,
+    during (peak, sampled every 20 ms) and 1 s after it."""
+    from tests.harness import Daemon, NotifySocket, rss_kib
+    from tests.telegram_world import seed_reminders
+
+    with tempfile.TemporaryDirectory(prefix="buzzbotd-sheets-bench-") as tmp:
+        directory = Path(tmp)
+        fake, key = start_fake(directory / "keys")
+        config = sheets_config(directory, fake, key, interval_s=interval_s)
+        seed_reminders(directory / "state" / "buzzbotd.db", n_reminders,
+                       first_due=datetime.now(UTC) + timedelta(hours=1))
+        notify = NotifySocket(directory / "notify.sock")
+        daemon = Daemon(config, notify)
+        try:
+            notify.wait_message("READY=1", timeout=60)
+            first = daemon.wait_log(SYNCED, timeout=600)
+            started = time.monotonic()
+            time.sleep(1.0)                       # the first sync's buffers settle
+            before = rss_kib(daemon.pid)
+            peak, stop = [before], threading.Event()
+
+            def sample() -> None:
+                while not stop.wait(0.02):
+                    peak.append(rss_kib(daemon.pid))
+
+            sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+            sampler.start()
+            second = daemon.wait_log_any((SYNCED,), timeout=interval_s + 600, after=started)
+            time.sleep(1.0)
+            stop.set()
+            sampler.join()
+            after = rss_kib(daemon.pid)
+            rows = len(fake.values("reminders")) - 1
+        finally:
+            daemon.terminate()
+            notify.close()
+            fake.stop()
+    requests, sent, wall = _SYNC_LINE.search(second).groups()  # type: ignore[union-attr]
+    first_requests, first_sent, first_wall = _SYNC_LINE.search(first).groups()  # type: ignore[union-attr]
+    return {"rows": rows, "requests": int(requests), "bytes": int(sent), "wall_s": float(wall),
+            "first": (int(first_requests), int(first_sent), float(first_wall)),
+            "rss_before": before, "rss_peak": max(peak), "rss_after": after}
