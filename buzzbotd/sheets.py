@@ -10,7 +10,8 @@ One sync:
   GET the spreadsheet's sheets → one batchUpdate that adds the missing
   worksheets and sizes each grid to its table exactly (which also drops the
   rows of a longer previous table) → one values.update per worksheet with
-  all of its rows (RAW: text is never read as a formula).
+  all of its rows (RAW: text is never read as a formula); a table of more
+  than ~2 MB (Google's advice; it refuses 10 MB) is written in ~2 MB parts.
 A 429 (Google's per-minute quota), 408 or 5xx is retried after an
 exponential backoff with jitter, at most MAX_ATTEMPTS times, and the wait
 ends at once when the daemon stops. The rows are read through the database
@@ -55,6 +56,7 @@ MAX_ATTEMPTS = 6
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 64.0        # Google's advice for its APIs: min(2^n + jitter, 64 s)
 ERROR_CHARS = 300
+MAX_BODY_BYTES = 2_000_000
 
 
 class SyncStopped(Exception):
@@ -211,27 +213,41 @@ class SheetsSync:
             spreadsheet.batch_update({"requests": grid})
         counts = {}
         for name in list(bodies):
-            body, rows = bodies.pop(name)     # each body is freed once it is sent
-            self.http.request("put", SPREADSHEET_VALUES_URL % (spreadsheet.id,
-                                                               quote(f"'{name}'!A1")),
-                              params={"valueInputOption": "RAW"}, data=body,
-                              headers={"Content-Type": "application/json; charset=utf-8"})
+            requests_, rows = bodies.pop(name)     # each body is freed once it is sent
+            while requests_:
+                a1, body = requests_.pop(0)
+                self.http.request("put", SPREADSHEET_VALUES_URL % (spreadsheet.id, quote(a1)),
+                                  params={"valueInputOption": "RAW"}, data=body,
+                                  headers={"Content-Type": "application/json; charset=utf-8"})
             counts[name] = rows
         return counts
 
-    def _body(self, table: tables.Table) -> tuple[bytes, int]:
-        """The values.update request body for `table` and its number of rows."""
-        chunks = [json.dumps({"range": f"'{table.name}'!A1", "majorDimension": "ROWS"})[:-1]
-                  .encode(), b',"values":[', json.dumps(table.columns).encode()]
-        rows = 0
+    def _body(self, table: tables.Table) -> tuple[list[tuple[str, bytes]], int]:
+        """The values.update requests for `table` (its range and body each) and its
+        number of rows. One request per sheet, unless its rows exceed MAX_BODY_BYTES:
+        Google rejects a request over 10 MB and advises 2 MB."""
+        requests_: list[tuple[str, bytes]] = []
+        encoded = [json.dumps([list(table.columns)], ensure_ascii=False)[1:-1].encode()]
+        size, first_row, rows = len(encoded[0]), 1, 0
         ids = [column.endswith("_id") for column in table.columns]
+
+        def close() -> None:
+            a1 = f"'{table.name}'!A{first_row}"
+            head = json.dumps({"range": a1, "majorDimension": "ROWS"})[:-1].encode()
+            requests_.append((a1, b"".join([head, b',"values":[', b",".join(encoded), b"]}"])))
+
         for page in tables.pages(table, self._read):
             cells = [[_cell(v, is_id) for v, is_id in zip(row, ids, strict=True)]
                      for row in page]
-            chunks.append(b"," + json.dumps(cells, ensure_ascii=False)[1:-1].encode())
+            chunk = json.dumps(cells, ensure_ascii=False)[1:-1].encode()
+            if rows and size + len(chunk) > MAX_BODY_BYTES:
+                close()
+                encoded, size, first_row = [], 0, rows + 2      # +1: the header, +1: 1-based
+            encoded.append(chunk)
+            size += len(chunk)
             rows += len(page)
-        chunks.append(b"]}")
-        return b"".join(chunks), rows
+        close()
+        return requests_, rows
 
     def _read(self, table: tables.Table, after: Any) -> list[tuple]:
         return self.owner.call(tables.read_page, table, after, transaction=False)

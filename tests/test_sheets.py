@@ -410,3 +410,28 @@ def test_the_status_line_stays_latin_1_for_sdnotify() -> None:
     line.encode("latin-1")
     assert "Sheets sync failing since 2026-11-22T09:30:00Z: Sheets API answered 400: " \
            "Ung\u00fcltig ?" in line and line.endswith("...")
+
+
+def test_a_big_table_is_written_in_parts_under_the_size_limit(world: World, monkeypatch
+                                                              ) -> None:
+    """Google refuses a request over 10 MB: past MAX_BODY_BYTES a sheet's rows go
+    in several values.update requests, each at its own start row, none twice."""
+    import buzzbotd.sheets
+    monkeypatch.setattr(buzzbotd.sheets, "MAX_BODY_BYTES", 300_000)
+
+    def many() -> None:
+        users = range(10_000_000, 10_012_000)
+        TelegramUser.insert_many([{"id": u, "chat_id": u, "timezone": "UTC", "created_at": NOW,
+                                   "updated_at": NOW} for u in users]).execute()
+        Reminder.insert_many([{"user": u, "chat_id": u, "local_time": "08:00", "timezone": "UTC",
+                               "next_due_at": NOW, "created_at": NOW} for u in users]).execute()
+
+    world.owner.call(many)
+    assert world.sync()[0]
+    updates = [r for r in world.fake.calls("values.update") if "reminders" in r.path]
+    assert len(updates) >= 3 and all(len(r.body) < 300_000 + 1_500_000 for r in updates)
+    starts = [r.json()["range"] for r in updates]
+    assert starts[0] == "'reminders'!A1" and len(set(starts)) == len(starts)
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table), table
+    assert len(world.fake.values("reminders")) == 12_001
