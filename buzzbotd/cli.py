@@ -13,6 +13,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -55,6 +56,14 @@ def parser() -> argparse.ArgumentParser:
                                 help="show the tweet that would be posted now")
     tweet.add_argument("--dry-run", action="store_true", required=True,
                        help="fetch the price and print the tweet; post nothing")
+    export = commands.add_parser("export", parents=[common],
+                                 help="print users, reminders or posts as CSV or JSON "
+                                      "(read-only)")
+    export.add_argument("table", choices=("users", "reminders", "posts"),
+                        help="the table to print (the same as the Google Sheets worksheets)")
+    export.add_argument("--format", choices=("csv", "json"), default="csv",
+                        help="csv (a header line, then one line per row) or json (an array "
+                             "of objects); default csv")
     return p
 
 
@@ -164,9 +173,28 @@ def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def cmd_export(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd import tables
+    from buzzbotd.db import open_readonly
+    table = tables.TABLES[args.table]
+    write = tables.write_json if args.format == "json" else tables.write_csv
+    db = open_readonly(settings.daemon.database)
+    try:
+        # One read transaction: every page comes from the same snapshot (WAL),
+        # while the daemon goes on writing.
+        with db.atomic():
+            write(table, tables.pages(table), sys.stdout)
+    except BrokenPipeError:        # `buzzbotd export users | head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        db.close()
+    return EX_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "check-config": cmd_check_config,
     "status": cmd_status,
     "tweet": cmd_tweet,
+    "export": cmd_export,
 }

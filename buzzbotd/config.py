@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import os
 import re
@@ -33,6 +34,11 @@ CREDENTIALS = {
     "x_access_token": ("x", "access_token"),
     "x_access_token_secret": ("x", "access_token_secret"),
 }
+# The credential file that stands in for sheets.service_account_file (its
+# contents are the key itself, not a path).
+SHEETS_CREDENTIAL = "sheets_service_account"
+_SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+_SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]{1,200}$")
 _TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?$")
 
@@ -121,18 +127,33 @@ class TelegramSettings:
 
 
 @dataclass(frozen=True)
+class SheetsSettings:
+    enabled: bool = False
+    spreadsheet_id: str = ""
+    api_base: str = "https://sheets.googleapis.com"
+    interval_s: int = 300
+    service_account_file: str = ""
+    # The key itself (JSON text), read and checked at load time from
+    # $CREDENTIALS_DIRECTORY/sheets_service_account or service_account_file.
+    # Not a config key: the TOML names the file.
+    service_account: Secret = dataclasses.field(default=Secret("", "default"),
+                                                metadata={"config": False})
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     daemon: DaemonSettings
     price: PriceSettings
     x: XSettings
     telegram: TelegramSettings
+    sheets: SheetsSettings = SheetsSettings()
 
     def secrets(self) -> list[str]:
         """Every non-empty secret value, so that logging can mask them."""
         values = [self.telegram.token, self.x.consumer_key, self.x.consumer_secret,
                   self.x.access_token, self.x.access_token_secret]
-        return [s.reveal() for s in values if s]
+        return [s.reveal() for s in values if s] + sheets_private_key(self.sheets)
 
 
 SECTIONS: dict[str, type] = {
@@ -140,6 +161,7 @@ SECTIONS: dict[str, type] = {
     "price": PriceSettings,
     "x": XSettings,
     "telegram": TelegramSettings,
+    "sheets": SheetsSettings,
 }
 
 
@@ -194,7 +216,7 @@ class _Validator:
             if not isinstance(table, dict):
                 self.problem(name, f"expected a [{name}] table", table)
                 table = {}
-            known = {f.name for f in dataclasses.fields(cls)}
+            known = {f.name for f in dataclasses.fields(cls) if f.metadata.get("config", True)}
             for key in table:
                 if key not in known:
                     self.problem(f"{name}.{key}", "unknown key" + _did_you_mean(key, known))
@@ -253,6 +275,93 @@ class _Validator:
             reminder_grace_s=int(self._number(t, "telegram.reminder_grace_s",
                                               d.reminder_grace_s, 1, 86400, integer=True)),
         )
+
+    def _sheets(self, t: dict[str, Any]) -> SheetsSettings:
+        d = SheetsSettings()
+        sheets = SheetsSettings(
+            enabled=self._bool(t, "sheets.enabled", d.enabled),
+            spreadsheet_id=self._string(t, "sheets.spreadsheet_id", d.spreadsheet_id).strip(),
+            api_base=self._url(t, "sheets.api_base", d.api_base),
+            # Each sync is a handful of requests; Google allows 60 a minute per user.
+            interval_s=int(self._number(t, "sheets.interval_s", d.interval_s, 30, 86400,
+                                        integer=True)),
+            service_account_file=self._string(t, "sheets.service_account_file",
+                                              d.service_account_file).strip(),
+        )
+        if not sheets.enabled:
+            return sheets
+        self._check_spreadsheet_id(sheets.spreadsheet_id)
+        return dataclasses.replace(sheets, service_account=self._sheets_key(sheets))
+
+    def _check_spreadsheet_id(self, value: str) -> None:
+        key = "sheets.spreadsheet_id"
+        if _SPREADSHEET_ID.match(value):
+            return
+        found = _SPREADSHEET_URL.search(value)
+        hint = (f'; that looks like the address of the sheet: its id is "{found.group(1)}"'
+                if found else "")
+        self.problem(key, "expected the spreadsheet's id, the part of its address between "
+                     "/d/ and /edit (letters, digits, - and _, at least 20)" + hint, value)
+
+    def _sheets_key(self, sheets: SheetsSettings) -> Secret:
+        """The service account key, checked for what google-auth needs. Its
+        contents never appear in a message: only the file and the field names."""
+        key = "sheets.service_account_file"
+        directory = self.environ.get("CREDENTIALS_DIRECTORY")
+        credential = os.path.join(directory, SHEETS_CREDENTIAL) if directory else None
+        if credential and os.path.exists(credential):
+            file, where = credential, f"{key} (from $CREDENTIALS_DIRECTORY/{SHEETS_CREDENTIAL})"
+        elif sheets.service_account_file:
+            file = sheets.service_account_file
+            if not os.path.isabs(file):
+                file = str((self.path.parent / file).resolve())
+            where = f"{key} = {_show(sheets.service_account_file)}"
+        else:
+            self.problem(key, "is empty; expected the path of a Google service account key "
+                         f"(JSON), or the credential $CREDENTIALS_DIRECTORY/{SHEETS_CREDENTIAL}, "
+                         "or set sheets.enabled = false")
+            return Secret("", "default")
+
+        def problem(message: str) -> None:
+            self.problems.append(f"{self.path}: {where}: {message}")
+
+        try:
+            with open(file, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            problem(f"cannot read {file}: {e.strerror}")
+            return Secret("", "default")
+        except UnicodeDecodeError:
+            problem(f"{file} is not UTF-8 text; expected the JSON key file from Google")
+            return Secret("", "default")
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as e:
+            # e.msg and the position only: the text itself holds the private key.
+            problem(f"{file} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                    "expected the service account key file Google gave you, unchanged")
+            return Secret("", "default")
+        if not isinstance(info, dict):
+            problem(f"{file}: expected a JSON object (a service account key)")
+            return Secret("", "default")
+        missing = []
+        for field in ("client_email", "private_key", "token_uri"):
+            value = info.get(field)
+            if not isinstance(value, str) or not value.strip():
+                missing.append(field)
+        if missing:
+            problem(f"{file} has no {', '.join(missing)}; expected a service account key "
+                    "(JSON with client_email, private_key and token_uri)")
+            return Secret("", "default")
+        if "PRIVATE KEY-----" not in info["private_key"]:
+            problem(f"{file}: private_key is not a PEM private key (value not shown)")
+            return Secret("", "default")
+        token = urlsplit(info["token_uri"])
+        if token.scheme not in ("http", "https") or not token.hostname:
+            problem(f"{file}: token_uri = {_show(info['token_uri'])}: expected an http:// or "
+                    "https:// URL, e.g. \"https://oauth2.googleapis.com/token\"")
+            return Secret("", "default")
+        return Secret(text, file)
 
     # -- credentials -----------------------------------------------------
 
@@ -461,6 +570,14 @@ def _format_spec_problem(spec: str) -> str | None:
             return (f"asks for a width or precision of {shown}; expected at most "
                     f"{TWEET_MAX_CHARS} (a tweet's length)")
     return None
+
+
+def sheets_private_key(sheets: SheetsSettings) -> list[str]:
+    """The key's private_key and each line of it, for log masking."""
+    if not sheets.service_account:
+        return []
+    key = json.loads(sheets.service_account.reveal())["private_key"]
+    return [key] + [line for line in key.splitlines() if len(line) >= 16]
 
 
 def parse_time_of_day(text: str) -> time | None:

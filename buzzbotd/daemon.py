@@ -52,6 +52,7 @@ class Daemon:
         self.prices: Any = None
         self.poster: Any = None
         self.bot: Any = None
+        self.sheets: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop_main: Callable[[], None] = lambda: None
         self._stopping = False
@@ -98,6 +99,10 @@ class Daemon:
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status
+        if s.sheets.enabled:
+            from buzzbotd.sheets import SheetsSync  # gspread and google-auth: only when on
+            self.sheets = SheetsSync(s, self.owner, clock=self.clock)
+            self.sheets.on_change = self._refresh_status_soon
 
     async def _run_without_bot(self) -> None:
         stop = asyncio.Event()
@@ -132,6 +137,8 @@ class Daemon:
         if self.bot is not None:
             self.scheduler.every_minute("reminders", self.bot.dispatch_reminders)
         self.scheduler.every(3600, "backup", self._backup_if_due)
+        if self.sheets is not None:
+            self.scheduler.every(self.settings.sheets.interval_s, "sheets", self.sheets.run)
 
     def _catch_up(self) -> None:
         """What came due while the daemon was down is settled at once, not at the next tick."""
@@ -140,6 +147,8 @@ class Daemon:
         if self.bot is not None:
             self.scheduler.run_now("reminders", self.bot.dispatch_reminders)
         self.scheduler.run_now("backup", self._backup_if_due)
+        if self.sheets is not None:
+            self.scheduler.run_now("sheets", self.sheets.run)
 
     # -- stopping ----------------------------------------------------------
 
@@ -160,6 +169,8 @@ class Daemon:
             self.poster.stop()
         if self.bot is not None:
             self.bot.stop_sending()
+        if self.sheets is not None:
+            self.sheets.stop()
         await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
@@ -193,6 +204,11 @@ class Daemon:
             self.health.recover("database")
         else:
             self.health.degrade("database", reason)
+
+    def _refresh_status_soon(self) -> None:
+        """From a job thread: STATUS= shows a change now, not at the next refresh."""
+        if self.loop is not None and not self._stopping:
+            asyncio.run_coroutine_threadsafe(self.watchdog.refresh_status(), self.loop)
 
     async def _ping_database(self) -> None:
         await asyncio.wrap_future(self.owner.ping())

@@ -80,3 +80,19 @@ def paused_at(when: datetime) -> bool:
         return True
     start, _, end = (get(LAST_PAUSE) or "").partition("/")
     return bool(end) and parse_utc(start) <= when <= parse_utc(end)
+
+
+# -- the Google Sheets sync (shown by `status`; /metrics reads the same keys) --
+
+SHEETS_LAST_OK = "sheets.last_ok_at"
+SHEETS_LAST_ERROR = "sheets.last_error"          # "" once a sync succeeds again
+SHEETS_FAILING_SINCE = "sheets.failing_since"    # the first failure of the current run of them
+
+
+def record_sheets_ok(now: datetime) -> None:
+    put_many({SHEETS_LAST_OK: utc_text(now), SHEETS_LAST_ERROR: "", SHEETS_FAILING_SINCE: ""})
+
+
+def record_sheets_error(message: str, now: datetime) -> None:
+    put_many({SHEETS_LAST_ERROR: message,
+              SHEETS_FAILING_SINCE: get(SHEETS_FAILING_SINCE) or utc_text(now)})

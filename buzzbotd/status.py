@@ -59,6 +59,13 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
+        "sheets": {
+            "enabled": settings.sheets.enabled,
+            "spreadsheet_id": settings.sheets.spreadsheet_id,
+            "last_ok_at": meta.get(state.SHEETS_LAST_OK) or None,
+            "last_error": meta.get(state.SHEETS_LAST_ERROR) or None,
+            "failing_since": meta.get(state.SHEETS_FAILING_SINCE) or None,
+        },
         "health": {
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
             "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
@@ -94,6 +101,11 @@ def status_line(report: dict[str, Any]) -> str:
             parts.append("409 Conflict: another bot instance polls this token")
     else:
         parts.append("Telegram off")
+    sheets = report.get("sheets") or {}
+    if sheets.get("enabled") and sheets.get("last_error"):
+        # Only a failing sync is worth the space on `systemctl status`.
+        parts.append(f"Sheets sync failing since {sheets['failing_since']}: "
+                     f"{_shorten(sheets['last_error'], 80)}")
     return "ready: " + ", ".join(parts)
 
 
@@ -128,7 +140,22 @@ def render(report: dict[str, Any], pid: int | None) -> str:
         if telegram["last_conflict_at"]:
             lines.append(f"  WARNING: another instance polled this token at "
                          f"{telegram['last_conflict_at']} (409 Conflict)")
+    sheets = report.get("sheets") or {}
+    if not sheets.get("enabled"):
+        lines.append("Google Sheets: off (sheets.enabled = false)")
+    else:
+        lines.append(f"Google Sheets: spreadsheet {sheets['spreadsheet_id']}, last synced "
+                     f"{sheets['last_ok_at'] or 'never'}")
+        if sheets["last_error"]:
+            lines.append(f"  FAILING since {sheets['failing_since']}: {sheets['last_error']}")
     return "\n".join(lines)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """At most `limit` characters, in Latin-1: sdnotify encodes STATUS= as Latin-1
+    and silently drops a message it cannot encode."""
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return text.encode("latin-1", "replace").decode("latin-1")
 
 
 def _count(n: int, noun: str) -> str:

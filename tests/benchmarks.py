@@ -264,6 +264,26 @@ def bench_reminders(quick: bool) -> list[Row]:
     ]
 
 
+def bench_sheets(quick: bool) -> list[Row]:
+    from tests.sheets_world import sync_figures
+    n = 2_000 if quick else 100_000
+    f = sync_figures(n)
+    requests, sent, wall = f["first"]
+    grown = (f["rss_after"] - f["rss_before"]) / 1024
+    return [
+        (f"Sheets sync of {n:,} users + {n:,} reminders (the second sync)",
+         f"{f['wall_s']:.1f} s, {f['requests']} requests, {f['bytes'] / 1e6:.1f} MB sent, "
+         f"{f['rows']:,} reminder rows in the sheet",
+         f"the first sync (adds the sheets): {wall:.1f} s, {requests} requests, "
+         f"{sent / 1e6:.1f} MB", f"{f['wall_s'] / wall:.2f}"),
+        (f"daemon RSS around that sync of {n:,} reminders",
+         f"before {f['rss_before'] / 1024:.1f} MiB, peak {f['rss_peak'] / 1024:.1f} MiB, "
+         f"1 s after {f['rss_after'] / 1024:.1f} MiB ({grown:+.1f} MiB)",
+         "back within 2 MiB of before: " + ("met" if abs(grown) <= 2 else "NOT met"),
+         f"{f['rss_after'] / f['rss_before']:.2f}×"),
+    ]
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "startup": bench_startup,
     "idle_cpu": bench_idle_cpu,
@@ -271,6 +291,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "slot_latency": bench_slot_latency,
     "reminders": bench_reminders,
     "crash_trials": bench_crash_trials,
+    "sheets": bench_sheets,
 }
 
 
