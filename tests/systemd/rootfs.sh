@@ -15,7 +15,7 @@ CACHE=${BUZZBOTD_TEST_CACHE:-/var/cache/buzzbotd-test}
 SUITE=bookworm
 INCLUDE=systemd,systemd-sysv,dbus,python3,ca-certificates,tzdata
 HOST_ARCH=$(dpkg --print-architecture)
-ARCH=${1:-$HOST_ARCH}
+ARCH=${1:-$HOST_ARCH}   # or --mirror: print the mirror it would use
 if [ "$ARCH" = "$HOST_ARCH" ]; then
     ROOTFS=$CACHE/rootfs-$SUITE
     STAMP="debootstrap --variant=minbase --include=$INCLUDE $SUITE v1"
@@ -53,6 +53,10 @@ host_mirror() {
     done
 }
 
+if [ "$ARCH" = --mirror ]; then
+    echo "${BUZZBOTD_TEST_MIRROR:-$(host_mirror | head -n1)}"
+    exit 0
+fi
 if [ -f "$ROOTFS/.buzzbotd-rootfs" ] && [ "$(cat "$ROOTFS/.buzzbotd-rootfs")" = "$STAMP" ]; then
     echo "$ROOTFS"
     exit 0
