@@ -78,6 +78,23 @@ contains "check-config names the missing X credentials" "$out" "x.consumer_key: 
 out=$(ct runuser -u nobody -- buzzbotd check-config 2>&1); rc=$?
 expect "another user cannot read the config (exit 78)" "$rc" 78
 contains "... and is told why" "$out" "Permission denied"
+# Commands by hand before the service ever started (issue 14): the package
+# made the state and runtime directories (tmpfiles.d), not only the unit.
+expect "the package made /var/lib/buzzbotd and /run/buzzbotd (0750 buzzbotd)" \
+    "$(ct stat -c '%n %U:%G %a' /var/lib/buzzbotd /run/buzzbotd | tr '\n' ' ')" \
+    "/var/lib/buzzbotd buzzbotd:buzzbotd 750 /run/buzzbotd buzzbotd:buzzbotd 750 "
+quiet_config /tmp/quiet.toml; ct chmod 644 /tmp/quiet.toml
+out=$(ct runuser -u buzzbotd -- buzzbotd status --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u buzzbotd -- buzzbotd status before any start: one clear line, exit 1" \
+    "$rc:$out" "1:buzzbotd: /var/lib/buzzbotd/buzzbotd.db: no database yet (the daemon creates it on its first start)"
+out=$(ct runuser -u nobody -- buzzbotd status --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u nobody -- buzzbotd status: exit 1" "$rc" 1
+contains "... naming the path and the user" "$out" "/var/lib/buzzbotd: permission denied for user nobody (/var/lib/buzzbotd is owned by buzzbotd:buzzbotd, mode 0750)"
+lacks "... without a traceback" "$out" "Traceback"
+out=$(ct runuser -u nobody -- buzzbotd run --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u nobody -- buzzbotd run: exit 1" "$rc" 1
+contains "... naming the path and the user" "$out" "permission denied for user nobody"
+lacks "... without a traceback" "$out" "Traceback"
 # Every pin of requirements.lock, as the wrapper's sys.path sees it.
 locked=$(sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\) .*/\1/p' "$REPO/requirements.lock")
 out=$(ct python3 -IS -c 'import sys
@@ -334,7 +351,7 @@ out=$(ct apt-get purge -y -q buzzbotd 2>&1); rc=$?
 expect "apt purge exits 0" "$rc" 0
 [ $rc = 0 ] || echo "$out" | tail -10
 expect "dpkg no longer knows it" "$(ct dpkg-query -W -f '${Status}' buzzbotd 2>/dev/null)" ""
-for d in /etc/buzzbotd /var/lib/buzzbotd /usr/lib/buzzbotd /etc/systemd/system/multi-user.target.wants/buzzbotd.service; do
+for d in /etc/buzzbotd /var/lib/buzzbotd /run/buzzbotd /usr/lib/buzzbotd /etc/systemd/system/multi-user.target.wants/buzzbotd.service; do
     if ct test -e "$d"; then fail "$d removed" "still there"; else pass "$d removed"; fi
 done
 if ct getent passwd buzzbotd >/dev/null; then fail "user removed" "still there"; else pass "user removed"; fi
