@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all venv test lint demo bench wheels deb systemd-test clean
+.PHONY: all venv test lint demo bench wheels deb systemd-test systemd-test-amd64 \
+        systemd-test-upgrade systemd-test-arm64 piuparts clean
 
 all: test
 
@@ -67,8 +68,27 @@ deb: $(DEB)
 	lintian --display-info --fail-on error,warning $(DEB_CHANGES)
 	@ls -l $(DEB)
 
-systemd-test: $(DEB)
+# The package under a real systemd (README.md, "Debian package"), as root.
+# Each part is a target of its own; `make -k systemd-test` runs all of them
+# even when one fails. Trees and the previous release's .deb are cached in
+# /var/cache/buzzbotd-test.
+systemd-test: systemd-test-amd64 systemd-test-upgrade piuparts systemd-test-arm64
+
+# install, readiness, watchdog, restarts, hardening, posting, journal, purge
+systemd-test-amd64: $(DEB)
 	bash tests/systemd/run.sh $(DEB)
+
+# from the previous release (tag 0.1.0, built by tests/systemd/prev_deb.sh)
+systemd-test-upgrade: $(DEB)
+	bash tests/systemd/upgrade.sh $(DEB)
+
+# Debian's piuparts: install/remove/purge and the upgrade (needs the network)
+piuparts: $(DEB)
+	bash tests/systemd/piuparts.sh $(DEB)
+
+# arm64 (a Raspberry Pi's architecture) emulated by qemu-user-static
+systemd-test-arm64: $(DEB)
+	bash tests/systemd/arm64.sh $(DEB)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

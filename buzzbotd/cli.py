@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import grp
 import json
 import logging
 import os
+import pwd
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn
 
 from buzzbotd import __version__, config, log
@@ -74,10 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         log.setup("info")
     try:
         settings = config.load(path)
+        _check_access(args.command, settings)
         return COMMANDS[args.command](settings, args)
     except config.ConfigError as e:
         _fail(args.command, e.problems, "configuration error")
         return EX_CONFIG
+    except PermissionError as e:
+        _fail(args.command, [_permission_problem(e, args.command)], "not started")
+        return EX_FAILURE
     except KeyboardInterrupt:
         return EX_FAILURE
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one clear line
@@ -98,6 +105,68 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _fail(args.command, [f"{type(e).__name__}: {e}"], "unexpected error")
         return EX_FAILURE
+
+
+def _check_access(command: str, settings: config.Settings) -> None:
+    """Finds, before any work, a directory or file this user may not use.
+
+    SQLite reports an unwritable directory as "unable to open database file",
+    which reads like a damaged database; an operator who ran the command as
+    the wrong user needs the path and the user instead (raised as
+    PermissionError, reported by main()).
+    """
+    d = settings.daemon
+    if command == "run":
+        needs = [(d.state_dir, os.W_OK | os.X_OK), (d.database, os.R_OK | os.W_OK),
+                 (d.lock_file.parent, os.W_OK | os.X_OK)]
+    elif command == "status":
+        needs = [(d.state_dir, os.X_OK), (d.database, os.R_OK)]
+    else:
+        return
+    for path, mode in needs:
+        if not os.access(_existing(path), mode):
+            raise PermissionError(13, "Permission denied", str(path))
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    """The path itself if it exists, else its nearest existing parent (the
+    one a mkdir or create would need to write)."""
+    p = Path(path)
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _permission_problem(e: PermissionError, command: str) -> str:
+    """One line: the path, who is asking, who owns what is in the way, and
+    what to do."""
+    user = _user_name(os.geteuid())
+    path = e.filename or "?"
+    where = _existing(path)
+    try:
+        st = os.stat(where)
+        owner = (f"{where} is owned by {_user_name(st.st_uid)}:{_group_name(st.st_gid)}, "
+                 f"mode {st.st_mode & 0o7777:04o}")
+    except OSError:
+        owner = f"{where} cannot be inspected"
+    what = "permission denied" if str(where) == str(path) else "cannot be created"
+    return (f"{path}: {what} for user {user} ({owner}); run 'buzzbotd {command}' as "
+            f"root or as the user that owns it (the package's: "
+            f"sudo -u buzzbotd buzzbotd {command})")
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 def _fail(command: str, problems: list[str], what: str) -> None:

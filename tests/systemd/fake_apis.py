@@ -4,7 +4,9 @@ service inside the systemd test's container, on fixed loopback ports.
 Every tweet the fake X stores is appended, as a JSON line, to --tweets, which
 the test reads; --credentials gets the credentials the fakes accept, one file
 per systemd credential name, for LoadCredential=; `GET /ask?user_id=N&text=T`
-on --control-port sends T to the bot as user N and answers the bot's reply.
+on --control-port sends T to the bot as user N and answers the bot's reply;
+`GET /fault?status=503&times=1` makes the fake X answer its next POST
+/2/tweets (times of them) with that status.
 Stdlib only, like the fakes, so that the container's bare python3 runs it.
 """
 
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.base import Fault
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX, Tweet
@@ -55,7 +58,7 @@ def main() -> None:
     price.start(args.price_port)
     telegram = FakeTelegram()
     telegram.start(args.telegram_port)
-    control = ThreadingHTTPServer(("127.0.0.1", args.control_port), _control(telegram))
+    control = ThreadingHTTPServer(("127.0.0.1", args.control_port), _control(telegram, x))
     threading.Thread(target=control.serve_forever, daemon=True).start()
     urls = {"x": x.url, "price": price.endpoint, "telegram": telegram.url}
     args.ready.write_text(json.dumps(urls) + "\n")
@@ -63,15 +66,29 @@ def main() -> None:
     threading.Event().wait()   # until systemd stops the unit
 
 
-def _control(telegram: FakeTelegram) -> type[BaseHTTPRequestHandler]:
+def _control(telegram: FakeTelegram, x: FakeX) -> type[BaseHTTPRequestHandler]:
     class Control(BaseHTTPRequestHandler):
         def do_GET(self) -> None:   # noqa: N802 - http.server's name
-            query = parse_qs(urlsplit(self.path).query)
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            if url.path == "/fault":
+                try:
+                    code, times = int(query["status"][0]), int(query.get("times", ["1"])[0])
+                except (KeyError, ValueError) as e:
+                    self._answer(400, f"bad fault: {e}")
+                    return
+                x.add_fault("POST /2/tweets", Fault.status_code(code, {"status": code}), times)
+                self._answer(200, f"the next {times} POST /2/tweets get {code}")
+                return
             try:
-                reply = telegram.ask(int(query["user_id"][0]), query["text"][0], timeout=20)
+                # Emulated (qemu-user) the bot answers in seconds, not milliseconds.
+                reply = telegram.ask(int(query["user_id"][0]), query["text"][0], timeout=50)
                 status, body = 200, reply
             except (AssertionError, KeyError, ValueError) as e:
                 status, body = 504, f"no reply: {e}"
+            self._answer(status, body)
+
+        def _answer(self, status: int, body: str) -> None:
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain; charset=utf-8")

@@ -3,6 +3,9 @@
 # the systemd test: systemd as PID 1 plus what the package needs to install
 # offline (python3, tzdata). It lives outside the repository; delete the cache
 # directory to rebuild it.
+#   bash tests/systemd/rootfs.sh [ARCH]   (default: this machine's, e.g. amd64)
+# A foreign ARCH (arm64: a Raspberry Pi's) is made and later run through
+# qemu-user-static; binfmt.sh registers it with the kernel first.
 #   BUZZBOTD_TEST_CACHE   cache directory (default /var/cache/buzzbotd-test)
 #   BUZZBOTD_TEST_MIRROR  Debian mirror (default: the first one serving
 #                         bookworm in this machine's own apt sources)
@@ -11,9 +14,16 @@ set -euo pipefail
 CACHE=${BUZZBOTD_TEST_CACHE:-/var/cache/buzzbotd-test}
 SUITE=bookworm
 INCLUDE=systemd,systemd-sysv,dbus,python3,ca-certificates,tzdata
-ROOTFS=$CACHE/rootfs-$SUITE
+HOST_ARCH=$(dpkg --print-architecture)
+ARCH=${1:-$HOST_ARCH}   # or --mirror: print the mirror it would use
+if [ "$ARCH" = "$HOST_ARCH" ]; then
+    ROOTFS=$CACHE/rootfs-$SUITE
+    STAMP="debootstrap --variant=minbase --include=$INCLUDE $SUITE v1"
+else
+    ROOTFS=$CACHE/rootfs-$SUITE-$ARCH
+    STAMP="debootstrap --arch=$ARCH --variant=minbase --include=$INCLUDE $SUITE v1"
+fi
 # The stamp names what the tree was made from: change INCLUDE and it is remade.
-STAMP="debootstrap --variant=minbase --include=$INCLUDE $SUITE v1"
 
 # The machine's own mirror for $SUITE, from deb822 .sources or one-line .list files.
 host_mirror() {
@@ -43,6 +53,10 @@ host_mirror() {
     done
 }
 
+if [ "$ARCH" = --mirror ]; then
+    echo "${BUZZBOTD_TEST_MIRROR:-$(host_mirror | head -n1)}"
+    exit 0
+fi
 if [ -f "$ROOTFS/.buzzbotd-rootfs" ] && [ "$(cat "$ROOTFS/.buzzbotd-rootfs")" = "$STAMP" ]; then
     echo "$ROOTFS"
     exit 0
@@ -54,13 +68,18 @@ if [ -z "$mirror" ]; then
     exit 1
 fi
 command -v debootstrap >/dev/null || { echo "rootfs.sh: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
+if [ "$ARCH" != "$HOST_ARCH" ]; then
+    # debootstrap runs the tree's own maintainer scripts: the kernel must run
+    # $ARCH binaries through qemu (with the F flag, no copy in the tree).
+    bash "$(dirname "$0")/binfmt.sh" "$ARCH" >&2 || exit 1
+fi
 
 mkdir -p "$CACHE"
-tmp=$(mktemp -d "$CACHE/rootfs-$SUITE.tmp.XXXXXX")
+tmp=$(mktemp -d "$ROOTFS.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-echo "rootfs.sh: debootstrap $SUITE from $mirror into $tmp (once; about a minute)" >&2
+echo "rootfs.sh: debootstrap $SUITE $ARCH from $mirror into $tmp (once: about a minute natively, three emulated)" >&2
 start=$SECONDS
-debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
+debootstrap --arch="$ARCH" --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp" "$mirror" >"$tmp.log" 2>&1 || {
     tail -n 30 "$tmp.log" >&2; rm -f "$tmp.log"; exit 1; }
 rm -f "$tmp.log"
 # Keep the image small and the boots quiet: no package lists, no machine-id

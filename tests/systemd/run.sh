@@ -21,125 +21,17 @@ exec </dev/null   # nothing here reads a terminal; CI has no standard input
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 T0=$SECONDS
-MACHINE=buzzbotd-test-$$
-X_PORT=18081
-PRICE_PORT=18082
-TELEGRAM_PORT=18083
-CONTROL_PORT=18084
+. "$REPO/tests/systemd/lib.sh"
 
-die() { echo "run.sh: $*" >&2; exit 2; }
-
-# --- checks and their record -------------------------------------------------
-RESULTS=()
-FAILED=0
-pass() { RESULTS+=("PASS  $1"); printf '  PASS  %s\n' "$1"; }
-fail() { RESULTS+=("FAIL  $1: $2"); FAILED=$((FAILED + 1)); printf '  FAIL  %s: %s\n' "$1" "$2"; }
-# expect NAME ACTUAL EXPECTED
-expect() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1" "expected '$3', got '$2'"; fi; }
-# contains NAME TEXT NEEDLE
-contains() {
-    if grep -qF -- "$3" <<<"$2"; then pass "$1"
-    else fail "$1" "no '$3' in: $(tail -c 600 <<<"$2" | tr '\n' '|')"; fi
-}
-lacks() {
-    if grep -qF -- "$3" <<<"$2"; then fail "$1" "unexpected '$3' in: $(grep -F -- "$3" <<<"$2" | head -3 | tr '\n' '|')"
-    else pass "$1"; fi
-}
-# wait_for SECONDS cmd...: polls every 0.2 s until cmd succeeds
-wait_for() {
-    local deadline=$((SECONDS + $1)); shift
-    until "$@" >/dev/null 2>&1; do
-        [ $SECONDS -ge $deadline ] && return 1
-        sleep 0.2
-    done
-}
-section() { printf '\n== %s\n' "$*"; }
-
-# --- the container -------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "must run as root (systemd-nspawn)"
 command -v systemd-nspawn >/dev/null || die "systemd-nspawn missing: apt-get install systemd-container"
-DEB=${1:-$(ls -t "$REPO"/dist/buzzbotd_*_all.deb 2>/dev/null | head -n1)}
-[ -n "$DEB" ] && [ -f "$DEB" ] || die "no .deb given and none in dist/: run 'make deb' first"
-DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+the_deb "${1:-}"
 VERSION=$(dpkg-deb -f "$DEB" Version)
 ROOTFS=$(bash "$REPO/tests/systemd/rootfs.sh") || die "could not make the root file system"
-WORK=$(mktemp -d /tmp/buzzbotd-systemd-test.XXXXXX)
-NSPAWN_PID=
-
-cleanup() {
-    if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-        kill -TERM "$NSPAWN_PID"                       # nspawn halts the container
-        for _ in $(seq 50); do kill -0 "$NSPAWN_PID" 2>/dev/null || break; sleep 0.2; done
-        kill -0 "$NSPAWN_PID" 2>/dev/null && kill -KILL "$NSPAWN_PID"
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 section "boot Debian 12 with systemd as PID 1 ($ROOTFS)"
-mkdir -p "$WORK/deb"
 cp "$DEB" "$WORK/deb/"
-# --private-network: loopback only, so nothing here can need the Internet.
-# --system-call-filter=bpf: without it, systemd's IP filtering is silently off.
-SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 systemd-nspawn --quiet --boot \
-    --directory="$ROOTFS" --volatile=overlay --machine="$MACHINE" \
-    --register=no --keep-unit --system-call-filter=bpf --private-network \
-    --bind-ro="$WORK/deb:/deb" --bind-ro="$REPO/tests:/src/tests" \
-    --console=pipe </dev/null >"$WORK/console.log" 2>&1 &
-NSPAWN_PID=$!
-# The container's PID 1 is the child of nspawn that runs systemd (an
-# intermediate child that sets things up comes and goes first).
-CPID=
-for _ in $(seq 200); do
-    for c in $(cat /proc/"$NSPAWN_PID"/task/*/children 2>/dev/null); do
-        [ "$(cat /proc/"$c"/comm 2>/dev/null)" = systemd ] && CPID=$c
-    done
-    [ -n "$CPID" ] && break
-    kill -0 "$NSPAWN_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$CPID" ] || { cat "$WORK/console.log" >&2; die "systemd-nspawn did not start a container"; }
-
-# ct cmd...: runs cmd inside the container, with a clean environment.
-ct() {
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb \
-        SYSTEMD_PAGER= SYSTEMD_COLORS=0 DEBIAN_FRONTEND=noninteractive \
-        nsenter -t "$CPID" -a "$@"
-}
-prop() { ct systemctl show -p "$1" --value buzzbotd; }
-active() { [ "$(prop ActiveState)" = active ] && [ "$(prop SubState)" = running ]; }
-main_pid() { prop MainPID; }
-cursor() { ct journalctl -q -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p'; }
-# journal_after CURSOR [journalctl options]: the unit's journal since CURSOR
-journal_after() { ct journalctl -q -u buzzbotd --after-cursor="$1" -o cat "${@:2}"; }
-journal_has() { journal_after "$1" | grep -qF -- "$2"; }
-pid_changed() { local p; p=$(main_pid); [ "$p" != 0 ] && [ "$p" != "$1" ] && active; }
-failed_units() { ct systemctl --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' '; }
-dropin() {  # dropin NAME CONTENT: a runtime drop-in for the unit, then daemon-reload
-    ct mkdir -p /run/systemd/system/buzzbotd.service.d
-    printf '[Service]\n%s\n' "$2" | ct sh -c "cat > /run/systemd/system/buzzbotd.service.d/$1.conf"
-    ct systemctl daemon-reload
-}
-undrop() { ct rm -f "/run/systemd/system/buzzbotd.service.d/$1.conf"; ct systemctl daemon-reload; }
-write_config() { ct sh -c 'cat > /etc/buzzbotd/buzzbotd.toml'; }   # keeps mode and owner
-quiet_config() {
-    printf '# systemd test: no network parts\n[x]\nenabled = false\n\n[telegram]\nenabled = false\n' | write_config
-}
-# start_timed: systemctl start; sets START_S to the seconds until it returned
-# (Type=notify: systemctl returns once READY=1 arrived)
-start_timed() {
-    local t0 t1
-    t0=$(date +%s%N); ct systemctl "${1:-start}" buzzbotd; local rc=$?; t1=$(date +%s%N)
-    START_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')
-    return $rc
-}
-
-wait_for 60 ct test -S /run/systemd/private || die "the container's systemd did not come up: $(tail -5 "$WORK/console.log")"
-state=$(ct timeout 60 systemctl is-system-running --wait 2>/dev/null)
-[ "$state" = running ] || { ct systemctl --failed >&2; die "the container's systemd is '$state', not 'running', before the package is even installed"; }
-BOOT_S=$((SECONDS - T0))
-echo "  container PID 1 is host pid $CPID; booted to 'running'"
+boot "$ROOTFS"
 
 # --- the package itself --------------------------------------------------------
 section "the .deb ($(basename "$DEB"), $(du -k "$DEB" | cut -f1) KiB)"
@@ -186,6 +78,23 @@ contains "check-config names the missing X credentials" "$out" "x.consumer_key: 
 out=$(ct runuser -u nobody -- buzzbotd check-config 2>&1); rc=$?
 expect "another user cannot read the config (exit 78)" "$rc" 78
 contains "... and is told why" "$out" "Permission denied"
+# Commands by hand before the service ever started (issue 14): the package
+# made the state and runtime directories (tmpfiles.d), not only the unit.
+expect "the package made /var/lib/buzzbotd and /run/buzzbotd (0750 buzzbotd)" \
+    "$(ct stat -c '%n %U:%G %a' /var/lib/buzzbotd /run/buzzbotd | tr '\n' ' ')" \
+    "/var/lib/buzzbotd buzzbotd:buzzbotd 750 /run/buzzbotd buzzbotd:buzzbotd 750 "
+quiet_config /tmp/quiet.toml; ct chmod 644 /tmp/quiet.toml
+out=$(ct runuser -u buzzbotd -- buzzbotd status --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u buzzbotd -- buzzbotd status before any start: one clear line, exit 1" \
+    "$rc:$out" "1:buzzbotd: /var/lib/buzzbotd/buzzbotd.db: no database yet (the daemon creates it on its first start)"
+out=$(ct runuser -u nobody -- buzzbotd status --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u nobody -- buzzbotd status: exit 1" "$rc" 1
+contains "... naming the path and the user" "$out" "/var/lib/buzzbotd: permission denied for user nobody (/var/lib/buzzbotd is owned by buzzbotd:buzzbotd, mode 0750)"
+lacks "... without a traceback" "$out" "Traceback"
+out=$(ct runuser -u nobody -- buzzbotd run --config /tmp/quiet.toml 2>&1); rc=$?
+expect "runuser -u nobody -- buzzbotd run: exit 1" "$rc" 1
+contains "... naming the path and the user" "$out" "permission denied for user nobody"
+lacks "... without a traceback" "$out" "Traceback"
 # Every pin of requirements.lock, as the wrapper's sys.path sees it.
 locked=$(sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\) .*/\1/p' "$REPO/requirements.lock")
 out=$(ct python3 -IS -c 'import sys
@@ -341,27 +250,11 @@ expect "no failed unit after reset-failed" "$(failed_units)" ""
 
 # --- a scheduled tweet, through the fake X server --------------------------------
 section "X and Telegram on, against the fake servers, secrets via LoadCredential=: a scheduled tweet, once, across a restart"
-ct mkdir -p /run/buzzbotd-test
-ct systemd-run --quiet --unit=buzzbotd-test-fakes \
-    --setenv=PYTHONPATH=/src --setenv=PYTHONDONTWRITEBYTECODE=1 \
-    python3 /src/tests/systemd/fake_apis.py --x-port $X_PORT --price-port $PRICE_PORT \
-    --telegram-port $TELEGRAM_PORT --control-port $CONTROL_PORT \
-    --tweets /run/buzzbotd-test/tweets.jsonl --credentials /etc/buzzbotd/credentials \
-    --ready /run/buzzbotd-test/ready
-if wait_for 20 ct test -s /run/buzzbotd-test/ready; then
+if start_fakes 20; then
     pass "the fake X, price and Telegram servers run in the container"
-    creds=""
-    for k in x_consumer_key x_consumer_secret x_access_token x_access_token_secret telegram_token; do
-        creds+="LoadCredential=$k:/etc/buzzbotd/credentials/$k"$'\n'
-    done
-    dropin 50-credentials "$creds"
+    credentials_dropin
     SLOT=$(date -u -d '+8 seconds' +%H:%M:%S)
-    printf '%s\n' '# systemd test: against the fake servers; secrets from LoadCredential=' \
-        '[price]' "url = \"http://127.0.0.1:$PRICE_PORT/api/v3/simple/price?ids=bitcoin&vs_currencies=usd&include_24hr_change=true\"" \
-        'timeout_s = 2' '' '[x]' 'enabled = true' "api_base = \"http://127.0.0.1:$X_PORT\"" \
-        "times = [\"$SLOT\"]" 'timezone = "UTC"' '' \
-        '[telegram]' 'enabled = true' "api_base = \"http://127.0.0.1:$TELEGRAM_PORT\"" \
-        'admin_ids = [42]' | write_config
+    fake_config "$SLOT" | write_config
     out=$(ct buzzbotd check-config 2>&1); rc=$?
     expect "without the credentials, check-config exits 78" "$rc" 78
     out=$(ct env CREDENTIALS_DIRECTORY=/etc/buzzbotd/credentials buzzbotd check-config 2>&1); rc=$?
@@ -372,13 +265,9 @@ if wait_for 20 ct test -s /run/buzzbotd-test/ready; then
     expect "active" "$(ct systemctl is-active buzzbotd)" active
     contains "StatusText names the next tweet" "$(prop StatusText)" "next tweet ${SLOT%:00} UTC"
     contains "StatusText counts reminders (Telegram on)" "$(prop StatusText)" "reminders"
-    out=$(ct python3 -c 'import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' \
-        "http://127.0.0.1:$CONTROL_PORT/ask?user_id=42&text=/start" 2>&1); rc=$?
+    out=$(ask 42 /start 2>&1); rc=$?
     if [ $rc = 0 ] && [ -n "$out" ]; then pass "the bot answers /start through the fake Telegram: ${out%%$'\n'*}"
     else fail "the bot answers /start through the fake Telegram" "$(tail -c 300 <<<"$out")"; fi
-    tweets() { ct sh -c 'cat /run/buzzbotd-test/tweets.jsonl 2>/dev/null' | grep -c .; }
-    one_tweet() { [ "$(tweets)" -ge 1 ]; }
     if wait_for 40 one_tweet; then pass "a tweet reached the fake X server at slot $SLOT"
     else fail "a tweet reached the fake X server" "none by $(date -u +%T); journal: $(journal_after "$c" | tail -5 | tr '\n' '|')"; fi
     contains "it carries the fake price" "$(ct cat /run/buzzbotd-test/tweets.jsonl 2>/dev/null)" '67,890.12'
@@ -392,6 +281,38 @@ print(urllib.request.urlopen(sys.argv[1], timeout=30).read().decode())' \
     expect "no duplicate tweet after the restart" "$(tweets)" 1
     out=$(ct env CREDENTIALS_DIRECTORY=/etc/buzzbotd/credentials buzzbotd status --json 2>&1)
     contains "buzzbotd status --json shows the slot posted" "$out" '"state": "posted"'
+
+    # What an operator sees of a failure: systemctl status shows the daemon's
+    # STATUS= line, and journalctl -p warning the run's warnings, exactly:
+    # one retry per 503 of the fake X, each naming the slot, nothing else.
+    section "systemctl status and journalctl -p warning as an operator sees them (a 503 from X)"
+    SLOT2=$(date -u -d '+8 seconds' +%H:%M:%S)
+    KEY2="$(date -u +%Y-%m-%d)T${SLOT2}Z"
+    TEMPLATE='BTC ${price:,.2f} after a 503 #BTC' fake_config "$SLOT2" | write_config
+    start_timed restart
+    c=$(cursor); since=$(ct date +%s)
+    out=$(ct python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+        "http://127.0.0.1:$CONTROL_PORT/fault?status=503&times=1" 2>&1)
+    contains "the fake X will answer the next POST with 503" "$out" "get 503"
+    two_tweets() { [ "$(tweets)" -ge 2 ]; }
+    if wait_for 40 two_tweets; then pass "the slot $KEY2 was posted after the 503"
+    else fail "the slot $KEY2 was posted after the 503" "$(journal_after "$c" | tail -5 | tr '\n' '|')"; fi
+    wait_for 10 journal_has "$c" "slot $KEY2: posted"
+    status_out=$(ct systemctl status buzzbotd --no-pager -n 0)
+    contains "systemctl status shows the STATUS= line" "$status_out" "Status: \"$(prop StatusText)\""
+    contains "... which names the next tweet" "$status_out" 'Status: "ready: next tweet'
+    # As the operator types it, from when this run began (--since; with
+    # --after-cursor, journalctl 252 loses matches of -p when the cursor's
+    # own entry is not one of them).
+    warnings=$(ct journalctl -q -u buzzbotd -p warning --since="@$since" -o cat)
+    expect "journalctl -u buzzbotd -p warning: exactly one line for the one 503" \
+        "$(grep -c . <<<"$warnings")" 1
+    contains "... a retry of slot $KEY2" "$warnings" "slot $KEY2: retry"
+    contains "... that says 503" "$warnings" "503"
+    lacks "... and not the post itself (info)" "$warnings" ": posted"
+    contains "journalctl -p info has the post" \
+        "$(ct journalctl -q -u buzzbotd -p info --since="@$since" -o cat)" "slot $KEY2: posted"
 else
     fail "the fake X, price and Telegram servers run in the container" \
         "$(ct journalctl -q -u buzzbotd-test-fakes -o cat | tail -5 | tr '\n' '|')"
@@ -430,7 +351,7 @@ out=$(ct apt-get purge -y -q buzzbotd 2>&1); rc=$?
 expect "apt purge exits 0" "$rc" 0
 [ $rc = 0 ] || echo "$out" | tail -10
 expect "dpkg no longer knows it" "$(ct dpkg-query -W -f '${Status}' buzzbotd 2>/dev/null)" ""
-for d in /etc/buzzbotd /var/lib/buzzbotd /usr/lib/buzzbotd /etc/systemd/system/multi-user.target.wants/buzzbotd.service; do
+for d in /etc/buzzbotd /var/lib/buzzbotd /run/buzzbotd /usr/lib/buzzbotd /etc/systemd/system/multi-user.target.wants/buzzbotd.service; do
     if ct test -e "$d"; then fail "$d removed" "still there"; else pass "$d removed"; fi
 done
 if ct getent passwd buzzbotd >/dev/null; then fail "user removed" "still there"; else pass "user removed"; fi
