@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EX_FAILURE
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one clear line
-        from buzzbotd.db import DatabaseError
+        from buzzbotd.db import DatabaseError, DatabaseTooNew
         from buzzbotd.lock import LockHeld
         from buzzbotd.ownership import WrongUser
         if isinstance(e, WrongUser):
@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, LockHeld):
             _fail(args.command, [str(e)], "not started")
             return EX_TEMPFAIL
+        if isinstance(e, DatabaseTooNew):
+            _fail(args.command, [str(e)], "database error")
+            return EX_CONFIG
         if isinstance(e, DatabaseError):
             _fail(args.command, [str(e)], "database error")
             return EX_FAILURE

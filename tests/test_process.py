@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -114,3 +115,25 @@ def test_unusable_database_is_a_clear_error(tmp_path: Path, spawn) -> None:
     assert "cannot open the database" in daemon.log
     assert "restore the newest copy from" in daemon.log
     assert "Traceback" not in daemon.log
+
+
+def test_a_database_from_a_newer_buzzbotd_is_exit_78_not_a_restart_loop(
+        tmp_path: Path, spawn) -> None:
+    """After a downgrade the old code must not touch the newer schema, and a
+    restart cannot help: exit 78, which the unit's RestartPreventExitStatus
+    keeps from restarting every RestartSec."""
+    config = write_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    db = tmp_path / "state" / "buzzbotd.db"
+    sqlite3.connect(db).execute("PRAGMA user_version = 99").connection.close()
+    daemon = spawn(config)
+    assert daemon.wait(20) == 78
+    assert "schema version 99, newer than this buzzbotd knows" in daemon.log
+    assert "install the newer buzzbotd again or restore a backup" in daemon.log
+    assert "Traceback" not in daemon.log
+    status = subprocess.run([sys.executable, "-m", "buzzbotd", "status", "--config", str(config)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert status.returncode == 78
+    assert "newer than this buzzbotd knows" in status.stderr
+    assert "start the daemon once" not in status.stderr
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 99

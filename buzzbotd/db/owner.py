@@ -88,6 +88,11 @@ class DatabaseError(Exception):
     """The database cannot be used (unreadable, corrupt, schema too new…)."""
 
 
+class DatabaseTooNew(DatabaseError):
+    """The database was written by a newer buzzbotd: a restart cannot fix that
+    (exit 78, which the unit does not restart on), a newer buzzbotd or a backup can."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """A call gave up: the database could not be written for GIVE_UP_S."""
 
@@ -306,7 +311,7 @@ class DatabaseOwner:
         try:
             return migrations.migrate(self._db)
         except migrations.SchemaTooNew as e:
-            raise DatabaseError(f"{self.path}: {e}") from None
+            raise DatabaseTooNew(f"{self.path}: {e}") from None
 
     def _backup(self, today: datetime) -> Path:
         self.backup_dir.mkdir(mode=0o750, exist_ok=True)
@@ -383,6 +388,10 @@ def _connect_readonly(path: Path, options: str) -> peewee.SqliteDatabase:
         raise DatabaseError(f"{path}: cannot read the database: {e}") from None
     if version != migrations.LATEST:
         db.close()
+        if version > migrations.LATEST:
+            raise DatabaseTooNew(f"{path}: schema version {version}, newer than this buzzbotd "
+                                 f"knows ({migrations.LATEST}); install the newer buzzbotd "
+                                 "again or restore a backup")
         raise DatabaseError(f"{path}: schema version {version}, this buzzbotd reads "
                             f"{migrations.LATEST}; start the daemon once to migrate it")
     return db
