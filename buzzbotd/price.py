@@ -22,6 +22,7 @@ import httpx
 
 from buzzbotd import __version__, tls
 from buzzbotd.config import PriceSettings
+from buzzbotd.metrics import METRICS
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.price")
@@ -73,6 +74,7 @@ class PriceClient:
                 quote = self._fetch_once()
             except _Retryable as e:
                 if attempt == self.attempts:
+                    METRICS.problem("price", f"{e} (after {attempt} attempts)")
                     raise PriceError(f"{e} (after {attempt} attempts)") from None
                 wait = self.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 2)
                 log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
@@ -80,6 +82,7 @@ class PriceClient:
             else:
                 with self._cache_lock:
                     self._cached = quote
+                METRICS.clear("price")
                 return quote
         raise AssertionError("unreachable")
 
@@ -96,6 +99,16 @@ class PriceClient:
         self._http.close()
 
     def _fetch_once(self) -> Quote:
+        started = time.monotonic()
+        try:
+            return self._fetch_answer()
+        except Exception:
+            METRICS.inc("price_fetch_errors_total")
+            raise
+        finally:
+            METRICS.observe("price_fetch_seconds", time.monotonic() - started)
+
+    def _fetch_answer(self) -> Quote:
         try:
             response = self._http.get(self.url)
         except httpx.TimeoutException:

@@ -49,6 +49,7 @@ from telegram.request import HTTPXRequest
 from buzzbotd import reminders, state, status, tls
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.metrics import METRICS
 from buzzbotd.price import PriceError, Quote
 from buzzbotd.scheduler import utc_now
 
@@ -127,6 +128,7 @@ class ChatRateLimiter(AIORateLimiter):
     async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]],
                               args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        callback = _counting_429(callback)
         chat_id = data.get("chat_id")
         if chat_id is None:
             return await super().process_request(callback, args, kwargs, endpoint, data,
@@ -153,6 +155,18 @@ class ChatRateLimiter(AIORateLimiter):
         if len(self._turns) > 1024:
             for key in [k for k, t in self._turns.items() if not t.users and t.free_at <= now]:
                 del self._turns[key]
+
+
+def _counting_429(callback: Callable[..., Coroutine[Any, Any, Any]]
+                  ) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The request as the rate limiter makes it, each 429 answer counted for /metrics."""
+    async def request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter:
+            METRICS.inc("telegram_429_total")
+            raise
+    return request
 
 
 class _ReportedByUs(logging.Filter):
@@ -509,6 +523,9 @@ class TelegramBot:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         if isinstance(error, Conflict):
+            METRICS.inc("telegram_409_total")
+            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
+                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")

@@ -63,6 +63,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "CREATE INDEX reminder_due ON reminder (enabled, next_due_at)",
         "CREATE INDEX reminder_user_id ON reminder (user_id)",
     ]),
+    # The status page's chart draws the posted prices; the text alone depends on
+    # the template. Older rows keep NULL (not drawn).
+    ("the price a post's text was composed from", [
+        "ALTER TABLE post ADD COLUMN price REAL",
+    ]),
 ]
 
 LATEST = len(MIGRATIONS)

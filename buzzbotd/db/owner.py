@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ import peewee
 from buzzbotd import faults
 from buzzbotd.db import migrations
 from buzzbotd.db.models import database
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -137,6 +139,7 @@ class DatabaseOwner:
             if not future.set_running_or_notify_cancel():
                 continue
             committed: list[Callable[[], object]] = []
+            started, error = time.monotonic(), None
             try:
                 if transaction:
                     _transaction.after_commit = committed
@@ -145,6 +148,7 @@ class DatabaseOwner:
                 else:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
+                error = e
                 future.set_exception(e)
             else:
                 for callback in committed:
@@ -152,6 +156,7 @@ class DatabaseOwner:
                 future.set_result(result)
             finally:
                 _transaction.after_commit = None
+            METRICS.db_call(time.monotonic() - started, error)
             if self._on_beat:
                 self._on_beat()
         self._close()
