@@ -55,12 +55,13 @@ def set_muted(admin_id: int, muted: bool) -> None:
     state.put(MUTED, ",".join(str(i) for i in sorted(ids)))
 
 
-def mark_running() -> str | None:
-    """At start: the previous run's stop marker ("1" clean, "0" it never stopped
-    cleanly, None if no run recorded one), and marks this run as running."""
-    previous = state.get(CLEAN_STOP)
+def mark_running() -> tuple[bool, datetime | None]:
+    """At start: whether the previous run ended without a clean stop (a run that
+    recorded no marker, e.g. the first, counts as clean), with its last heartbeat;
+    and marks this run as running until mark_stopped()."""
+    unclean = state.get(CLEAN_STOP) == "0"
     state.put(CLEAN_STOP, "0")
-    return previous
+    return unclean, state.get_time(state.HEARTBEAT)
 
 
 def mark_stopped() -> None:

@@ -47,6 +47,10 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+class ListenError(Exception):
+    """[http] listen names a valid address that cannot be bound (in use, not ours)."""
+
+
 class Secret:
     """A credential. Its value is only reachable through `reveal()`."""
 

@@ -43,6 +43,7 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
 PRESET_LABELS = {
     "tweets_total": ("posted", "failed", "skipped"),
     "reminders_total": ("sent", "failed", "blocked", "rejected", "skipped"),
+    "alerts_sent_total": ("x", "price", "telegram", "database", "unclean"),
 }
 
 PAUSED_REASON = "posting was paused"     # how x.py words a skip under /pause
@@ -81,7 +82,7 @@ class Metrics:
         self.conditions: dict[str, Condition] = {}
         self._listeners: list[Listener] = []
         for name, (_, labels) in COUNTERS.items():
-            for value in PRESET_LABELS.get(name, ("",) if labels else ()):
+            for value in PRESET_LABELS.get(name, ()):
                 self.counters[(name, (value,))] = 0.0
             if not labels:
                 self.counters[(name, ())] = 0.0

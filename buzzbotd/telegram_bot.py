@@ -46,7 +46,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import reminders, state, status, tls
+from buzzbotd import alerts, reminders, state, status, tls
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.metrics import METRICS
@@ -90,6 +90,7 @@ ADMIN_COMMANDS = [
     BotCommand("tweet", "post the price tweet now"),
     BotCommand("pause", "pause scheduled tweets"),
     BotCommand("resume", "resume scheduled tweets"),
+    BotCommand("alerts", "alerts on or off for you: /alerts off"),
 ]
 HELP = """I tell you the Bitcoin price, and remind you of it every day.
 
@@ -103,7 +104,8 @@ ADMIN_HELP = """
 For admins:
 /status – health, last and next tweets, counts
 /tweet – post the price tweet now
-/pause, /resume – stop or restart scheduled tweets"""
+/pause, /resume – stop or restart scheduled tweets
+/alerts off, /alerts on – mute or unmute the alerts I send you"""
 
 
 @dataclass
@@ -211,6 +213,7 @@ class TelegramBot:
         self._closing = False
         self._rounds: set[asyncio.Task] = set()
         self._close_task: asyncio.Task | None = None
+        self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
@@ -243,6 +246,7 @@ class TelegramBot:
         add(CommandHandler("tweet", self.cmd_tweet))
         add(CommandHandler("pause", self.cmd_pause))
         add(CommandHandler("resume", self.cmd_resume))
+        add(CommandHandler("alerts", self.cmd_alerts))
         add(MessageHandler(filters.COMMAND, self.cmd_unknown))
         add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
         self.application.add_error_handler(self.on_error)
@@ -504,6 +508,27 @@ class TelegramBot:
         if not self.settings.x.enabled:
             text += " (X posting is off in the configuration anyway.)"
         await _reply(update, text)
+
+    async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        args = [a.lower() for a in context.args or []]
+        if args not in (["on"], ["off"]):
+            await _reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
+                                 "get them again.")
+            return
+        user = _user_id(update)
+        await self._db(alerts.set_muted, user, args == ["off"])
+        log.info("admin %d: alerts %s", user, args[0])
+        text = ("Alerts on: I'll message you when something breaks, and when it's over."
+                if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
+        if not self.alerts_enabled:
+            text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
+        await _reply(update, text)
+
+    async def send_alert(self, chat_id: int, text: str) -> None:
+        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
+        await self.application.bot.send_message(chat_id, text[:TELEGRAM_TEXT_MAX])
 
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         command = _command(update)
