@@ -120,8 +120,8 @@ class Alerts:
         now = self.clock()
         last = self._last_sent.get(kind)
         if last is not None and now - last < WINDOW_S:
+            # Not told: then its end is not told either.
             log.info("alert %s not sent (one went out %.0fs ago): %s", kind, now - last, reason)
-            self._told.add(kind)
             return
         self._told.add(kind)
         lasting = f" (for {_duration(now - since)})" if since and now - since >= 60 else ""
