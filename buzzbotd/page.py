@@ -115,7 +115,8 @@ def render(data: dict[str, Any], parts: dict[str, str], now: datetime) -> str:
         out.append("<p>" + ("<b class=\"bad\">Paused</b> (/resume restarts it)."
                             if x["paused"] else "On.")
                    + f" {x['failed_last_day']} failed in the last 24 h.</p>")
-        nexts = ", ".join(f"{escape(s['local'])}" for s in x["next_slots"])
+        nexts = ", ".join(f"{escape(s['slot_key'][:10])} {escape(s['local'])}"
+                          for s in x["next_slots"])
         out.append(f"<p>Next slots: {nexts or 'none'}</p>")
     out.append('<div class="scroll"><table id="posts"><tr><th>slot</th><th>state</th>'
                '<th>tweet</th></tr>')
