@@ -82,6 +82,18 @@ def x_http_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
                         http={"listen": f"127.0.0.1:{port}"}, **sections)
 
 
+def start_and_post_one_slot(tmp_path: Path, spawn, notify, x: FakeX, price: FakePrice
+                            ) -> tuple[Path, int, datetime]:
+    """A daemon with [http] on and one slot a few seconds ahead, once it is posted."""
+    port = free_port()
+    due = slot_in(4)
+    config = x_http_config(tmp_path, x, price, [hhmmss(due)], port)
+    daemon: Daemon = spawn(config, notify)
+    notify.wait_message("READY=1", timeout=20)
+    assert ": posted" in wait_final(daemon, slot_key(due), timeout=30)
+    return config, port, due
+
+
 # -- the listen address ----------------------------------------------------------
 
 
@@ -115,12 +127,7 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrape(tmp_path, spawn, not
     promtool, prometheus = need("promtool"), need("prometheus")
     seed_reminders(tmp_path / "state" / "buzzbotd.db", 25, datetime.now(UTC) + timedelta(hours=3),
                    spread_s=3600)
-    port = free_port()
-    due = slot_in(4)
-    config = x_http_config(tmp_path, x, price, [hhmmss(due)], port)
-    daemon: Daemon = spawn(config, notify)
-    notify.wait_message("READY=1", timeout=20)
-    assert ": posted" in wait_final(daemon, slot_key(due), timeout=30)
+    config, port, due = start_and_post_one_slot(tmp_path, spawn, notify, x, price)
 
     code, text, headers = get(f"http://127.0.0.1:{port}/metrics")
     assert code == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -228,12 +235,7 @@ def test_the_page_in_headless_chromium_at_desktop_and_phone_widths(tmp_path, spa
     need("chromium")
     seed_reminders(tmp_path / "state" / "buzzbotd.db", 3, datetime.now(UTC) + timedelta(hours=3))
     shown = seed_posts(tmp_path / "state" / "buzzbotd.db", datetime.now(UTC))
-    port = free_port()
-    due = slot_in(4)
-    config = x_http_config(tmp_path, x, price, [hhmmss(due)], port)
-    daemon: Daemon = spawn(config, notify)
-    notify.wait_message("READY=1", timeout=20)
-    assert ": posted" in wait_final(daemon, slot_key(due), timeout=30)
+    config, port, due = start_and_post_one_slot(tmp_path, spawn, notify, x, price)
     url = f"http://127.0.0.1:{port}/"
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
