@@ -32,7 +32,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
 from tests.harness import REPO, Daemon, free_port, write_config
 from tests.telegram_world import ADMIN, seed_reminders
-from tests.x_world import TEMPLATE, hhmmss, slot_in, wait_final
+from tests.x_world import TEMPLATE, hhmmss, seed_posts, slot_in, wait_final
 
 ARTIFACTS = Path(os.environ.get("BUZZBOTD_ARTIFACTS", tempfile.gettempdir())) / "buzzbotd-http"
 
@@ -198,26 +198,6 @@ def test_the_example_alert_rules_are_valid() -> None:
 
 
 # -- the page in Chromium -----------------------------------------------------------
-
-
-def seed_posts(path: Path, now: datetime, days: int = 40) -> int:
-    """Four posted slots a day with a price, `days` back from now; returns how many
-    fall within the chart's 30 days."""
-    db = sqlite3.connect(path)
-    shown = 0
-    with db:
-        for i in range(days * 4):
-            due = (now - timedelta(hours=6 * (i + 1))).replace(minute=0, second=0,
-                                                                 microsecond=0)
-            key = slot_key(due)
-            text = f"seeded {i}"
-            db.execute("INSERT INTO post (slot_key, kind, due_at, state, text, price, tweet_id, "
-                       "attempts, created_at, updated_at) VALUES (?, 'scheduled', ?, 'posted', "
-                       "?, ?, ?, 1, ?, ?)", (key, key, text, 60000 + 37 * (i % 50), str(10 + i),
-                                             key, key))
-            shown += due > now - timedelta(days=30)
-    db.close()
-    return shown
 
 
 def chromium(url: str, *args: str) -> subprocess.CompletedProcess[str]:
