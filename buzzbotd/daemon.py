@@ -16,11 +16,12 @@ import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from buzzbotd import __version__, faults, state, status
+from buzzbotd import __version__, alerts, faults, state, status
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import utc_text
@@ -57,6 +58,9 @@ class Daemon:
         self._stop_main: Callable[[], None] = lambda: None
         self._stopping = False
         self._tasks: set[asyncio.Task] = set()
+        self.web: Any = None
+        self.alerts: Any = None
+        self._unclean_start: tuple[bool, datetime | None] = (False, None)
 
     # -- the whole life ----------------------------------------------------
 
@@ -67,6 +71,7 @@ class Daemon:
             log.info("buzzbotd %s starting (pid %d, config %s)", __version__, os.getpid(),
                      self.settings.path)
             self._start_storage()
+            self._bind_http()
             self._build_parts()
             if self.bot is not None:
                 self._stop_main = self.bot.stop_running
@@ -85,6 +90,10 @@ class Daemon:
         first = self.owner.call(state.first_start, self.clock())
         log.info("database %s open (migrations applied: %s; first start %s)",
                  self.settings.daemon.database, applied or "none", utc_text(first))
+        self._unclean_start = self.owner.call(alerts.mark_running)
+        if self._unclean_start[0]:
+            log.warning("the previous run did not stop cleanly (crash, watchdog restart or "
+                        "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
 
     def _build_parts(self) -> None:
         s = self.settings
@@ -99,6 +108,9 @@ class Daemon:
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status
+            if s.telegram.alert_admins and s.telegram.admin_ids:
+                self.alerts = alerts.Alerts(s.telegram.admin_ids, self.owner, self.bot.send_alert)
+                self.bot.alerts_enabled = True
         if s.sheets.enabled:
             from buzzbotd.sheets import SheetsSync  # gspread and google-auth: only when on
             self.sheets = SheetsSync(s, self.owner, clock=self.clock)
@@ -121,6 +133,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self._spawn(self.watchdog.loop(), "watchdog")
+        self._serve_http_and_alerts()
         after = faults.hang_after("loop")
         if after is not None:
             self.loop.call_later(after, faults.maybe_hang, "loop")
@@ -150,6 +163,30 @@ class Daemon:
         if self.sheets is not None:
             self.scheduler.run_now("sheets", self.sheets.run)
 
+    # -- the operator's window: HTTP and alerts (SPEC "HTTP", "Alerts to admins") ----
+
+    def _bind_http(self) -> None:
+        """Before READY: a bad or busy http.listen stops the start (exit 1, naming it)."""
+        if self.settings.http.address is None:
+            # python-telegram-bot imports tornado for its webhook server whenever it is
+            # installed (+3 MiB); with [http] off nothing here uses it, so keep it out.
+            sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
+            return
+        from buzzbotd.web import WebServer  # tornado and prometheus_client only when on
+        self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock)
+        log.info("http: listening on %s", self.web.bind())
+
+    def _serve_http_and_alerts(self) -> None:
+        """In the loop, once it runs: answer HTTP, and watch for what admins must hear."""
+        if self.web is not None:
+            self.web.serve()
+        if self.alerts is not None:
+            assert self.loop is not None
+            self.alerts.attach(self.loop)
+            self._spawn(self.alerts.watch(), "alerts")
+            if self._unclean_start[0]:
+                self.alerts.unclean_start(self._unclean_start[1])
+
     # -- stopping ----------------------------------------------------------
 
     def _on_signal(self, sig: signal.Signals) -> None:
@@ -172,6 +209,9 @@ class Daemon:
         if self.sheets is not None:
             self.sheets.stop()
         await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
+        if self.web is not None:
+            await self.web.stop()
+        await asyncio.wrap_future(self.owner.submit(alerts.mark_stopped))
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()

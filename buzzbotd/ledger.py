@@ -25,6 +25,7 @@ from datetime import datetime
 
 from buzzbotd.db import after_commit
 from buzzbotd.db.models import Post, PostEvent
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.x")
 FINAL = ("posted", "failed", "skipped")
@@ -44,10 +45,11 @@ def get(key: str) -> Post | None:
     return Post.get_or_none(Post.slot_key == key)
 
 
-def sending(key: str, text: str, now: datetime) -> Post:
+def sending(key: str, text: str, now: datetime, price: float | None = None) -> Post:
     """About to POST `text`: from here on the outcome is unknown until settled."""
     post = Post.get(Post.slot_key == key)
     post.state, post.text, post.updated_at = "sending", text, now
+    post.price = price if price is not None else post.price
     post.attempts += 1
     post.save()
     _event(post, now, "sending", f"attempt {post.attempts}", logging.INFO)
@@ -76,6 +78,8 @@ def posted(key: str, tweet_id: str | None, how: str, now: datetime) -> Post:
     post.state, post.tweet_id, post.reason, post.updated_at = "posted", tweet_id, how, now
     post.save()
     _event(post, now, "posted", f"tweet {tweet_id or '(id unknown)'}: {how}", logging.INFO)
+    after_commit(functools.partial(METRICS.slot_settled, key, post.kind, "posted", how,
+                                   post.due_at, now))
     return post
 
 
@@ -86,6 +90,8 @@ def finish(key: str, state: str, reason: str, now: datetime) -> Post:
     post.state, post.reason, post.updated_at = state, reason, now
     post.save()
     _event(post, now, state, reason, logging.ERROR if state == "failed" else logging.WARNING)
+    after_commit(functools.partial(METRICS.slot_settled, key, post.kind, state, reason,
+                                   post.due_at, now))
     return post
 
 

@@ -53,9 +53,10 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import reminders, state, status, tls
+from buzzbotd import alerts, reminders, state, status, tls
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.metrics import METRICS
 from buzzbotd.price import PriceError, PriceUnavailable, Quote
 from buzzbotd.scheduler import utc_now
 
@@ -101,6 +102,7 @@ ADMIN_COMMANDS = [
     BotCommand("tweet", "post the price tweet now"),
     BotCommand("pause", "pause scheduled tweets"),
     BotCommand("resume", "resume scheduled tweets"),
+    BotCommand("alerts", "alerts on or off for you: /alerts off"),
 ]
 HELP = """I tell you the Bitcoin price, and remind you of it every day.
 
@@ -114,7 +116,8 @@ ADMIN_HELP = """
 For admins:
 /status – health, last and next tweets, counts
 /tweet – post the price tweet now
-/pause, /resume – stop or restart scheduled tweets"""
+/pause, /resume – stop or restart scheduled tweets
+/alerts off, /alerts on – mute or unmute the alerts I send you"""
 
 
 @dataclass
@@ -159,6 +162,7 @@ class ChatRateLimiter(AIORateLimiter):
     async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]],
                               args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        callback = _counting_429(callback)
         chat_id = data.get("chat_id")
         if chat_id is None:
             return await super().process_request(callback, args, kwargs, endpoint, data,
@@ -204,6 +208,18 @@ def _is_group(chat_id: object) -> bool:
         return int(chat_id) < 0         # type: ignore[call-overload]
     except (TypeError, ValueError):
         return isinstance(chat_id, str)
+
+
+def _counting_429(callback: Callable[..., Coroutine[Any, Any, Any]]
+                  ) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The request as the rate limiter makes it, each 429 answer counted for /metrics."""
+    async def request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter:
+            METRICS.inc("telegram_429_total")
+            raise
+    return request
 
 
 class _ReportedByUs(logging.Filter):
@@ -252,6 +268,7 @@ class TelegramBot:
         self._price_task: asyncio.Future[Quote] | None = None
         # (reminder id, due_at) that Telegram accepted but the database has not recorded.
         self._delivered: set[tuple[int, datetime]] = set()
+        self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
@@ -286,6 +303,7 @@ class TelegramBot:
         add(CommandHandler("tweet", self.cmd_tweet))
         add(CommandHandler("pause", self.cmd_pause))
         add(CommandHandler("resume", self.cmd_resume))
+        add(CommandHandler("alerts", self.cmd_alerts))
         add(MessageHandler(filters.COMMAND, self.cmd_unknown))
         add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
         self.application.add_error_handler(self.on_error)
@@ -639,6 +657,27 @@ class TelegramBot:
                     "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
                     count)
 
+    async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        args = [a.lower() for a in context.args or []]
+        if args not in (["on"], ["off"]):
+            await _reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
+                                 "get them again.")
+            return
+        user = _user_id(update)
+        await self._db(alerts.set_muted, user, args == ["off"])
+        log.info("admin %d: alerts %s", user, args[0])
+        text = ("Alerts on: I'll message you when something breaks, and when it's over."
+                if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
+        if not self.alerts_enabled:
+            text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
+        await _reply(update, text)
+
+    async def send_alert(self, chat_id: int, text: str) -> None:
+        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
+        await self.application.bot.send_message(chat_id, text[:TELEGRAM_TEXT_MAX])
+
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if _for_another_bot(update, context.bot.username):
             # In a group, /price@otherbot is another bot's business: no reply.
@@ -662,6 +701,9 @@ class TelegramBot:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         if isinstance(error, Conflict):
+            METRICS.inc("telegram_409_total")
+            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
+                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")

@@ -128,6 +128,7 @@ class Poster:
         self.grace = timedelta(seconds=self.x.grace_s)
         self._stop = threading.Event()
         self._user_id: str | None = None
+        self._prices: dict[str, float] = {}    # slot key → the price its text was made from
 
     def stop(self) -> None:
         """Ends waits between retries; a slot left open is settled at next start."""
@@ -183,7 +184,8 @@ class Poster:
             elif kind == "scheduled" and self.owner.call(state.paused_at, due):
                 post = self._finish(key, "skipped", "posting was paused (/pause) at the slot")
             elif text := post.text or self._compose(key, due):
-                post = self.owner.call(ledger.sending, key, text, self.clock())
+                post = self.owner.call(ledger.sending, key, text, self.clock(),
+                                       self._prices.pop(key, None))
                 post, retry_at = self._post_once(post)
             else:
                 post = self.owner.call(ledger.get, key)
@@ -197,6 +199,7 @@ class Poster:
         """The text for a slot, or None after logging why there is none (yet)."""
         try:
             quote = self.prices.fetch()
+            self._prices[key] = quote.price          # stored with the text, for the chart
             return compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
         except PriceError as e:
             self.owner.call(ledger.note, key, "price-failed", f"no usable price: {e}",

@@ -199,13 +199,15 @@ def toml_value(value: Any) -> str:
 def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[str, Any]
                  ) -> Path:
     """A config in `directory` with state and lock inside it; X and Telegram off
-    unless a section says otherwise. Section values override the defaults."""
+    unless a section says otherwise, and no HTTP server. Section values override
+    the defaults."""
     base: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(directory / "state"),
                    "lock_file": str(directory / "run" / "buzzbotd.lock"),
                    "log_level": "info"},
         "x": {"enabled": False},
         "telegram": {"enabled": False},
+        "http": {"listen": ""},     # off unless a test asks: parallel daemons, one port
     }
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
@@ -216,3 +218,10 @@ def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[
     path = directory / name
     path.write_text(text)
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -25,7 +25,7 @@ from tests.telegram_world import ADMIN, World, reminder_rows, telegram_config
 from tests.x_world import status_json
 
 PUBLIC = ["price", "remind", "reminders", "unremind", "help"]
-ADMIN_ONLY = ["status", "tweet", "pause", "resume"]
+ADMIN_ONLY = ["status", "tweet", "pause", "resume", "alerts"]
 _users = itertools.count(2000)
 
 

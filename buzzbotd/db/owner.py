@@ -39,6 +39,7 @@ import peewee
 from buzzbotd import faults
 from buzzbotd.db import migrations
 from buzzbotd.db.models import database
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -221,6 +222,7 @@ class DatabaseOwner:
         the database cannot be written."""
         while True:
             committed: list[Callable[[], object]] = []
+            started = time.monotonic()
             try:
                 if transaction:
                     _transaction.after_commit = committed
@@ -230,6 +232,7 @@ class DatabaseOwner:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 self._end_failed_transaction()
+                METRICS.db_call(time.monotonic() - started, e)
                 reason = _unavailable_reason(e)
                 if reason is None or not give_up_at:
                     future.set_exception(e)
@@ -244,6 +247,7 @@ class DatabaseOwner:
                 continue
             finally:
                 _transaction.after_commit = None
+            METRICS.db_call(time.monotonic() - started, None)
             self._database_available()
             for callback in committed:
                 callback()
