@@ -1,10 +1,26 @@
 """Talking to systemd (sd_notify) and deciding when the watchdog may be fed.
 
 `Notifier` sends READY/STATUS/STOPPING/WATCHDOG and is silent without
-NOTIFY_SOCKET. `Health` collects heartbeats; `Watchdog` runs as a task in
-the main event loop and pings only while every part is healthy: that the
-task runs at all proves the loop turns, the scheduler must have beaten
-recently, and the database owner must answer a ping.
+NOTIFY_SOCKET. `Health` collects heartbeats, and the parts that are degraded
+(up, but not doing their work: Telegram unreachable, a token refused, the
+clock not yet set); `Watchdog` runs as a task in the main event loop and pings
+only while every part is healthy: that the task runs at all proves the loop
+turns, the scheduler must have beaten recently, and the database owner must
+answer a ping. A degraded part is no reason to be restarted (a restart cannot
+bring Telegram back): it shows in STATUS= and `buzzbotd status`, and the
+watchdog keeps being fed.
+
+The watchdog's margins, with WatchdogSec=W (systemd passes WATCHDOG_USEC):
+  - the loop checks and pings every I = W/2 (sd_watchdog_enabled(3)'s advice);
+    a check waits at most I/2 for the database owner's ping, and the next
+    check starts I after the previous one *started*, so pings are at most
+    I + I/2 = 3W/4 apart while healthy: under W, a quarter of W to spare;
+  - the scheduler thread beats every I/3 and counts as hung when its last beat
+    is older than I: three beats missed, not one late one;
+  - so a hung part is reported at the first check after I, at most 3W/4 later
+    the pings stop, and systemd aborts the process W after the last ping.
+With the unit's WatchdogSec=30: checks every 15 s, database ping timeout 7.5 s,
+beats every 5 s, a beat older than 15 s is a hang.
 """
 
 from __future__ import annotations
@@ -15,8 +31,11 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import sdnotify
+
+from buzzbotd.clock import Clock, utc_now
 
 log = logging.getLogger("buzzbotd.notify")
 
@@ -63,12 +82,42 @@ def _watchdog_interval(environ: dict[str, str]) -> float | None:
 
 
 class Health:
-    """Heartbeats of the parts that run in their own threads."""
+    """Heartbeats of the parts that run in their own threads, and the parts that
+    are degraded. Thread-safe: any thread may beat, degrade or recover."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Clock = utc_now
+                 ) -> None:
         self._clock = clock
+        self._wall = wall
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, float]] = {}  # name -> (last beat, max age)
+        self._degraded: dict[str, tuple[str, datetime]] = {}
+        # Called (from the thread that changed it) when the degraded parts change.
+        self.on_change: Callable[[], None] | None = None
+
+    def degrade(self, part: str, reason: str) -> None:
+        """`part` is up but not doing its work, for `reason`. The first `since` is
+        kept while it stays degraded, whatever the reason becomes."""
+        with self._lock:
+            old = self._degraded.get(part)
+            self._degraded[part] = (reason, old[1] if old else self._wall())
+        if old is None or old[0] != reason:
+            self._changed()
+
+    def recover(self, part: str) -> None:
+        with self._lock:
+            old = self._degraded.pop(part, None)
+        if old is not None:
+            self._changed()
+
+    def degraded(self) -> dict[str, tuple[str, datetime]]:
+        """part -> (reason, since as an aware UTC datetime)."""
+        with self._lock:
+            return dict(self._degraded)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def register(self, name: str, max_age_s: float) -> None:
         with self._lock:
@@ -114,6 +163,7 @@ class Watchdog:
     async def loop(self) -> None:
         next_status = 0.0
         while True:
+            started = time.monotonic()
             problems = await self.check()
             if problems != self.problems:
                 if problems:
@@ -126,7 +176,8 @@ class Watchdog:
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + self.status_every_s
                 await self.refresh_status()
-            await asyncio.sleep(self.interval)
+            # Every `interval` from the start of the check (see the module's doc).
+            await asyncio.sleep(max(self.interval - (time.monotonic() - started), 0))
 
     async def refresh_status(self) -> None:
         if self.problems:

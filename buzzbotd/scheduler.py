@@ -34,7 +34,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import schedule
@@ -56,19 +56,23 @@ def next_minute(now: dt.datetime) -> dt.datetime:
     return now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
 
 
-class WorkerPool(Executor):
+class WorkerPool(ThreadPoolExecutor):
     """N named daemon threads running submitted functions; bounded shutdown.
 
     Also the event loop's default executor (asyncio.to_thread): the standard
     ThreadPoolExecutor's threads are joined at interpreter exit, so one /price
     stuck on a slow price API would hold a stop past TimeoutStopSec; these
-    threads are daemon threads, and what is still running at exit is abandoned."""
+    threads are daemon threads, and what is still running at exit is abandoned.
+    It is a ThreadPoolExecutor only because asyncio (3.11) accepts nothing else
+    as a default executor: submit and shutdown are its own, and the base class's
+    __init__ (which would register threads to be joined at exit) is not called."""
 
     def __init__(self, size: int, name: str = "job") -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i + 1}", daemon=True)
                          for i in range(size)]
         self._closed = False
+        self._busy: set[str] = set()
         for thread in self._threads:
             thread.start()
 
@@ -85,10 +89,14 @@ class WorkerPool(Executor):
         while (item := self._queue.get()) is not None:
             future, fn, args, kwargs = item
             if future.set_running_or_notify_cancel():
+                name = threading.current_thread().name
+                self._busy.add(name)
                 try:
                     future.set_result(fn(*args, **kwargs))
                 except BaseException as e:  # noqa: BLE001 - reported through the future
                     future.set_exception(e)
+                finally:
+                    self._busy.discard(name)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False,
                  timeout: float = 0.0) -> list[str]:
@@ -100,8 +108,9 @@ class WorkerPool(Executor):
                 self._queue.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0))
-        return [t.name for t in self._threads if t.is_alive()]
+            if thread.name in self._busy:
+                thread.join(max(deadline - time.monotonic(), 0))
+        return sorted(self._busy)
 
 
 class _ClockedJob(schedule.Job):
