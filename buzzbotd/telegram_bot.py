@@ -179,7 +179,7 @@ class _ReportedByUs(logging.Filter):
 
 
 # Loggers python-telegram-bot raises those from (logger filters do not inherit).
-_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter")
+_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter", "telegram.ext.Updater")
 
 
 class TelegramBot:

@@ -176,3 +176,24 @@ def test_a_stop_with_a_post_in_flight_ends_within_the_budget_and_loses_nothing(
             notify2.close()
     finally:
         telegram.stop()
+
+
+def test_a_token_revoked_while_polling_stops_only_the_bot(tmp_path: Path, notify: NotifySocket,
+                                                          spawn, fakes) -> None:
+    x, price = fakes
+    telegram = FakeTelegram().start()
+    try:
+        daemon: Daemon = spawn(config(tmp_path, x, price, telegram.url, ["03:00"]), notify)
+        notify.wait_message("READY=1", timeout=20)
+        daemon.wait_log("connected to Telegram", timeout=20)
+        telegram.token = "123:revoked-by-botfather"
+        telegram.inject_message(ADMIN + 3, "/help")      # ends the long poll; the next is 401
+        daemon.wait_log("telegram.token refused", timeout=20)
+        notify.wait_for(lambda m: m.startswith("STATUS=degraded: telegram: telegram.token "
+                                               "refused"), timeout=10)
+        assert daemon.proc.poll() is None
+        assert "Traceback" not in daemon.log and TOKEN not in daemon.log
+        took = stop_and_time(daemon, notify)
+        assert took < STOP_BUDGET_S
+    finally:
+        telegram.stop()
