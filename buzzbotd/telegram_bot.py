@@ -10,6 +10,13 @@ upgraded to a supergroup has its reminders moved to the new chat id; a user
 who blocks the bot (a `my_chat_member` update with status kicked, or a 403)
 has their reminders switched off; in groups, /cmd@otherbot is not ours.
 
+The bot lives in the daemon's own event loop (the main thread's), started by
+hand (initialize, start, updater.start_polling) rather than by run_polling, so
+that the loop, the scheduler and X posting run whether Telegram answers or
+not: `TelegramBot.run` connects in the background with backoff, marks the
+part "telegram" degraded in notify.Health while it cannot, and a token that
+Telegram refuses (401) stops only the bot, retried every TOKEN_RETRY_S.
+
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
 (`TelegramBot.run_in_loop`), never to a second event loop: the reminder
 dispatch round (buzzbotd.reminders.dispatch) runs in a scheduler worker and
@@ -19,6 +26,7 @@ sends each page of due reminders here, concurrently, within the limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -54,11 +62,12 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from buzzbotd import alerts, reminders, state, status, tls
-from buzzbotd.config import ConfigError, Settings
+from buzzbotd.clock import utc_now
+from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.metrics import METRICS
+from buzzbotd.notify import Health
 from buzzbotd.price import PriceError, PriceUnavailable, Quote
-from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -89,6 +98,10 @@ POLL_TIMEOUT_S = 50
 # The updates the bot asks Telegram for: messages (commands) and changes of its own
 # membership in a chat (a user who blocks the bot: status "kicked").
 ALLOWED_UPDATES = ["message", "my_chat_member"]
+CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s,
+CONNECT_MAX_S = 30.0           # at most this far apart
+TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
+PART = "telegram"              # its name in notify.Health and STATUS=
 
 PUBLIC_COMMANDS = [
     BotCommand("price", "the Bitcoin price now"),
@@ -224,7 +237,7 @@ def _counting_429(callback: Callable[..., Coroutine[Any, Any, Any]]
 
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
-    line: an invalid token (exit 78, naming telegram.token) and a 429 that outlasted
+    line: an invalid token (naming telegram.token) and a 429 that outlasted
     the retries (the reminder is retried next minute)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -233,18 +246,7 @@ class _ReportedByUs(logging.Filter):
 
 
 # Loggers python-telegram-bot raises those from (logger filters do not inherit).
-_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter")
-
-
-class _Application(Application):
-    """An Application that tells the daemon when it has started (polling included)."""
-
-    on_started: Callable[[], Awaitable[None]] | None = None
-
-    async def start(self) -> None:
-        await super().start()
-        if self.on_started is not None:
-            await self.on_started()
+_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter", "telegram.ext.Updater")
 
 
 class TelegramBot:
@@ -264,11 +266,12 @@ class TelegramBot:
         self._last_logged: dict[str, float] = {}
         self._closing = False
         self._rounds: set[asyncio.Task] = set()
-        self._close_task: asyncio.Task | None = None
         self._price_task: asyncio.Future[Quote] | None = None
         # (reminder id, due_at) that Telegram accepted but the database has not recorded.
         self._delivered: set[tuple[int, datetime]] = set()
         self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
+        self.connected = False         # initialised and polling; reminders wait until then
+        self.on_connected: Callable[[], object] | None = None   # set by the daemon
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
@@ -277,7 +280,6 @@ class TelegramBot:
                                              max_retries=RETRY_AFTER_RETRIES)
         self.application = (
             ApplicationBuilder()
-            .application_class(_Application)
             .token(t.token.reveal())
             .base_url(f"{t.api_base}/bot")
             .base_file_url(f"{t.api_base}/file/bot")
@@ -310,39 +312,106 @@ class TelegramBot:
 
     # -- life cycle ----------------------------------------------------------
 
-    def run(self, on_started: Callable[[], Awaitable[None]]) -> None:
-        """Runs the bot in this (the main) thread until stop_running()."""
-        self.application.on_started = on_started
+    async def run(self, health: Health) -> None:
+        """Connects and polls until cancelled (by stop()): in the background, with
+        backoff, never raising. Runs as a task in the daemon's loop."""
+        self.loop = asyncio.get_running_loop()
+        delay = CONNECT_FIRST_S
+        while True:
+            wait = await self._connect(health)
+            if wait is None:                   # polling; returns when polling ended
+                delay = CONNECT_FIRST_S
+                wait = await self._poll_until_it_ends(health)
+            else:
+                wait, delay = wait or delay, min(delay * 2, CONNECT_MAX_S)
+            await asyncio.sleep(wait)
+
+    async def _connect(self, health: Health) -> float | None:
+        """initialize (getMe) and start polling: None once polling, else how long to
+        wait before the next try (0: the current backoff)."""
+        app = self.application
         try:
             self.application.run_polling(stop_signals=None, allowed_updates=ALLOWED_UPDATES,
                                          timeout=POLL_TIMEOUT_S, close_loop=False)
+            await app.initialize()
+            await self._post_init(app)
+            await app.start()
+            await app.updater.start_polling(  # type: ignore[union-attr]
+                allowed_updates=["message"], timeout=POLL_TIMEOUT_S,
+                error_callback=self._polling_error)
         except InvalidToken:
-            raise ConfigError([f"{self.settings.path}: telegram.token: refused by "
-                               f"{self.settings.telegram.api_base} (401 Unauthorized); "
-                               "expected the token @BotFather gave you"]) from None
+            await self._reset()
+            self._token_refused(health)
+            return TOKEN_RETRY_S
+        except TelegramError as e:
+            await self._reset()
+            reason = f"cannot reach Telegram at {self.settings.telegram.api_base} ({e})"
+            if PART not in health.degraded() or self._due_to_log("connect"):
+                log.warning("%s; retrying in the background", reason)
+            health.degrade(PART, reason)
+            return 0
+        self.connected = True
+        health.recover(PART)
+        log.info("connected to Telegram as @%s; polling for updates", app.bot.username)
+        if self.on_connected is not None:
+            self.on_connected()
+        return None
+
+    async def _poll_until_it_ends(self, health: Health) -> float:
+        """Waits while polling runs. PTB's polling loop retries network errors by
+        itself and ends only on a refused token; this learns of it through the
+        polling task, which PTB names but does not expose."""
+        polling = [t for t in asyncio.all_tasks()
+                   if t.get_name() == "Updater:start_polling:polling_task"]
+        if polling:
+            await asyncio.wait(polling)
+        self.connected = False
+        await self._reset()
+        self._token_refused(health)
+        return TOKEN_RETRY_S
+
+    def _token_refused(self, health: Health) -> None:
+        reason = (f"telegram.token refused by {self.settings.telegram.api_base} (401 "
+                  f"Unauthorized); expected the token @BotFather gave you; the bot is "
+                  f"stopped, X posting goes on; tried again every {TOKEN_RETRY_S / 60:.0f} min")
+        log.error("%s: %s", self.settings.path, reason)
+        health.degrade(PART, "telegram.token refused (401 Unauthorized)")
+
+    def _polling_error(self, error: TelegramError) -> None:
+        # What run_polling does: polling errors go to the error handlers (on_error).
+        self.application.create_task(self.application.process_error(update=None, error=error))
+
+    async def _reset(self) -> None:
+        """Back to not started, so the next _connect starts from scratch (a refused
+        token must be checked again by getMe, which initialize does only once)."""
+        self.connected = False
+        app = self.application
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.running:
+                await app.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            await app.shutdown()
 
     def stop_sending(self) -> None:
         """At shutdown, first: no new reminder is sent, so a dispatch round ends as
         soon as the sends in flight are answered and recorded."""
         self._closing = True
 
-    def stop_running(self) -> None:
+    async def stop(self, runner: asyncio.Task | None) -> None:
         """In the loop, at shutdown: no new reminder is sent, those in flight get
-        CLOSE_GRACE_S to finish (and be recorded), then polling stops."""
+        CLOSE_GRACE_S to finish (and be recorded), then polling stops. The caller
+        bounds the whole with a timeout."""
         self.stop_sending()
-        if not self._rounds:
-            self.application.stop_running()
-            return
-
-        async def finish_then_stop() -> None:
+        if self._rounds:
             await asyncio.wait(list(self._rounds), timeout=CLOSE_GRACE_S)
-            self.application.stop_running()
-
-        self._close_task = asyncio.get_running_loop().create_task(finish_then_stop(),
-                                                                  name="telegram-close")
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._reset()
 
     def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None
                     ) -> T:
@@ -371,6 +440,11 @@ class TelegramBot:
 
     def dispatch_reminders(self) -> reminders.Tally:
         """Sends the reminders that are due (scheduler job, in a worker thread)."""
+        if not self.connected:
+            # Still due: sent once the bot is connected, if within reminder_grace_s,
+            # else skipped by the first round then (reminders.due_page).
+            log.debug("reminders wait: the bot is not connected to Telegram")
+            return reminders.Tally()
         return reminders.dispatch(self.owner, self._reminder_text, self._send_from_thread,
                            self.clock, self.settings.telegram.reminder_grace_s,
                            should_stop=lambda: self._closing)
