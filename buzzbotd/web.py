@@ -127,9 +127,11 @@ class WebServer:
             if on:
                 parts[part] = "ok"
         self.metrics.clear_expired()
-        for part, condition in list(self.metrics.conditions.items()):
+        reasons = {part: reason for part, (reason, _) in self.health.degraded().items()}
+        reasons.update({part: c.reason for part, c in list(self.metrics.conditions.items())})
+        for part, reason in reasons.items():
             if parts.get(part, "ok") == "ok" or part not in WATCHDOG_PARTS:
-                parts[part] = f"degraded: {condition.reason}"
+                parts[part] = f"degraded: {reason}"
         return parts
 
 

@@ -101,10 +101,11 @@ class Daemon:
                  watchdog_usec: int | None = None, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ("run",), prefix: tuple[str, ...] = ()) -> None:
         """`prefix` goes before the python command, e.g. setpriv to run as another user."""
+        # The test knobs (BUZZBOTD_TEST_*) come only from `env`, never from ours.
         environ = {k: v for k, v in os.environ.items()
                    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG",
-                                "BUZZBOTD_TEST_CLOCK")}
+                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG")
+                   and not k.startswith("BUZZBOTD_TEST_")}
         environ["PYTHONPATH"] = str(REPO)
         if notify is not None:
             environ["NOTIFY_SOCKET"] = notify.path
