@@ -95,11 +95,11 @@ class NotifySocket:
 
 
 class Daemon:
-    """One `python -m buzzbotd <args>` process."""
+    """One `python -m buzzbotd <args>` process (run under `wrapper`, e.g. strace, if given)."""
 
     def __init__(self, config: Path, notify: NotifySocket | None = None,
                  watchdog_usec: int | None = None, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ("run",)) -> None:
+                 args: tuple[str, ...] = ("run",), wrapper: tuple[str, ...] = ()) -> None:
         environ = {k: v for k, v in os.environ.items()
                    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
                                 "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG")}
@@ -111,7 +111,7 @@ class Daemon:
         environ.update(env or {})
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "buzzbotd", *args, "--config", str(config)],
+            [*wrapper, sys.executable, "-m", "buzzbotd", *args, "--config", str(config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=environ, cwd=REPO, text=True)
         self.lines: list[tuple[float, str]] = []
