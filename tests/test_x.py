@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,6 +158,32 @@ def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, sp
     assert x.texts() == [expected_text(67890.12, -1.23, due)]
     assert x.post_attempts == 1 and x.timeline_reads == 1
     assert post_row(config, slot_key(due))["tweet_id"] == x.tweets[0].id
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["x-stored-it", "x-did-not"])
+def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
+        tmp_path, notify, spawn, x, price, stored):
+    due = slot_in(3)
+    key = slot_key(due)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2)
+    daemon: Daemon = spawn(config, notify)
+    if stored:
+        x.on_store = lambda tweet: daemon.proc.kill()
+    else:                                       # killed at the POST, before X stores it
+        x.add_fault(POST_TWEET, Fault.drop(on_hit=lambda request: daemon.proc.kill()))
+    assert daemon.wait(20) == -9
+    x.on_store = None
+    # Down until the slot's window has passed: the row is found `sending` at the restart.
+    time.sleep(max(due.timestamp() + 2.5 - time.time(), 0))
+    line = wait_final(spawn(config, notify), key, timeout=20)
+    assert x.timeline_reads == 1 and x.post_attempts == 1
+    if stored:
+        assert ": posted: tweet " in line and "found on the account's timeline" in line, line
+        assert post_row(config, key)["tweet_id"] == x.tweets[0].id
+    else:
+        assert ": failed: gave up at the end of the slot's window (not on the account's " \
+            "timeline" in line, line
+        assert x.tweets == []
 
 
 def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price):
