@@ -36,6 +36,7 @@ class Daemon:
     def __init__(self, settings: Settings, environ: dict[str, str] | None = None,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
+        clock = faults.shifted(clock)      # test-only: BUZZBOTD_TEST_CLOCK
         self.clock = clock
         self.notifier = Notifier(environ)
         self.health = Health()

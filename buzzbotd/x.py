@@ -327,7 +327,10 @@ class Poster:
         proves it absent (back to claimed), or leaves it as is if X cannot be read."""
         now = self.clock()
         try:
-            tweet_id = self._find_on_timeline(post.text or "", post.created_at - TIMELINE_LOOKBACK)
+            # The earlier of the claim and now: a clock stepped back since the claim
+            # (NTP on a Pi) must not move the window past the tweet.
+            since = min(post.created_at, now) - TIMELINE_LOOKBACK
+            tweet_id = self._find_on_timeline(post.text or "", since)
         except (tweepy.TweepyException, requests.RequestException) as e:
             return self.owner.call(ledger.note, post, "settle-failed",
                                    f"cannot read the timeline: {type(e).__name__}: {e}", now)

@@ -102,7 +102,8 @@ class Daemon:
                  args: tuple[str, ...] = ("run",), wrapper: tuple[str, ...] = ()) -> None:
         environ = {k: v for k, v in os.environ.items()
                    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG")}
+                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG",
+                                "BUZZBOTD_TEST_CLOCK")}
         environ["PYTHONPATH"] = str(REPO)
         if notify is not None:
             environ["NOTIFY_SOCKET"] = notify.path

@@ -341,6 +341,7 @@ def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
     result = run_trials(6, tmp_path, seed=None)
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
         == (0, 6, 0), result
+    assert result["manual_with_2_or_more"] == 0, result
 
 
 def test_the_24_hour_quota_reset_wins_when_that_quota_ran_out():
