@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -136,10 +137,9 @@ def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, due, rng: random.Ra
         elif point == "delay":
             # Anywhere from just before the slot to well after its POST.
             time.sleep(max(due.timestamp() - time.time(), 0) + rng.uniform(-0.2, 0.4))
-        else:
-            daemon.wait_log(f"slot {key}: ", timeout=30)
+        else:                  # killed by X at the first store: the slot's or a /tweet's
             daemon.proc.wait(30)
-    except AssertionError as e:
+    except (AssertionError, subprocess.TimeoutExpired) as e:
         raise AssertionError(f"waiting to kill at {point!r}: {e}") from None
     finally:
         daemon.kill9()
@@ -153,10 +153,13 @@ def _settle_after_restart(config: Path, key: str, killed: Daemon, telegram: Fake
     again = Daemon(config, env=env)
     try:
         again.wait_log("ready: ", timeout=30)
-        wait_final(again, key, timeout=40)
+        database = config.parent / "state" / "buzzbotd.db"
+        if key in _open_keys(database) or not _read(database, "SELECT 1 FROM post WHERE "
+                                                    f"slot_key = '{key}'"):
+            wait_final(again, key, timeout=40)     # not settled before the kill
         if tweet_pending:        # received (again) by this daemon: wait for its answer
             again.wait_log(f"admin {ADMIN}: /tweet ", timeout=40)
-        for open_key in _open_keys(config.parent / "state" / "buzzbotd.db"):
+        for open_key in _open_keys(database):
             wait_final(again, open_key, timeout=40)
     except AssertionError as e:
         raise AssertionError(f"killed at {point!r} ({env or 'true clock'} after the "
