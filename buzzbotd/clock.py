@@ -21,6 +21,9 @@ the config; the daemon logs a warning when it is set) shifts the clock:
   BUZZBOTD_TEST_CLOCK=file:/path            the file holds one of the two forms above
                                             and is read again whenever it changes: a
                                             test steps the clock by rewriting it
+  BUZZBOTD_TEST_CLOCK=+90@2,-3@5            steps: 90 s ahead from 2 s after start,
+                                            3 s behind from 5 s after start (the
+                                            kill -9 trials jump it mid-run this way)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import email.utils
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,14 +90,22 @@ class ShiftedClock:
         self._path = Path(spec[len("file:"):]) if spec.startswith("file:") else None
         self._stamp: int | None = None
         self._offset = timedelta(0)
-        if self._path is None:
-            self._offset = _offset(spec)
-        else:
+        self._started = time.monotonic()
+        self._steps: list[tuple[float, timedelta]] = []     # (seconds after start, offset)
+        if self._path is not None:
             self._reload()
+        elif "@" in spec:
+            self._steps = sorted(_step(part) for part in spec.split(","))
+        else:
+            self._offset = _offset(spec)
 
     def __call__(self) -> datetime:
         if self._path is not None:
             self._reload()
+        elif self._steps:
+            elapsed = time.monotonic() - self._started
+            return utc_now() + next((offset for after, offset in reversed(self._steps)
+                                     if elapsed >= after), timedelta(0))
         return utc_now() + self._offset
 
     def _reload(self) -> None:
@@ -111,6 +123,12 @@ class ShiftedClock:
                 return                               # half-written: read again next call
             self._stamp, self._offset = stamp, offset
         log.warning("test clock %s: now %s", self._path, (utc_now() + offset).isoformat())
+
+
+def _step(text: str) -> tuple[float, timedelta]:
+    """'+90@2' → (2.0, 90 s)."""
+    offset, _, after = text.partition("@")
+    return float(after or 0), timedelta(seconds=float(offset))
 
 
 def _offset(text: str) -> timedelta:

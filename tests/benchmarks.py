@@ -236,12 +236,17 @@ def bench_slot_latency(quick: bool) -> list[Row]:
 
 def bench_crash_trials(quick: bool) -> list[Row]:
     from tests.crash_trials import run_trials
-    n = 3 if quick else 30
+    n = 3 if quick else 100
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         r = run_trials(n, Path(d))
-    return [(f"kill -9 trials ({n}; kill points {r['kill_points']})",
+    minutes = (time.monotonic() - started) / 60
+    return [(f"kill -9 trials ({n} in {minutes:.0f} min; kill points {r['kill_points']}; "
+             f"clock {r['clock_jumps']}; {r['tweets_sent']} /tweets sent)",
              f"slots with 0 / 1 / 2+ tweets: {r['slots_with_0']} / {r['slots_with_1']} / "
-             f"{r['slots_with_2_or_more']}; {r['timeline_reads']} timeline reads",
+             f"{r['slots_with_2_or_more']}; /tweet rows {r['manual_rows']}, with 0: "
+             f"{r['manual_with_0']}, with 2+: {r['manual_with_2_or_more']}; "
+             f"{r['timeline_reads']} timeline reads",
              f"{n} / {n} slots with exactly 1", f"{r['slots_with_1'] / n:.2f}")]
 
 

@@ -95,7 +95,7 @@ class NotifySocket:
 
 
 class Daemon:
-    """One `python -m buzzbotd <args>` process."""
+    """One `python -m buzzbotd <args>` process (run under `wrapper`, e.g. strace, if given)."""
 
     def __init__(self, config: Path, notify: NotifySocket | None = None,
                  watchdog_usec: int | None = None, env: dict[str, str] | None = None,

@@ -23,12 +23,14 @@ TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
 
 def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
-             grace_s: int = 600, **x_settings: Any) -> Path:
-    """Config with X on at `times` (UTC), Telegram off."""
+             grace_s: int = 600, telegram: dict[str, Any] | None = None,
+             **x_settings: Any) -> Path:
+    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is given."""
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
                         x={"enabled": True, "api_base": x.url, "times": times,
                            "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
-                           **CREDENTIALS, **x_settings})
+                           **CREDENTIALS, **x_settings},
+                        telegram=telegram or {"enabled": False})
 
 
 def slot_in(seconds: float) -> datetime:

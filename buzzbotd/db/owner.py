@@ -60,7 +60,10 @@ LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not
 
 PRAGMAS = {
     "journal_mode": "wal",
-    "synchronous": "normal",   # durable at every checkpoint; WAL keeps it consistent
+    # FULL: every commit fsyncs the WAL before it returns, so a ledger move is on
+    # disk before the POST it announces (NORMAL syncs only at checkpoints: a power
+    # cut could roll back a `sending` row and the slot would be posted again).
+    "synchronous": "full",
     "foreign_keys": 1,
     "busy_timeout": int(WAIT_SLICE_S * 1000),
 }
