@@ -13,7 +13,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock requirements-dev.txt setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	TORNADO_EXTENSION=0 $(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
@@ -52,7 +52,7 @@ DEB_SOURCES = requirements.lock $(shell find buzzbotd debian systemd doc etc -ty
 
 wheels:
 	$(DEB_PYTHON) -m pip download --quiet --disable-pip-version-check \
-	    --require-hashes --no-deps --only-binary=:all: --no-binary=sdnotify \
+	    --require-hashes --no-deps --only-binary=:all: --no-binary=sdnotify,tornado \
 	    --no-build-isolation --dest "$(BUZZBOTD_WHEELS)" -r requirements.lock
 
 $(DEB): $(DEB_SOURCES)

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, DatabaseTooNew):
             _fail(args.command, [str(e)], "database error")
             return EX_CONFIG
+        if isinstance(e, config.ListenError):
+            _fail(args.command, [str(e)], "not started")
+            return EX_FAILURE
         if isinstance(e, DatabaseError):
             _fail(args.command, [str(e)], "database error")
             return EX_FAILURE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -40,6 +41,7 @@ SHEETS_CREDENTIAL = "sheets_service_account"
 _SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]{1,200}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?$")
 
 
@@ -49,6 +51,10 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ListenError(Exception):
+    """[http] listen names a valid address that cannot be bound (in use, not ours)."""
 
 
 class Secret:
@@ -124,6 +130,20 @@ class TelegramSettings:
     admin_ids: frozenset[int] = frozenset()
     default_timezone: str = "UTC"
     reminder_grace_s: int = 3600
+    alert_admins: bool = True
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    listen: str = "127.0.0.1:8780"     # "" turns the server off
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when off; the value is validated already."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)
@@ -160,6 +180,7 @@ class Settings:
     x: XSettings
     telegram: TelegramSettings
     sheets: SheetsSettings = SheetsSettings()
+    http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
 
     def secrets(self) -> list[str]:
@@ -175,6 +196,7 @@ SECTIONS: dict[str, type] = {
     "x": XSettings,
     "telegram": TelegramSettings,
     "sheets": SheetsSettings,
+    "http": HttpSettings,
     "database": DatabaseSettings,
 }
 DATABASE_CREDENTIAL = "database_password"
@@ -289,6 +311,7 @@ class _Validator:
             default_timezone=self._zone(t, "telegram.default_timezone", d.default_timezone),
             reminder_grace_s=int(self._number(t, "telegram.reminder_grace_s",
                                               d.reminder_grace_s, 1, 86400, integer=True)),
+            alert_admins=self._bool(t, "telegram.alert_admins", d.alert_admins),
         )
 
     def _sheets(self, t: dict[str, Any]) -> SheetsSettings:
@@ -413,6 +436,17 @@ class _Validator:
                     "https:// URL, e.g. \"https://oauth2.googleapis.com/token\"")
             return Secret("", "default")
         return Secret(text, file)
+
+    def _http(self, t: dict[str, Any]) -> HttpSettings:
+        key = "http.listen"
+        value = self._get(t, key, HttpSettings.listen)
+        expected = ('expected "host:port" with a port from 1 to 65535, e.g. "127.0.0.1:8780" '
+                    '(or "0.0.0.0:8780" to serve the LAN, "[::1]:8780" for IPv6), '
+                    'or "" to turn the server off')
+        if not isinstance(value, str) or not _listen_ok(value):
+            self.problem(key, expected, value)
+            return HttpSettings()
+        return HttpSettings(listen=value)
 
     # -- credentials -----------------------------------------------------
 
@@ -629,6 +663,20 @@ def sheets_private_key(sheets: SheetsSettings) -> list[str]:
         return []
     key = json.loads(sheets.service_account.reveal())["private_key"]
     return [key] + [line for line in key.splitlines() if len(line) >= 16]
+def _listen_ok(value: str) -> bool:
+    if value == "":
+        return True
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOSTNAME.match(host))
 
 
 def parse_time_of_day(text: str) -> time | None:

@@ -1,50 +1,78 @@
 """The composition root: starts the parts in order and stops them in reverse.
 
-    lock → state dir → database owner (open, check, migrate) → X poster →
-    Telegram bot (initialised in the main thread's event loop) → scheduler →
-    watchdog → READY=1
+    lock → state dir → database owner (open, check, migrate) → X poster and
+    Telegram bot (built) → our own event loop in the main thread → scheduler
+    thread → watchdog → READY=1 → (the clock is sane) → first start recorded,
+    jobs scheduled, catch-up, the bot connects in the background
 
-On SIGTERM/SIGINT: STOPPING=1, the scheduler takes no new jobs and running
-ones get JOB_GRACE_S, the bot stops polling, the database owner checkpoints
-and closes, the lock is released, exit 0.
+READY=1 means the lock, the database and the scheduler are up; it never waits
+for Telegram (an unreachable Telegram must not stop X posting: the bot keeps
+trying in the background, and STATUS= says it is degraded) nor for the clock
+(a Pi without its NTP fix would otherwise hit TimeoutStartSec and be
+restarted in a loop: it is ready, STATUS= says "waiting for the clock", and
+nothing is posted, sent, skipped or recorded until the clock is sane).
+
+On SIGTERM/SIGINT: STOPPING=1, then the shutdown, bounded in all by
+STOP_BUDGET_S, well inside the unit's TimeoutStopSec=15 whatever is in flight:
+running jobs get JOB_GRACE_S (the poster stops waiting between retries, the bot
+starts no new reminder), the bot BOT_STOP_S, the database owner OWNER_STOP_S.
+What is still running then is abandoned, never waited for: jobs and blocking
+calls (a /price on a slow price API) run in daemon threads, and the ledger
+and the reminder table settle at the next start what they did not finish
+(a slot left `sending` is looked up on X before any retry). Then the lock is
+released and the exit code is 0.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from buzzbotd import __version__, faults, state, status
+from buzzbotd import __version__, alerts, faults, state, status
+from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import utc_text
 from buzzbotd.lock import PidLock
 from buzzbotd.notify import Health, Notifier, Watchdog
-from buzzbotd.scheduler import Scheduler, utc_now
+from buzzbotd.scheduler import Scheduler, WorkerPool
 
 log = logging.getLogger("buzzbotd")
-JOB_GRACE_S = 5.0
+# The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
+JOB_GRACE_S = 4.0        # running jobs: a slot's POST, a reminder round
+BOT_STOP_S = 3.0         # the bot: reminders in flight, the last getUpdates, closing
+OWNER_STOP_S = 2.0       # the database owner: the queued work, checkpoint, close
+LOOP_CLOSE_S = 1.0       # tasks still in the loop
+STOP_BUDGET_S = JOB_GRACE_S + BOT_STOP_S + OWNER_STOP_S + LOOP_CLOSE_S
+BLOCKING_THREADS = 8     # the loop's executor (asyncio.to_thread): /price, /tweet
+CLOCK_CHECK_S = 1.0      # how often an unsynchronised clock is looked at again
+CLOCK = "clock"          # its part name in notify.Health
 
 
 class Daemon:
     def __init__(self, settings: Settings, environ: dict[str, str] | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Clock | None = None) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock = clock or from_environment(environ)
+        self.built = build_date()
         self.notifier = Notifier(environ)
-        self.health = Health()
+        self.health = Health(wall=self.clock)
         self.lock = PidLock(settings.daemon.lock_file)
-        # Beat often enough that a hung scheduler is noticed within one watchdog interval.
+        # Beat often enough that a hung scheduler is noticed within one watchdog
+        # interval (the arithmetic is in buzzbotd/notify.py).
         interval = self.notifier.watchdog_interval or 30.0
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
-                                   beat_every_s=interval / 3, clock=clock)
+                                   beat_every_s=interval / 3, clock=self.clock)
         self.owner = DatabaseOwner(settings.daemon.database,
                                    on_unavailable=self._database_unavailable)
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,
@@ -53,10 +81,16 @@ class Daemon:
         self.poster: Any = None
         self.bot: Any = None
         self.sheets: Any = None
+        self.web: Any = None
+        self.alerts: Any = None
+        self._unclean_start: tuple[bool, Any] = (False, None)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop_started: float | None = None
         self._stop_main: Callable[[], None] = lambda: None
         self._stopping = False
         self._tasks: set[asyncio.Task] = set()
+        self._bot_task: asyncio.Task | None = None
+        self._executor: WorkerPool | None = None
 
     # -- the whole life ----------------------------------------------------
 
@@ -67,12 +101,16 @@ class Daemon:
             log.info("buzzbotd %s starting (pid %d, config %s)", __version__, os.getpid(),
                      self.settings.path)
             self._start_storage()
+            self._bind_http()
             self._build_parts()
-            if self.bot is not None:
-                self._stop_main = self.bot.stop_running
-                self.bot.run(on_started=self._started)       # run_polling, main thread
-            else:
-                asyncio.run(self._run_without_bot())
+            # Our own loop rather than asyncio.run(): that one waits, at its end,
+            # for every thread of the default executor (a /price stuck on the
+            # price API), without a bound.
+            loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(self._main())
+            finally:
+                self._close_loop(loop)
         finally:
             self._stop_threads()
             self.lock.release()
@@ -82,9 +120,12 @@ class Daemon:
     def _start_storage(self) -> None:
         self.settings.daemon.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         applied = self.owner.start()
-        first = self.owner.call(state.first_start, self.clock())
-        log.info("database %s open (migrations applied: %s; first start %s)",
-                 self.settings.daemon.database, applied or "none", utc_text(first))
+        log.info("database %s open (migrations applied: %s)", self.settings.daemon.database,
+                 applied or "none")
+        self._unclean_start = self.owner.call(alerts.mark_running)
+        if self._unclean_start[0]:
+            log.warning("the previous run did not stop cleanly (crash, watchdog restart or "
+                        "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
 
     def _build_parts(self) -> None:
         s = self.settings
@@ -99,37 +140,70 @@ class Daemon:
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status
+            # Reminders wait while the bot is not connected: a round at once when it is.
+            self.bot.on_connected = lambda: self.scheduler.run_now(
+                "reminders", self.bot.dispatch_reminders)
+            if s.telegram.alert_admins and s.telegram.admin_ids:
+                self.alerts = alerts.Alerts(s.telegram.admin_ids, self.owner, self.bot.send_alert)
+                self.bot.alerts_enabled = True
         if s.sheets.enabled:
             from buzzbotd.sheets import SheetsSync  # gspread and google-auth: only when on
             self.sheets = SheetsSync(s, self.owner, clock=self.clock)
             self.sheets.on_change = self._refresh_status_soon
 
-    async def _run_without_bot(self) -> None:
+    async def _main(self) -> None:
+        """The main thread's event loop, from start to the end of the shutdown."""
+        self.loop = loop = asyncio.get_running_loop()
+        self._executor = WorkerPool(BLOCKING_THREADS, name="blocking")
+        loop.set_default_executor(self._executor)
         stop = asyncio.Event()
         self._stop_main = stop.set
-        await self._started()
-        await stop.wait()
-
-    async def _started(self) -> None:
-        """Runs in the main event loop once the bot (if any) is initialised and polling."""
-        self.loop = asyncio.get_running_loop()
-        if self.bot is not None:
-            self.bot.attach_loop(self.loop)
-        self._schedule_jobs()
-        self.scheduler.start()
-        self._catch_up()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        self.health.on_change = lambda: loop.call_soon_threadsafe(self._health_changed)
+        self.scheduler.start()
         self._spawn(self.watchdog.loop(), "watchdog")
+        self._serve_http_and_alerts()
         after = faults.hang_after("loop")
         if after is not None:
-            self.loop.call_later(after, faults.maybe_hang, "loop")
+            loop.call_later(after, faults.maybe_hang, "loop")
+        self._check_clock()
         report = await asyncio.wrap_future(self.owner.submit(self._heartbeat_report))
         line = status.status_line(report)
         self.notifier.ready(line)
         gc.freeze()     # what start-up built lives as long as the process (see cli.cmd_run)
         gc.enable()
         log.info("%s", line)
+        self._spawn(self._start_work(), "start-work")
+        await stop.wait()
+        await self._shutdown()
+
+    def _check_clock(self) -> bool:
+        """True if the clock is sane; else the part "clock" is degraded (STATUS=)."""
+        now = self.clock()
+        if is_sane(now, self.built):
+            self.health.recover(CLOCK)
+            return True
+        if CLOCK not in self.health.degraded():
+            log.warning("the clock reads %s, earlier than this build (%s): not set yet "
+                        "(no NTP fix?); nothing is posted or sent until it is", utc_text(now),
+                        utc_text(self.built))
+        self.health.degrade(CLOCK, f"it reads {utc_text(now)}, earlier than this build "
+                                   f"({utc_text(self.built)[:10]}); is NTP working?")
+        return False
+
+    async def _start_work(self) -> None:
+        """Once the clock is sane: the first start, the jobs, catch-up, the bot."""
+        if not self._check_clock():
+            while not self._check_clock():
+                await asyncio.sleep(CLOCK_CHECK_S)
+            log.info("the clock is set now (%s); starting work", utc_text(self.clock()))
+        first = await asyncio.wrap_future(self.owner.submit(state.first_start, self.clock()))
+        log.info("first start %s", utc_text(first))
+        self._schedule_jobs()
+        self._catch_up()
+        if self.bot is not None:
+            self._bot_task = self._spawn(self.bot.run(self.health), "telegram")
 
     def _schedule_jobs(self) -> None:
         if self.poster is not None:
@@ -144,11 +218,38 @@ class Daemon:
         """What came due while the daemon was down is settled at once, not at the next tick."""
         if self.poster is not None:
             self.scheduler.run_now("x-slots", self.poster.run_due)
-        if self.bot is not None:
-            self.scheduler.run_now("reminders", self.bot.dispatch_reminders)
         self.scheduler.run_now("backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.run_now("sheets", self.sheets.run)
+
+    # -- the operator's window: HTTP and alerts (SPEC "HTTP", "Alerts to admins") ----
+
+    def _bind_http(self) -> None:
+        """Before READY: a bad or busy http.listen stops the start (exit 1, naming it)."""
+        if self.settings.http.address is None:
+            # python-telegram-bot imports tornado for its webhook server whenever it is
+            # installed (+3 MiB); with [http] off nothing here uses it, so keep it out.
+            sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
+            return
+        from buzzbotd.web import WebServer  # tornado and prometheus_client only when on
+        self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock)
+        log.info("http: listening on %s", self.web.bind())
+
+    def _serve_http_and_alerts(self) -> None:
+        """In the loop, once it runs: answer HTTP, and watch for what admins must hear."""
+        if self.web is not None:
+            self.web.serve()
+        if self.alerts is not None:
+            assert self.loop is not None
+            self.alerts.attach(self.loop)
+            self._spawn(self.alerts.watch(), "alerts")
+            if self._unclean_start[0]:
+                self.alerts.unclean_start(self._unclean_start[1])
+
+    def _health_changed(self) -> None:
+        """A part became degraded or recovered: STATUS= says so at once."""
+        if not self._stopping:
+            self._spawn(self.watchdog.refresh_status(), "status")
 
     # -- stopping ----------------------------------------------------------
 
@@ -156,9 +257,10 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        self._stop_started = time.monotonic()
         log.info("%s received, stopping", sig.name)
         self.notifier.stopping()
-        self._spawn(self._shutdown(), "shutdown")
+        self._stop_main()
 
     async def _shutdown(self) -> None:
         # The scheduler stops while the loop still turns, so a job that is
@@ -171,23 +273,55 @@ class Daemon:
             self.bot.stop_sending()
         if self.sheets is not None:
             self.sheets.stop()
-        await asyncio.to_thread(self.scheduler.stop, JOB_GRACE_S)
+        await _in_thread(lambda: self.scheduler.stop(JOB_GRACE_S), "stop-jobs")
+        if self.bot is not None:
+            try:
+                await asyncio.wait_for(self.bot.stop(self._bot_task), BOT_STOP_S)
+            except TimeoutError:
+                log.warning("the bot did not stop within %.0fs; abandoned", BOT_STOP_S)
+        if self.web is not None:
+            await self.web.stop()
+        try:    # the next start tells a clean stop from a crash by this marker
+            await asyncio.wait_for(asyncio.wrap_future(self.owner.submit(alerts.mark_stopped)),
+                                   LOOP_CLOSE_S)
+        except Exception as e:  # noqa: BLE001 - the stop goes on regardless
+            log.warning("could not record the clean stop: %s", e or type(e).__name__)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        self._stop_main()
+
+    def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancels what is left in the loop, gives it LOOP_CLOSE_S, closes the loop.
+        Threads of its executor still busy are abandoned (daemon threads)."""
+        with contextlib.suppress(Exception):
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=LOOP_CLOSE_S))
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), LOOP_CLOSE_S))
+        if self._executor is not None:
+            busy = self._executor.shutdown(timeout=0)
+            if busy:
+                log.warning("blocking calls still running at exit, abandoned: %s",
+                            ", ".join(busy))
+        loop.close()
 
     def _stop_threads(self) -> None:
-        self.scheduler.stop(JOB_GRACE_S)
-        self.owner.stop()
+        self.scheduler.stop(0)          # already stopped, unless start-up failed
+        self.owner.stop(OWNER_STOP_S)
+        if self._stop_started is not None:
+            log.info("shutdown took %.1fs (budget %.0fs)",
+                     time.monotonic() - self._stop_started, STOP_BUDGET_S)
 
     # -- helpers -----------------------------------------------------------
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task:
         assert self.loop is not None
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def report(self) -> dict[str, Any]:
         """The status report; runs inside the database owner."""
@@ -195,7 +329,8 @@ class Daemon:
 
     def _heartbeat_report(self) -> dict[str, Any]:
         state.put_many({state.HEARTBEAT: utc_text(self.clock()),
-                        state.HEALTH: "; ".join(self.watchdog.problems)})
+                        state.HEALTH: "; ".join(self.watchdog.problems),
+                        state.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
 
     def _database_unavailable(self, reason: str | None) -> None:
@@ -223,3 +358,28 @@ class Daemon:
         if not target.exists():
             path = self.owner.backup(today)
             log.info("database backed up to %s", path)
+
+
+def _in_thread(fn: Callable[[], object], name: str) -> asyncio.Future:
+    """Runs blocking `fn` in a thread of its own (the executor's may all be busy)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def work() -> None:
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - handed to the awaiting coroutine
+            loop.call_soon_threadsafe(_settle, future, None, e)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future, result: object, error: Exception | None) -> None:
+    if not future.done():
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)

@@ -1,10 +1,11 @@
 """Test-only fault hooks: make one part of the daemon hang, to prove the watchdog,
 or make one database write fail, to prove what happens then.
 
-`BUZZBOTD_TEST_HANG=<part>:<seconds>` makes <part> ("loop", "scheduler" or
-"db") block forever <seconds> after start. It is read from the environment
-only, never from the config file, and the daemon logs a warning when it is
-set, so it cannot be switched on by accident through configuration.
+`BUZZBOTD_TEST_HANG=<part>:<seconds>[:<for>]` makes <part> ("loop", "scheduler"
+or "db") block <seconds> after start, forever or for <for> seconds (once). It
+is read from the environment only, never from the config file, and the daemon
+logs a warning when it is set, so it cannot be switched on by accident
+through configuration.
 
 `BUZZBOTD_TEST_FAIL=<point>:<count>` makes the first <count> calls of <point>
 (e.g. "mark_sent", a reminder's write after Telegram accepted it) raise the
@@ -26,12 +27,14 @@ log = logging.getLogger("buzzbotd.faults")
 _started = time.monotonic()
 _failed: dict[str, int] = {}            # point → calls failed so far
 _failed_lock = threading.Lock()
+_hung = False
 
 
 def hang_after(part: str) -> float | None:
     """Seconds after start at which `part` must hang, or None."""
     spec = os.environ.get(ENV, "")
     name, _, after = spec.partition(":")
+    after = after.partition(":")[0]
     if name != part:
         return None
     try:
@@ -51,10 +54,15 @@ def warn_if_set() -> None:
 
 def maybe_hang(part: str) -> None:
     """Called from `part`'s own loop; blocks forever once its time has come."""
+    global _hung
     after = hang_after(part)
-    if after is not None and time.monotonic() - _started >= after:
-        log.warning("test fault hook: %s hangs now", part)
-        threading.Event().wait()
+    if after is not None and not _hung and time.monotonic() - _started >= after:
+        length = os.environ.get(ENV, "").split(":")[2:] or [""]
+        log.warning("test fault hook: %s hangs now%s", part,
+                    f" for {length[0]}s" if length[0] else "")
+        if length[0]:
+            _hung = True        # one hang of that length, then the part works again
+        threading.Event().wait(float(length[0]) if length[0] else None)
 
 
 def maybe_fail(point: str) -> None:

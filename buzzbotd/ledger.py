@@ -1,17 +1,25 @@
 """The X ledger: the database's record of every slot, which makes a tweet
 happen at most once per slot.
 
-A slot's row moves through these states:
+A slot's row moves only along TRANSITIONS:
 
-    claimed ──▶ sending ──▶ posted
-       ▲           │
-       └───────────┘ (the request surely did not reach X: 5xx, 429, refused)
-    claimed/sending ──▶ failed | skipped
+    (none) ──▶ claimed ──▶ sending ──▶ posted
+                  ▲           │
+                  └───────────┘ (the request surely did not reach X: 5xx, 429, refused;
+                  │           │  or the text was proven absent from the timeline)
+                  ▼           ▼
+           failed | skipped   failed | skipped   (final: no move out)
 
 `claimed`: the slot is ours and nothing is in flight; a POST may be sent.
 `sending`: a POST with `text` may have reached X. A row found in this state
 (after a timeout, a dropped connection, or a crash) is an unknown outcome
 and must be settled — found on X, or proven absent — before any new POST.
+
+Every move is compare-and-set: the mover passes the row as it read it, and
+the row moves only if it is still in that state (`UPDATE … WHERE state = ?`,
+one row changed). A move the table forbids (posted → sending) or one whose
+row moved meanwhile is a bug: it is logged and refused (IllegalMove), never
+applied, and the owner's transaction rolls back.
 
 Every function here runs inside the database owner; each change writes a
 PostEvent row and, once it is committed, one journal line naming the slot key.
@@ -25,9 +33,25 @@ from datetime import datetime
 
 from buzzbotd.db import after_commit
 from buzzbotd.db.models import Post, PostEvent
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.x")
 FINAL = ("posted", "failed", "skipped")
+
+# The only moves a row may make: state read → states it may move to (None: no row yet).
+TRANSITIONS: dict[str | None, frozenset[str]] = {
+    None: frozenset({"claimed"}),
+    "claimed": frozenset({"sending", "failed", "skipped"}),
+    "sending": frozenset({"claimed", "posted", "failed", "skipped"}),
+    "posted": frozenset(),
+    "failed": frozenset(),
+    "skipped": frozenset(),
+}
+
+
+class IllegalMove(Exception):
+    """A ledger move that TRANSITIONS forbids, or whose row was not in the state
+    the mover read. Always a bug; the move was not applied."""
 
 
 def claim(key: str, kind: str, due: datetime, now: datetime) -> Post:
@@ -40,64 +64,77 @@ def claim(key: str, kind: str, due: datetime, now: datetime) -> Post:
     return post
 
 
+def claim_new(key: str, kind: str, due: datetime, now: datetime) -> Post | None:
+    """A fresh row for `key`, or None if the key is taken (e.g. a second /tweet
+    in the same second)."""
+    if Post.get_or_none(Post.slot_key == key) is not None:
+        return None
+    return claim(key, kind, due, now)
+
+
 def get(key: str) -> Post | None:
     return Post.get_or_none(Post.slot_key == key)
 
 
-def sending(key: str, text: str, now: datetime) -> Post:
-    """About to POST `text`: from here on the outcome is unknown until settled."""
-    post = Post.get(Post.slot_key == key)
-    post.state, post.text, post.updated_at = "sending", text, now
-    post.attempts += 1
-    post.save()
+def sending(row: Post, text: str, now: datetime, price: float | None = None) -> Post:
+    """About to POST `text` (made from `price`, kept for the status page's chart):
+    from here on the outcome is unknown until settled."""
+    extra = {} if price is None else {"price": price}
+    post = _move(row, "sending", now, text=text, attempts=Post.attempts + 1, **extra)
     _event(post, now, "sending", f"attempt {post.attempts}", logging.INFO)
     return post
 
 
-def not_sent(key: str, reason: str, now: datetime) -> Post:
+def not_sent(row: Post, reason: str, now: datetime) -> Post:
     """The request surely did not create a tweet (5xx, 429, connection refused)."""
-    post = Post.get(Post.slot_key == key)
-    post.state, post.reason, post.updated_at = "claimed", reason, now
-    post.save()
+    post = _move(row, "claimed", now, reason=reason)
     _event(post, now, "retry", reason, logging.WARNING)
     return post
 
 
-def note(key: str, event: str, detail: str, now: datetime, level: int = logging.WARNING) -> None:
+def note(row: Post, event: str, detail: str, now: datetime, level: int = logging.WARNING
+         ) -> Post:
     """An event that does not change the state (a failed price fetch, a timeline read…)."""
-    post = Post.get(Post.slot_key == key)
-    post.reason, post.updated_at = detail, now
-    post.save()
+    post = _move(row, row.state, now, reason=detail)
     _event(post, now, event, detail, level)
+    return post
 
 
-def posted(key: str, tweet_id: str | None, how: str, now: datetime) -> Post:
-    post = Post.get(Post.slot_key == key)
-    post.state, post.tweet_id, post.reason, post.updated_at = "posted", tweet_id, how, now
-    post.save()
+def posted(row: Post, tweet_id: str | None, how: str, now: datetime) -> Post:
+    post = _move(row, "posted", now, tweet_id=tweet_id, reason=how)
     _event(post, now, "posted", f"tweet {tweet_id or '(id unknown)'}: {how}", logging.INFO)
+    after_commit(functools.partial(METRICS.slot_settled, post.slot_key, post.kind, "posted", how,
+                                   post.due_at, now))
     return post
 
 
-def finish(key: str, state: str, reason: str, now: datetime) -> Post:
+def finish(row: Post, state: str, reason: str, now: datetime) -> Post:
     """Marks the slot failed or skipped for good."""
-    assert state in ("failed", "skipped")
-    post = Post.get(Post.slot_key == key)
-    post.state, post.reason, post.updated_at = state, reason, now
-    post.save()
+    if state not in ("failed", "skipped"):
+        _refuse(row.slot_key, row.state, state, "finish() only fails or skips")
+    post = _move(row, state, now, reason=reason)
     _event(post, now, state, reason, logging.ERROR if state == "failed" else logging.WARNING)
+    after_commit(functools.partial(METRICS.slot_settled, post.slot_key, post.kind, state, reason,
+                                   post.due_at, now))
     return post
 
 
-def skip_missed(key: str, kind: str, due: datetime, reason: str, now: datetime) -> Post | None:
-    """A slot whose window passed: skipped if nobody had claimed it, failed if
-    it was left open. Returns the row if it changed."""
+def skip_missed(key: str, kind: str, due: datetime, reason: str, now: datetime) -> Post:
+    """A slot whose window passed. Skipped if nobody had claimed it or nothing
+    was ever sent for it; otherwise returned as it stands, for the poster to
+    settle (a `sending` row is read on the timeline before anything is decided)."""
     post = claim(key, kind, due, now)
-    if post.state in FINAL:
-        return None
     if post.state == "claimed" and post.attempts == 0:
-        return finish(key, "skipped", reason, now)
-    return finish(key, "failed", f"window passed before it was settled ({post.reason})", now)
+        return finish(post, "skipped", reason, now)
+    return post
+
+
+def posted_with_text(text: str, other_than: str) -> Post | None:
+    """The newest row of another key that posted `text`, or is sending it now."""
+    return (Post.select()
+            .where((Post.text == text) & (Post.slot_key != other_than)
+                   & Post.state.in_(("posted", "sending")))
+            .order_by(Post.updated_at.desc(), Post.id.desc()).first())
 
 
 def final_keys(since: datetime) -> set[str]:
@@ -110,6 +147,29 @@ def open_rows(since: datetime) -> list[Post]:
     """Rows not yet final whose slot is due after `since` (e.g. a /tweet cut short)."""
     return list(Post.select().where(Post.state.not_in(FINAL) & (Post.due_at > since))
                 .order_by(Post.due_at))
+
+
+def _move(row: Post, to: str, now: datetime, **fields: object) -> Post:
+    """Compare-and-set: `row` (as the mover read it) goes to `to`, or IllegalMove."""
+    key, expected = row.slot_key, row.state
+    if to != expected and to not in TRANSITIONS.get(expected, frozenset()):
+        _refuse(key, expected, to, "not a legal move")
+    if to == expected and expected in FINAL:
+        _refuse(key, expected, to, "a final row does not change")
+    changed = (Post.update(state=to, updated_at=now, **fields)
+               .where((Post.slot_key == key) & (Post.state == expected)).execute())
+    if changed != 1:
+        current = get(key)
+        _refuse(key, expected, to, f"the row is {current.state if current else 'missing'}, "
+                f"not {expected} as read")
+    return Post.get(Post.slot_key == key)
+
+
+def _refuse(key: str, expected: str | None, to: str, why: str) -> None:
+    # Logged at once, not after commit: the transaction this runs in rolls back.
+    log.error("slot %s: refused ledger move %s → %s: %s (a bug; nothing changed)",
+              key, expected, to, why)
+    raise IllegalMove(f"slot {key}: {expected} → {to}: {why}")
 
 
 def _event(post: Post, now: datetime, event: str, detail: str | None, level: int) -> None:

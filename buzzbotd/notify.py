@@ -1,16 +1,29 @@
 """Talking to systemd (sd_notify) and deciding when the watchdog may be fed.
 
 `Notifier` sends READY/STATUS/STOPPING/WATCHDOG and is silent without
-NOTIFY_SOCKET. `Health` collects heartbeats and the parts that work but are
-degraded; `Watchdog` runs as a task in the main event loop and pings only
-while every part is healthy: that the task runs at all proves the loop
+NOTIFY_SOCKET. `Health` collects heartbeats, and the parts that are degraded
+(up, but not doing their work: Telegram unreachable, a token refused, the
+clock not yet set); `Watchdog` runs as a task in the main event loop and pings
+only while every part is healthy: that the task runs at all proves the loop
 turns, the scheduler must have beaten recently, and the database owner must
 answer a ping (it does while it waits for a database another process holds:
-degraded, not hung).
+degraded, not hung). A degraded part is no reason to be restarted (a restart cannot
+bring Telegram back): it shows in STATUS= and `buzzbotd status`, and the
+watchdog keeps being fed.
 
-Margins, with WatchdogSec = W: pings are due every W/2; the database ping
-may take W/4; the STATUS line is built in its own task, so a slow database
-never delays a ping. A healthy process thus pings at most 3W/4 apart.
+The watchdog's margins, with WatchdogSec=W (systemd passes WATCHDOG_USEC):
+  - the loop checks and pings every I = W/2 (sd_watchdog_enabled(3)'s advice);
+    a check waits at most I/2 for the database owner's ping, and the next
+    check starts I after the previous one *started*, so pings are at most
+    I + I/2 = 3W/4 apart while healthy: under W, a quarter of W to spare;
+  - the scheduler thread beats every I/3 and counts as hung when its last beat
+    is older than I: three beats missed, not one late one;
+  - the STATUS line is built in a task of its own, so a slow database never
+    delays a ping;
+  - so a hung part is reported at the first check after I, at most 3W/4 later
+    the pings stop, and systemd aborts the process W after the last ping.
+With the unit's WatchdogSec=30: checks every 15 s, database ping timeout 7.5 s,
+beats every 5 s, a beat older than 15 s is a hang.
 """
 
 from __future__ import annotations
@@ -21,9 +34,11 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sdnotify
+
+from buzzbotd.clock import Clock, utc_now
 
 log = logging.getLogger("buzzbotd.notify")
 
@@ -38,7 +53,10 @@ class Notifier:
 
     def _send(self, message: str) -> None:
         if self.enabled:
-            self._sd.notify(message)
+            # sdnotify encodes as Latin-1 and silently drops a message it cannot
+            # encode (a STATUS= with "…" or "→", and READY=1 with it); systemd
+            # reads UTF-8, so hand it the UTF-8 bytes spelled as Latin-1.
+            self._sd.notify(message.encode("utf-8").decode("latin-1"))
 
     def ready(self, status: str) -> None:
         self.last_status = status
@@ -70,13 +88,46 @@ def _watchdog_interval(environ: dict[str, str]) -> float | None:
 
 
 class Health:
-    """Heartbeats of the parts that run in their own threads."""
+    """Heartbeats of the parts that run in their own threads, and the parts that
+    are degraded. Thread-safe: any thread may beat, degrade or recover."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Clock = utc_now
+                 ) -> None:
         self._clock = clock
+        self._wall = wall
         self._lock = threading.Lock()
         self._beats: dict[str, tuple[float, float]] = {}  # name -> (last beat, max age)
-        self._degraded: dict[str, tuple[str, datetime]] = {}  # part -> (reason, since)
+        self._degraded: dict[str, tuple[str, datetime]] = {}
+        # Called (from the thread that changed it) when the degraded parts change.
+        self.on_change: Callable[[], None] | None = None
+
+    def degrade(self, part: str, reason: str) -> None:
+        """`part` is up but not doing its work, for `reason`. The first `since` is
+        kept while it stays degraded, whatever the reason becomes."""
+        with self._lock:
+            old = self._degraded.get(part)
+            self._degraded[part] = (reason, old[1] if old else self._wall())
+        if old is None or old[0] != reason:
+            self._changed()
+
+    def recover(self, part: str) -> None:
+        with self._lock:
+            old = self._degraded.pop(part, None)
+        if old is not None:
+            self._changed()
+
+    def now(self) -> datetime:
+        """The wall clock the `since` times are read on."""
+        return self._wall()
+
+    def degraded(self) -> dict[str, tuple[str, datetime]]:
+        """part -> (reason, since as an aware UTC datetime)."""
+        with self._lock:
+            return dict(self._degraded)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def register(self, name: str, max_age_s: float) -> None:
         with self._lock:
@@ -93,20 +144,6 @@ class Health:
         with self._lock:
             return [f"{name} silent for {now - last:.0f}s"
                     for name, (last, max_age) in self._beats.items() if now - last > max_age]
-
-    def degrade(self, part: str, reason: str) -> None:
-        """`part` works but not fully; a repeated call keeps the first `since`."""
-        with self._lock:
-            _, since = self._degraded.get(part, (reason, datetime.now(UTC)))
-            self._degraded[part] = (reason, since)
-
-    def recover(self, part: str) -> None:
-        with self._lock:
-            self._degraded.pop(part, None)
-
-    def degraded(self) -> dict[str, tuple[str, datetime]]:
-        with self._lock:
-            return dict(self._degraded)
 
 
 class Watchdog:
@@ -173,18 +210,17 @@ class Watchdog:
             self.notifier.status("unhealthy: " + "; ".join(self.problems))
             return
         degraded = self.health.degraded()
-        now = datetime.now(UTC)
-        notes = ", ".join(f"{part} {reason} for {max((now - since).total_seconds(), 0):.0f} s"
-                          for part, (reason, since) in sorted(degraded.items()))
         if "database" in degraded:
             # The usual line comes from the database, which cannot answer now.
-            self.notifier.status(f"degraded: {notes}")
+            now = self.health.now()
+            self.notifier.status("degraded: " + ", ".join(
+                f"{part} {reason} for {max((now - since).total_seconds(), 0):.0f} s"
+                for part, (reason, since) in sorted(degraded.items())))
             return
         try:
+            # The line names the degraded parts itself (status.status_line).
             text = await asyncio.wait_for(self.status_text(), timeout=self.interval)
         except Exception as e:  # noqa: BLE001 - a status line must never stop the watchdog
             log.warning("cannot build the status line: %s", str(e) or type(e).__name__)
-            if notes:
-                self.notifier.status(f"degraded: {notes}")
             return
-        self.notifier.status(f"{text}; degraded: {notes}" if notes else text)
+        self.notifier.status(text)

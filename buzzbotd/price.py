@@ -36,6 +36,7 @@ import httpx
 
 from buzzbotd import __version__, tls
 from buzzbotd.config import PriceSettings
+from buzzbotd.metrics import METRICS
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.price")
@@ -182,21 +183,35 @@ class PriceClient:
     def _fetch_retried(self) -> Quote:
         for attempt in range(1, self.attempts + 1):
             try:
-                return self._fetch_once()
+                quote = self._fetch_once()
             except _Retryable as e:
                 if attempt == self.attempts:
+                    METRICS.problem("price", f"{e} (after {attempt} attempts)")
                     error = PriceError(f"{e} (after {attempt} attempts)")
                     error.retry_after_s = e.retry_after_s
                     raise error from None
                 wait = self.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 2)
                 log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
                 self.sleep(wait)
+            else:
+                METRICS.clear("price")
+                return quote
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._http.close()
 
     def _fetch_once(self) -> Quote:
+        started = time.monotonic()
+        try:
+            return self._fetch_answer()
+        except Exception:
+            METRICS.inc("price_fetch_errors_total")
+            raise
+        finally:
+            METRICS.observe("price_fetch_seconds", time.monotonic() - started)
+
+    def _fetch_answer(self) -> Quote:
         try:
             response = self._http.get(self.url)
         except httpx.TimeoutException:

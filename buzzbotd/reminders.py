@@ -43,6 +43,7 @@ import peewee
 from buzzbotd import faults, timeofday
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.reminders")
 
@@ -416,6 +417,7 @@ def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
         if page.cursor is None:
             break
         cursor = page.cursor
+    METRICS.reminders(vars(tally))
     if tally:
         seconds = monotonic() - started
         log.info("reminders due by %s: %d sent, %d failed (retried next minute), %d blocked, "

@@ -1,4 +1,14 @@
-"""Timed jobs: the `schedule` library decides *when*, a worker pool runs them.
+"""Timed jobs: the `schedule` library keeps the jobs, our code decides *when*.
+
+All scheduling is in UTC instants (SPEC): `schedule` itself computes next
+runs in the host's naive local time and compares them with
+`datetime.datetime.now()`, so on a host set to Europe/Berlin its
+`every().minute.at(":00")` goes quiet for an hour at the October fall-back
+and a daily job in the repeated hour fires early and then on every pass. Here
+every job is a `_ClockedJob`: its next run is an aware UTC instant computed by
+our code (`timeofday` for local times of day, DST-correct), and it is due when
+the injected clock says so. `schedule` keeps the job list, the ordering and
+the run/reschedule cycle; nothing of it that reads the host's clock is used.
 
 The scheduler thread sleeps until the next job is due (or until it must beat
 for the watchdog), then hands due jobs to a small pool of worker threads, so
@@ -7,9 +17,13 @@ would re-fire it on every tick): its exception is logged once, with the
 traceback, and counted. A job still running when it is due again is not
 started twice: the second run is coalesced into one more run right after.
 
-`schedule` knows nothing of what was missed while the daemon was down, nor
-of exactly-once; the X ledger and the reminder table own that. Jobs take
-their `now` from the injected clock, so tests never wait for real minutes.
+The wall clock may jump (NTP stepping a Pi's clock, a suspend). Forward: every
+job whose instant was skipped runs once, at once. Backward: every job's next
+run is computed again from the new reading, so none sits idle until the old
+instant comes round. Neither repeats a slot or a reminder: `schedule` knows
+nothing of what was done or missed, nor of exactly-once; the X ledger and the
+reminder table own that. Jobs take their `now` from the injected clock, so
+tests never wait for real minutes.
 """
 
 from __future__ import annotations
@@ -20,80 +34,130 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import schedule
 
 from buzzbotd import faults
+from buzzbotd.clock import Clock, utc_now
 
+__all__ = ["Scheduler", "WorkerPool", "utc_now"]
 log = logging.getLogger("buzzbotd.scheduler")
 NextInstant = Callable[[dt.datetime], dt.datetime | None]
+NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+# A wall clock that moved this much more or less than the monotonic clock in one
+# pass of the thread has jumped (a pass itself takes milliseconds).
+JUMP_S = 2.0
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def next_minute(now: dt.datetime) -> dt.datetime:
+    """Second :00 of the UTC minute after `now`."""
+    return now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
 
 
-class WorkerPool:
-    """N named daemon threads running submitted functions; bounded shutdown."""
+class WorkerPool(ThreadPoolExecutor):
+    """N named daemon threads running submitted functions; bounded shutdown.
+
+    Also the event loop's default executor (asyncio.to_thread): the standard
+    ThreadPoolExecutor's threads are joined at interpreter exit, so one /price
+    stuck on a slow price API would hold a stop past TimeoutStopSec; these
+    threads are daemon threads, and what is still running at exit is abandoned.
+    It is a ThreadPoolExecutor only because asyncio (3.11) accepts nothing else
+    as a default executor: submit and shutdown are its own, and the base class's
+    __init__ (which would register threads to be joined at exit) is not called."""
 
     def __init__(self, size: int, name: str = "job") -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i + 1}", daemon=True)
                          for i in range(size)]
+        self._closed = False
+        self._busy: set[str] = set()
         for thread in self._threads:
             thread.start()
 
-    def submit(self, fn: Callable[[], object]) -> Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
-        self._queue.put((future, fn))
+        if self._closed:
+            future.cancel()
+            future.set_running_or_notify_cancel()
+            return future
+        self._queue.put((future, fn, args, kwargs))
         return future
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
-            future, fn = item
+            future, fn, args, kwargs = item
             if future.set_running_or_notify_cancel():
+                name = threading.current_thread().name
+                self._busy.add(name)
                 try:
-                    future.set_result(fn())
-                except Exception as e:  # noqa: BLE001 - reported through the future
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as e:  # noqa: BLE001 - reported through the future
                     future.set_exception(e)
+                finally:
+                    self._busy.discard(name)
 
-    def shutdown(self, timeout: float) -> list[str]:
-        """Stops taking work, waits up to `timeout`, returns the threads still busy."""
-        for _ in self._threads:
-            self._queue.put(None)
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False,
+                 timeout: float = 0.0) -> list[str]:
+        """Stops taking work, waits up to `timeout` (never longer, whatever `wait`
+        says), returns the threads still busy."""
+        if not self._closed:
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(max(deadline - time.monotonic(), 0))
-        return [t.name for t in self._threads if t.is_alive()]
+            if thread.name in self._busy:
+                thread.join(max(deadline - time.monotonic(), 0))
+        return sorted(self._busy)
 
 
-class _InstantJob(schedule.Job):
-    """A schedule Job whose next run is an instant computed by our own code
-    (e.g. the next X slot in its IANA timezone, DST-correct)."""
+class _ClockedJob(schedule.Job):
+    """A schedule Job whose next run is an aware UTC instant computed by our own
+    code, due by the injected clock (see the module's doc)."""
 
     def __init__(self, scheduler: schedule.Scheduler, next_instant: NextInstant,
-                 clock: Callable[[], dt.datetime]) -> None:
+                 clock: Clock) -> None:
         super().__init__(1, scheduler)
         self._next_instant = next_instant
         self._clock = clock
 
     def _schedule_next_run(self) -> None:
         instant = self._next_instant(self._clock())
-        # `schedule` compares with naive local time; None parks the job far away.
-        self.next_run = (instant.astimezone().replace(tzinfo=None) if instant
-                         else dt.datetime.max.replace(year=9000))
+        self.next_run = instant.astimezone(dt.UTC) if instant else NEVER
+
+    @property
+    def should_run(self) -> bool:
+        return self._clock() >= self.next_run
+
+    def run(self) -> Any:
+        result = self.job_func()
+        self.last_run = self._clock()
+        self._schedule_next_run()
+        return result
 
     def __repr__(self) -> str:
-        return f"<instant job {getattr(self.job_func, '__name__', '?')} next {self.next_run}>"
+        return f"<job {getattr(self.job_func, '__name__', '?')} next {self.next_run}>"
+
+
+class _ClockedSchedule(schedule.Scheduler):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    @property
+    def idle_seconds(self) -> float | None:
+        next_run = self.next_run
+        return None if next_run is None else (next_run - self._clock()).total_seconds()
 
 
 class Scheduler:
     """The scheduler thread plus its worker pool."""
 
     def __init__(self, beat: Callable[[], None] = lambda: None, beat_every_s: float = 5.0,
-                 workers: int = 4, clock: Callable[[], dt.datetime] = utc_now) -> None:
-        self._schedule = schedule.Scheduler()
+                 workers: int = 4, clock: Clock = utc_now) -> None:
+        self._schedule = _ClockedSchedule(clock)
         self._beat = beat
         self.beat_every_s = beat_every_s
         self._workers = workers
@@ -104,6 +168,7 @@ class Scheduler:
         self._rerun: set[str] = set()
         self._lock = threading.Lock()
         self.failures: dict[str, int] = {}
+        self.passes = 0                 # passes of the thread's loop (tests wait on it)
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._pool: WorkerPool | None = None
 
@@ -111,23 +176,20 @@ class Scheduler:
 
     def every(self, seconds: float, name: str, fn: Callable[[], object]) -> None:
         """Runs fn every `seconds`."""
-        self._schedule.every(seconds).seconds.do(self._dispatch, name, fn).tag(name)
+        self.at_instants(name, lambda now: now + dt.timedelta(seconds=seconds), fn)
 
     def every_minute(self, name: str, fn: Callable[[], object]) -> None:
-        """Runs fn at second :00 of every minute."""
-        self._schedule.every().minute.at(":00").do(self._dispatch, name, fn).tag(name)
-
-    def daily(self, at: str, name: str, fn: Callable[[], object]) -> None:
-        self._schedule.every().day.at(at).do(self._dispatch, name, fn).tag(name)
+        """Runs fn at second :00 of every UTC minute."""
+        self.at_instants(name, next_minute, fn)
 
     def at_instants(self, name: str, next_instant: NextInstant, fn: Callable[[], object]) -> None:
-        """Runs fn at each instant next_instant(now) returns (aware datetimes)."""
-        job = _InstantJob(self._schedule, next_instant, self._clock)
+        """Runs fn at each instant next_instant(now) returns (aware datetimes; None: never)."""
+        job = _ClockedJob(self._schedule, next_instant, self._clock)
         job.do(self._dispatch, name, fn).tag(name)
         self._wake.set()
 
-    def reschedule(self, name: str) -> None:
-        """Recomputes the next run of instant jobs named `name` (their times changed)."""
+    def reschedule(self, name: str | None = None) -> None:
+        """Recomputes the next run of the jobs named `name` (all if None) from now."""
         for job in self._schedule.get_jobs(name):
             job._schedule_next_run()
         self._wake.set()
@@ -136,22 +198,36 @@ class Scheduler:
         jobs = self._schedule.get_jobs(name)
         return min(job.next_run for job in jobs) if jobs else None
 
+    def wake(self) -> None:
+        """Makes the thread look at the clock now (a test moved it)."""
+        self._wake.set()
+
+    def running(self) -> set[str]:
+        """Names of the jobs running now."""
+        with self._lock:
+            return set(self._running)
+
     # -- life cycle ------------------------------------------------------
 
     def start(self) -> None:
         self._pool = WorkerPool(self._workers)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Takes no new jobs; running jobs get `timeout` seconds to finish."""
+    def stop(self, timeout: float = 5.0) -> list[str]:
+        """Takes no new jobs; running jobs get `timeout` seconds in all to finish.
+        Returns those abandoned (left to the next start: the ledger and the
+        reminder table know what they did not finish)."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._pool:
-            busy = self._pool.shutdown(timeout)
-            if busy:
-                log.warning("jobs still running at shutdown, abandoned: %s", ", ".join(busy))
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(max(deadline - time.monotonic(), 0))
+        busy = self._pool.shutdown(timeout=max(deadline - time.monotonic(), 0)) \
+            if self._pool else []
+        if busy:
+            log.warning("jobs still running at shutdown, abandoned: %s",
+                        ", ".join(sorted(self.running())) or ", ".join(busy))
+        return busy
 
     def run_now(self, name: str, fn: Callable[[], object]) -> Future | None:
         """Runs fn in the pool at once (e.g. catch-up at start, /tweet)."""
@@ -160,17 +236,29 @@ class Scheduler:
     # -- the thread ------------------------------------------------------
 
     def _loop(self) -> None:
+        last = (time.monotonic(), self._clock())
         while not self._stop.is_set():
+            self._wake.clear()          # before the clock is read: a wake() from now on counts
             self._beat()
             faults.maybe_hang("scheduler")
+            now = (time.monotonic(), self._clock())
+            jump = (now[1] - last[1]).total_seconds() - (now[0] - last[0])
+            last = now
+            if jump < -JUMP_S:
+                log.warning("the wall clock went back %.0fs; next runs computed again", -jump)
+                self.reschedule()
+            elif jump > JUMP_S:
+                log.info("the wall clock jumped ahead %.0fs; what came due runs now", jump)
             self._schedule.run_pending()
+            self.passes += 1
             idle = self._schedule.idle_seconds
             wait = self.beat_every_s if idle is None else min(max(idle, 0.0), self.beat_every_s)
             self._wake.wait(wait)
-            self._wake.clear()
 
     def _dispatch(self, name: str, fn: Callable[[], object]) -> Future | None:
         with self._lock:
+            if self._stop.is_set():
+                return None
             if name in self._running:
                 log.debug("job %s is still running; it runs again when done", name)
                 self._rerun.add(name)

@@ -17,6 +17,7 @@ LAST_PAUSE = "x.last_pause"          # "<from>/<to>", UTC
 FIRST_START = "daemon.first_start"
 HEARTBEAT = "daemon.heartbeat_at"
 HEALTH = "daemon.health"
+DEGRADED = "daemon.degraded"         # JSON {part: [reason, since]}, written with the heartbeat
 TELEGRAM_CONFLICT = "telegram.conflict_at"
 
 

@@ -6,6 +6,7 @@ the database owner) and in another process on a read-only connection.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
             "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
             "problems": meta.get(state.HEALTH) or "",
+            # Parts that are up but not doing their work, as the daemon last wrote them.
+            "degraded": {part: {"reason": reason, "since": since} for part, (reason, since)
+                         in json.loads(meta.get(state.DEGRADED) or "{}").items()},
         },
     }
 
@@ -84,8 +88,18 @@ def daemon_pid(lock_file: Path) -> int | None:
     return pid if pid and b"buzzbotd" in cmdline else None
 
 
+def degraded_meta(degraded: dict[str, tuple[str, datetime]]) -> str:
+    """notify.Health.degraded() as the daemon writes it for `status` to read."""
+    return json.dumps({part: [reason, timeofday.slot_key(since)]
+                       for part, (reason, since) in sorted(degraded.items())})
+
+
 def status_line(report: dict[str, Any]) -> str:
-    """One line for systemd's STATUS=, e.g. 'ready: next tweet 16:00 UTC, 12 reminders'."""
+    """One line for systemd's STATUS=, e.g. 'ready: next tweet 16:00 UTC, 12 reminders',
+    or 'degraded: telegram: … since …; next tweet …' when a part is not doing its work."""
+    degraded = report["health"].get("degraded") or {}
+    if "clock" in degraded:
+        return f"waiting for the clock: {degraded['clock']['reason']}"
     parts = []
     x = report["x"]
     if not x["enabled"]:
@@ -106,6 +120,9 @@ def status_line(report: dict[str, Any]) -> str:
         # Only a failing sync is worth the space on `systemctl status`.
         parts.append(f"Sheets sync failing since {sheets['failing_since']}: "
                      f"{_shorten(sheets['last_error'], 80)}")
+    if degraded:
+        return "degraded: " + "; ".join(f"{part}: {d['reason']} since {d['since']}"
+                                        for part, d in degraded.items()) + "; " + ", ".join(parts)
     return "ready: " + ", ".join(parts)
 
 
@@ -118,6 +135,8 @@ def render(report: dict[str, Any], pid: int | None) -> str:
         lines.append(f"daemon: running (pid {pid}), last heartbeat "
                      f"{'never' if age is None else f'{age}s ago'}"
                      + (f", problems: {health['problems']}" if health["problems"] else ", healthy"))
+        for part, d in health.get("degraded", {}).items():
+            lines.append(f"  DEGRADED {part} since {d['since']}: {d['reason']}")
     else:
         lines.append("daemon: not running")
     if not x["enabled"]:

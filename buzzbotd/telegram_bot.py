@@ -10,6 +10,13 @@ upgraded to a supergroup has its reminders moved to the new chat id; a user
 who blocks the bot (a `my_chat_member` update with status kicked, or a 403)
 has their reminders switched off; in groups, /cmd@otherbot is not ours.
 
+The bot lives in the daemon's own event loop (the main thread's), started by
+hand (initialize, start, updater.start_polling) rather than by run_polling, so
+that the loop, the scheduler and X posting run whether Telegram answers or
+not: `TelegramBot.run` connects in the background with backoff, marks the
+part "telegram" degraded in notify.Health while it cannot, and a token that
+Telegram refuses (401) stops only the bot, retried every TOKEN_RETRY_S.
+
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
 (`TelegramBot.run_in_loop`), never to a second event loop: the reminder
 dispatch round (buzzbotd.reminders.dispatch) runs in a scheduler worker and
@@ -19,6 +26,7 @@ sends each page of due reminders here, concurrently, within the limits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -53,11 +61,13 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import reminders, state, status, tls
-from buzzbotd.config import ConfigError, Settings
+from buzzbotd import alerts, reminders, state, status, tls
+from buzzbotd.clock import utc_now
+from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.metrics import METRICS
+from buzzbotd.notify import Health
 from buzzbotd.price import PriceError, PriceUnavailable, Quote
-from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -88,6 +98,10 @@ POLL_TIMEOUT_S = 50
 # The updates the bot asks Telegram for: messages (commands) and changes of its own
 # membership in a chat (a user who blocks the bot: status "kicked").
 ALLOWED_UPDATES = ["message", "my_chat_member"]
+CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s,
+CONNECT_MAX_S = 30.0           # at most this far apart
+TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
+PART = "telegram"              # its name in notify.Health and STATUS=
 
 PUBLIC_COMMANDS = [
     BotCommand("price", "the Bitcoin price now"),
@@ -101,6 +115,7 @@ ADMIN_COMMANDS = [
     BotCommand("tweet", "post the price tweet now"),
     BotCommand("pause", "pause scheduled tweets"),
     BotCommand("resume", "resume scheduled tweets"),
+    BotCommand("alerts", "alerts on or off for you: /alerts off"),
 ]
 HELP = """I tell you the Bitcoin price, and remind you of it every day.
 
@@ -114,7 +129,8 @@ ADMIN_HELP = """
 For admins:
 /status – health, last and next tweets, counts
 /tweet – post the price tweet now
-/pause, /resume – stop or restart scheduled tweets"""
+/pause, /resume – stop or restart scheduled tweets
+/alerts off, /alerts on – mute or unmute the alerts I send you"""
 
 
 @dataclass
@@ -159,6 +175,7 @@ class ChatRateLimiter(AIORateLimiter):
     async def process_request(self, callback: Callable[..., Coroutine[Any, Any, Any]],
                               args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        callback = _counting_429(callback)
         chat_id = data.get("chat_id")
         if chat_id is None:
             return await super().process_request(callback, args, kwargs, endpoint, data,
@@ -206,9 +223,21 @@ def _is_group(chat_id: object) -> bool:
         return isinstance(chat_id, str)
 
 
+def _counting_429(callback: Callable[..., Coroutine[Any, Any, Any]]
+                  ) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The request as the rate limiter makes it, each 429 answer counted for /metrics."""
+    async def request(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await callback(*args, **kwargs)
+        except RetryAfter:
+            METRICS.inc("telegram_429_total")
+            raise
+    return request
+
+
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
-    line: an invalid token (exit 78, naming telegram.token) and a 429 that outlasted
+    line: an invalid token (naming telegram.token) and a 429 that outlasted
     the retries (the reminder is retried next minute)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -217,18 +246,7 @@ class _ReportedByUs(logging.Filter):
 
 
 # Loggers python-telegram-bot raises those from (logger filters do not inherit).
-_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter")
-
-
-class _Application(Application):
-    """An Application that tells the daemon when it has started (polling included)."""
-
-    on_started: Callable[[], Awaitable[None]] | None = None
-
-    async def start(self) -> None:
-        await super().start()
-        if self.on_started is not None:
-            await self.on_started()
+_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter", "telegram.ext.Updater")
 
 
 class TelegramBot:
@@ -248,10 +266,12 @@ class TelegramBot:
         self._last_logged: dict[str, float] = {}
         self._closing = False
         self._rounds: set[asyncio.Task] = set()
-        self._close_task: asyncio.Task | None = None
         self._price_task: asyncio.Future[Quote] | None = None
         # (reminder id, due_at) that Telegram accepted but the database has not recorded.
         self._delivered: set[tuple[int, datetime]] = set()
+        self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
+        self.connected = False         # initialised and polling; reminders wait until then
+        self.on_connected: Callable[[], object] | None = None   # set by the daemon
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
@@ -260,7 +280,6 @@ class TelegramBot:
                                              max_retries=RETRY_AFTER_RETRIES)
         self.application = (
             ApplicationBuilder()
-            .application_class(_Application)
             .token(t.token.reveal())
             .base_url(f"{t.api_base}/bot")
             .base_file_url(f"{t.api_base}/file/bot")
@@ -286,45 +305,113 @@ class TelegramBot:
         add(CommandHandler("tweet", self.cmd_tweet))
         add(CommandHandler("pause", self.cmd_pause))
         add(CommandHandler("resume", self.cmd_resume))
+        add(CommandHandler("alerts", self.cmd_alerts))
         add(MessageHandler(filters.COMMAND, self.cmd_unknown))
         add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
         self.application.add_error_handler(self.on_error)
 
     # -- life cycle ----------------------------------------------------------
 
-    def run(self, on_started: Callable[[], Awaitable[None]]) -> None:
-        """Runs the bot in this (the main) thread until stop_running()."""
-        self.application.on_started = on_started
+    async def run(self, health: Health) -> None:
+        """Connects and polls until cancelled (by stop()): in the background, with
+        backoff, never raising. Runs as a task in the daemon's loop."""
+        self.loop = asyncio.get_running_loop()
+        delay = CONNECT_FIRST_S
+        while True:
+            wait = await self._connect(health)
+            if wait is None:                   # polling; returns when polling ended
+                delay = CONNECT_FIRST_S
+                wait = await self._poll_until_it_ends(health)
+            else:
+                wait, delay = wait or delay, min(delay * 2, CONNECT_MAX_S)
+            await asyncio.sleep(wait)
+
+    async def _connect(self, health: Health) -> float | None:
+        """initialize (getMe) and start polling: None once polling, else how long to
+        wait before the next try (0: the current backoff)."""
+        app = self.application
         try:
             self.application.run_polling(stop_signals=None, allowed_updates=ALLOWED_UPDATES,
                                          timeout=POLL_TIMEOUT_S, close_loop=False)
+            await app.initialize()
+            await self._post_init(app)
+            await app.start()
+            await app.updater.start_polling(  # type: ignore[union-attr]
+                allowed_updates=["message"], timeout=POLL_TIMEOUT_S,
+                error_callback=self._polling_error)
         except InvalidToken:
-            raise ConfigError([f"{self.settings.path}: telegram.token: refused by "
-                               f"{self.settings.telegram.api_base} (401 Unauthorized); "
-                               "expected the token @BotFather gave you"]) from None
+            await self._reset()
+            self._token_refused(health)
+            return TOKEN_RETRY_S
+        except TelegramError as e:
+            await self._reset()
+            reason = f"cannot reach Telegram at {self.settings.telegram.api_base} ({e})"
+            if PART not in health.degraded() or self._due_to_log("connect"):
+                log.warning("%s; retrying in the background", reason)
+            health.degrade(PART, reason)
+            return 0
+        self.connected = True
+        health.recover(PART)
+        log.info("connected to Telegram as @%s; polling for updates", app.bot.username)
+        if self.on_connected is not None:
+            self.on_connected()
+        return None
+
+    async def _poll_until_it_ends(self, health: Health) -> float:
+        """Waits while polling runs. PTB's polling loop retries network errors by
+        itself and ends only on a refused token; this learns of it through the
+        polling task, which PTB names but does not expose."""
+        polling = [t for t in asyncio.all_tasks()
+                   if t.get_name() == "Updater:start_polling:polling_task"]
+        if polling:
+            await asyncio.wait(polling)
+        self.connected = False
+        await self._reset()
+        self._token_refused(health)
+        return TOKEN_RETRY_S
+
+    def _token_refused(self, health: Health) -> None:
+        reason = (f"telegram.token refused by {self.settings.telegram.api_base} (401 "
+                  f"Unauthorized); expected the token @BotFather gave you; the bot is "
+                  f"stopped, X posting goes on; tried again every {TOKEN_RETRY_S / 60:.0f} min")
+        log.error("%s: %s", self.settings.path, reason)
+        health.degrade(PART, "telegram.token refused (401 Unauthorized)")
+
+    def _polling_error(self, error: TelegramError) -> None:
+        # What run_polling does: polling errors go to the error handlers (on_error).
+        self.application.create_task(self.application.process_error(update=None, error=error))
+
+    async def _reset(self) -> None:
+        """Back to not started, so the next _connect starts from scratch (a refused
+        token must be checked again by getMe, which initialize does only once)."""
+        self.connected = False
+        app = self.application
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.running:
+                await app.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            await app.shutdown()
 
     def stop_sending(self) -> None:
         """At shutdown, first: no new reminder is sent, so a dispatch round ends as
         soon as the sends in flight are answered and recorded."""
         self._closing = True
 
-    def stop_running(self) -> None:
+    async def stop(self, runner: asyncio.Task | None) -> None:
         """In the loop, at shutdown: no new reminder is sent, those in flight get
-        CLOSE_GRACE_S to finish (and be recorded), then polling stops."""
+        CLOSE_GRACE_S to finish (and be recorded), then polling stops. The caller
+        bounds the whole with a timeout."""
         self.stop_sending()
-        if not self._rounds:
-            self.application.stop_running()
-            return
-
-        async def finish_then_stop() -> None:
+        if self._rounds:
             await asyncio.wait(list(self._rounds), timeout=CLOSE_GRACE_S)
-            self.application.stop_running()
-
-        self._close_task = asyncio.get_running_loop().create_task(finish_then_stop(),
-                                                                  name="telegram-close")
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._reset()
 
     def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None
                     ) -> T:
@@ -353,6 +440,11 @@ class TelegramBot:
 
     def dispatch_reminders(self) -> reminders.Tally:
         """Sends the reminders that are due (scheduler job, in a worker thread)."""
+        if not self.connected:
+            # Still due: sent once the bot is connected, if within reminder_grace_s,
+            # else skipped by the first round then (reminders.due_page).
+            log.debug("reminders wait: the bot is not connected to Telegram")
+            return reminders.Tally()
         return reminders.dispatch(self.owner, self._reminder_text, self._send_from_thread,
                            self.clock, self.settings.telegram.reminder_grace_s,
                            should_stop=lambda: self._closing)
@@ -639,6 +731,27 @@ class TelegramBot:
                     "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
                     count)
 
+    async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        args = [a.lower() for a in context.args or []]
+        if args not in (["on"], ["off"]):
+            await _reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
+                                 "get them again.")
+            return
+        user = _user_id(update)
+        await self._db(alerts.set_muted, user, args == ["off"])
+        log.info("admin %d: alerts %s", user, args[0])
+        text = ("Alerts on: I'll message you when something breaks, and when it's over."
+                if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
+        if not self.alerts_enabled:
+            text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
+        await _reply(update, text)
+
+    async def send_alert(self, chat_id: int, text: str) -> None:
+        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
+        await self.application.bot.send_message(chat_id, text[:TELEGRAM_TEXT_MAX])
+
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if _for_another_bot(update, context.bot.username):
             # In a group, /price@otherbot is another bot's business: no reply.
@@ -662,6 +775,9 @@ class TelegramBot:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         if isinstance(error, Conflict):
+            METRICS.inc("telegram_409_total")
+            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
+                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")

@@ -10,6 +10,7 @@ they run). --quick shrinks every sample so the whole run takes seconds.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
 import statistics
@@ -24,7 +25,10 @@ from pathlib import Path
 
 from tests.harness import REPO, Daemon, NotifySocket, rss_kib, write_config
 
-BARE_IMPORT = "import telegram.ext, tweepy, peewee, schedule, sdnotify"
+# tornado kept out as the daemon keeps it out with [http] off (python-telegram-bot
+# would import it for its webhook server), so the baseline is what it was before.
+BARE_IMPORT = ("import sys; sys.modules['tornado'] = None; "
+               "import telegram.ext, tweepy, peewee, schedule, sdnotify")
 Row = tuple[str, str, str, str]
 
 
@@ -232,12 +236,17 @@ def bench_slot_latency(quick: bool) -> list[Row]:
 
 def bench_crash_trials(quick: bool) -> list[Row]:
     from tests.crash_trials import run_trials
-    n = 3 if quick else 30
+    n = 3 if quick else 100
+    started = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         r = run_trials(n, Path(d))
-    return [(f"kill -9 trials ({n}; kill points {r['kill_points']})",
+    minutes = (time.monotonic() - started) / 60
+    return [(f"kill -9 trials ({n} in {minutes:.0f} min; kill points {r['kill_points']}; "
+             f"clock {r['clock_jumps']}; {r['tweets_sent']} /tweets sent)",
              f"slots with 0 / 1 / 2+ tweets: {r['slots_with_0']} / {r['slots_with_1']} / "
-             f"{r['slots_with_2_or_more']}; {r['timeline_reads']} timeline reads",
+             f"{r['slots_with_2_or_more']}; /tweet rows {r['manual_rows']}, with 0: "
+             f"{r['manual_with_0']}, with 2+: {r['manual_with_2_or_more']}; "
+             f"{r['timeline_reads']} timeline reads",
              f"{n} / {n} slots with exactly 1", f"{r['slots_with_1'] / n:.2f}")]
 
 
@@ -284,6 +293,88 @@ def bench_sheets(quick: bool) -> list[Row]:
     ]
 
 
+def _get_ms(conn: http.client.HTTPConnection, path: str, n: int) -> tuple[float, int]:
+    """Median milliseconds of n GETs of `path` on one kept-alive connection."""
+    timings, size = [], 0
+    for _ in range(n):
+        started = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status == 200, (path, response.status, body[:200])
+        size = len(body)
+    return statistics.median(timings), size
+
+
+def bench_http(quick: bool) -> list[Row]:
+    """[http] on beside [http] off, X and Telegram on in both, measured side by side."""
+    from tests.harness import free_port
+    from tests.telegram_world import seed_reminders
+    from tests.x_world import seed_posts
+    n = 2 if quick else 5
+    seconds = 5 if quick else 60
+    rss: dict[str, list[int]] = {"off": [], "on": []}
+    with Fakes() as fakes:
+        for _ in range(n):
+            for mode in ("off", "on"):
+                with tempfile.TemporaryDirectory() as d:
+                    listen = f"127.0.0.1:{free_port()}" if mode == "on" else ""
+                    run = Run(Path(d), **_all_on(Path(d), fakes), http={"listen": listen})
+                    fakes["telegram"].wait_for_polls(1)
+                    rss[mode].append(rss_kib(run.daemon.pid))
+                    run.stop()
+        # Idle CPU: both daemons at once over the same window, so noise hits both.
+        with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+            runs = {"off": Run(Path(a), **_all_on(Path(a), fakes), http={"listen": ""}),
+                    "on": Run(Path(b), **_all_on(Path(b), fakes),
+                              http={"listen": f"127.0.0.1:{free_port()}"})}
+            before = {m: _cpu_seconds(r.daemon.pid) for m, r in runs.items()}
+            time.sleep(seconds)          # the measurement is of idleness itself
+            cpu = {m: (_cpu_seconds(r.daemon.pid) - before[m]) / seconds * 100
+                   for m, r in runs.items()}
+            for r in runs.values():
+                r.stop()
+    off, on = statistics.median(rss["off"]), statistics.median(rss["on"])
+    rows = [
+        (f"RSS after READY, [http] on (X and Telegram on, median of {n})",
+         f"{on / 1024:.1f} MiB (+{(on - off) / 1024:.2f} MiB)",
+         f"[http] off {off / 1024:.1f} MiB; goal ≤ +1 MiB", f"{(on - off) / 1024:.1f}× goal"),
+        (f"CPU while idle over {seconds} s, [http] on (X and Telegram on)",
+         f"{cpu['on']:.4f}% of a core ({cpu['on'] - cpu['off']:+.4f}%)",
+         f"[http] off {cpu['off']:.4f}%; goal ≤ +0.002%",
+         f"{(cpu['on'] - cpu['off']) / 0.002:.1f}× goal"),
+    ]
+    # Response times with a year of posts and 100,000 reminders.
+    n_reminders = 10_000 if quick else 100_000
+    requests = 11 if quick else 101
+    with Fakes() as fakes, tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "state" / "buzzbotd.db"
+        seed_reminders(path, n_reminders, datetime.now(UTC) + timedelta(hours=2),
+                       spread_s=20 * 3600)
+        posts = seed_posts(path, datetime.now(UTC), days=365)
+        port = free_port()
+        run = Run(Path(d), **_all_on(Path(d), fakes), http={"listen": f"127.0.0.1:{port}"})
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            _get_ms(conn, "/", 3)                          # warm the page cache
+            metrics_ms, metrics_size = _get_ms(conn, "/metrics", requests)
+            page_ms, page_size = _get_ms(conn, "/", requests)
+            health_ms, _ = _get_ms(conn, "/health", requests)
+        finally:
+            conn.close()
+            run.stop()
+    what = f"{n_reminders:,} reminders, 365 days of posts ({posts} in the chart)"
+    rows += [
+        (f"GET /metrics, {what}", f"median {metrics_ms:.2f} ms ({metrics_size} bytes)",
+         "goal ≤ 5 ms", f"{metrics_ms / 5:.2f}× goal"),
+        (f"GET /, {what}", f"median {page_ms:.2f} ms ({page_size} bytes)", "goal ≤ 20 ms",
+         f"{page_ms / 20:.2f}× goal"),
+        ("GET /health", f"median {health_ms:.2f} ms", "—", "—"),
+    ]
+    return rows
+
+
 BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "startup": bench_startup,
     "idle_cpu": bench_idle_cpu,
@@ -292,6 +383,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "reminders": bench_reminders,
     "crash_trials": bench_crash_trials,
     "sheets": bench_sheets,
+    "http": bench_http,
 }
 
 

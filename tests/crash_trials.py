@@ -1,78 +1,126 @@
-"""Randomized kill -9 trials along the claim → post → confirm path.
+"""Randomized kill -9 trials along the claim → post → confirm path, with
+concurrent /tweets and clock jumps.
 
-Each trial gives the daemon a slot two seconds ahead, kills it with SIGKILL at
-a randomly chosen point, restarts it, and lets it settle the slot. X accepts
-duplicate text here, so a second POST would show as a second tweet. The
-result is how many slots ended with 0, 1 and 2+ tweets: only 1 is right.
+Each trial gives the daemon (X and the Telegram bot on) a slot three seconds
+ahead; often an admin sends /tweet through the fake Telegram at about the
+slot's instant; the daemon's clock may jump (BUZZBOTD_TEST_CLOCK) ahead or
+back during the run, or be ahead before the kill and right after it. The
+daemon is killed with SIGKILL at a randomly chosen point, restarted, and left
+to settle the slot and every /tweet row. X accepts duplicate text here, so a
+second POST would show as a second tweet.
 
-    python -m tests.crash_trials 30        # the soak run (make bench runs it too)
+The result counts, for the slots and for the /tweet rows, how many ended with
+0, 1 and 2+ tweets (a tweet belongs to the ledger row whose tweet id it is;
+a tweet no row claims is an extra one for the row with its text). Only 1 is
+right for a slot; a /tweet killed before it claimed its row may have 0.
+
+    python -m tests.crash_trials 30        # the soak run (make bench runs 100)
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
+from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
 from tests.harness import Daemon
-from tests.x_world import (
-    expected_text,
-    hhmmss,
-    post_row,
-    slot_in,
-    tweets_per_slot,
-    wait_final,
-    x_config,
-)
+from tests.telegram_world import ADMIN
+from tests.x_world import hhmmss, slot_in, wait_final, x_config
 
-# Where the kill lands: on the journal line of a ledger step, inside X's
-# handler after the tweet is stored (before the answer), or at a random delay
-# around the slot instant.
-KILL_POINTS = ("claimed", "sending", "stored", "delay")
+# Where the kill lands: on the journal line of a slot's ledger step, inside X's
+# handler after the tweet is stored (before the answer), at a random delay
+# around the slot instant, or on a /tweet row's claimed or sending line.
+KILL_POINTS = ("claimed", "sending", "stored", "delay", "tweet")
+# The daemon's clock: (name, BUZZBOTD_TEST_CLOCK before the kill, after the restart).
+JUMPS = ("none", "ahead-then-back", "forward-mid-run", "backward-mid-run", "forward-at-restart")
 
 
-def run_trials(n: int, workdir: Path, seed: int | None = None) -> dict[str, object]:
+def run_trials(n: int, workdir: Path, seed: int | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     x = FakeX(reject_duplicates=False).start()
     price = FakePrice().start()
-    texts: dict[str, str] = {}
+    telegram = FakeTelegram().start()
+    bot = {"enabled": True, "api_base": telegram.url, "token": TOKEN, "admin_ids": [ADMIN]}
+    slots: list[str] = []
     points: Counter = Counter()
+    jumps: Counter = Counter()
+    tweets_sent = 0
     try:
+        _first_start(x_config(workdir, x, price, ["03:00"], telegram=bot))
         for _ in range(n):
-            point = rng.choice(KILL_POINTS)
+            point, jump = rng.choice(KILL_POINTS), rng.choice(JUMPS)
             points[point] += 1
-            due = slot_in(2)
+            jumps[jump] += 1
+            due = slot_in(3)
             key = slot_key(due)
-            texts[key] = expected_text(67890.12, -1.23, due)
-            config = x_config(workdir, x, price, [hhmmss(due)])
-            daemon = Daemon(config)
-            _kill_at(point, daemon, key, x, due, rng)
-            x.on_store = None
-            again = Daemon(config)
+            slots.append(key)
+            before, after = _clock(jump, rng)
+            config = x_config(workdir, x, price, [hhmmss(due)], telegram=bot)
+            daemon = Daemon(config, env=before)
+            tweet = None
+            if point == "tweet" or rng.random() < 0.6:      # /tweet at about the slot instant
+                tweets_sent += 1
+                tweet = threading.Timer(max(due.timestamp() + rng.uniform(-0.5, 0.5)
+                                            - time.time(), 0),
+                                        telegram.inject_message, (ADMIN, "/tweet"))
+                tweet.name = "trial-tweet"
+                tweet.start()
             try:
-                again.wait_log("ready: ", timeout=20)
-                row = post_row(config, key)
-                if row is None or row["state"] not in ("posted", "failed", "skipped"):
-                    wait_final(again, key, timeout=30)   # settled after the restart
-            except AssertionError as e:
-                raise AssertionError(f"killed at {point!r}; before the kill:\n{daemon.log}\n"
-                                     f"after the restart: {e}") from None
+                _kill_at(point, daemon, key, x, due, rng)
             finally:
-                again.terminate()
+                if tweet is not None:
+                    tweet.join()
+                x.on_store = None
+            _settle_after_restart(config, key, daemon, telegram, after, point)
     finally:
         x.stop()
         price.stop()
-    per_slot = tweets_per_slot(x, texts)
-    return {"trials": n, "kill_points": dict(points),
-            "slots_with_0": per_slot[0], "slots_with_1": per_slot[1],
-            "slots_with_2_or_more": per_slot[2], "post_attempts": x.post_attempts,
-            "timeline_reads": x.timeline_reads}
+        telegram.stop()
+    counts = _tweets_per_row(workdir / "state" / "buzzbotd.db", x)
+    scheduled = Counter(counts.get(key, 0) for key in slots)
+    manual = Counter(c for key, c in counts.items() if key.startswith("manual-"))
+    return {"trials": n, "kill_points": dict(points), "clock_jumps": dict(jumps),
+            "tweets_sent": tweets_sent,
+            "slots_with_0": scheduled[0], "slots_with_1": scheduled[1],
+            "slots_with_2_or_more": sum(v for c, v in scheduled.items() if c >= 2),
+            "manual_rows": sum(manual.values()), "manual_with_0": manual[0],
+            "manual_with_2_or_more": sum(v for c, v in manual.items() if c >= 2),
+            "post_attempts": x.post_attempts, "timeline_reads": x.timeline_reads}
+
+
+def _first_start(config: Path) -> None:
+    """The daemon's first start, on a true clock: catch-up never reaches before it,
+    so a first start on a clock ahead would disown the first trial's slot."""
+    daemon = Daemon(config)
+    try:
+        daemon.wait_log("ready: ", timeout=30)
+    finally:
+        daemon.terminate()
+
+
+def _clock(jump: str, rng: random.Random) -> tuple[dict[str, str], dict[str, str]]:
+    """BUZZBOTD_TEST_CLOCK for the run that is killed and for the restart."""
+    env = "BUZZBOTD_TEST_CLOCK"
+    if jump == "ahead-then-back":          # ahead from the start; true again after the kill
+        return {env: f"+{rng.uniform(5, 90):.1f}@0"}, {}
+    if jump == "forward-mid-run":          # an NTP step forward near the slot
+        return {env: f"+{rng.uniform(5, 120):.1f}@{rng.uniform(0.5, 3.5):.2f}"}, {}
+    if jump == "backward-mid-run":         # a step back near the slot (small: it delays it)
+        return {env: f"-{rng.uniform(0.5, 3):.2f}@{rng.uniform(0.5, 3.5):.2f}"}, {}
+    if jump == "forward-at-restart":
+        return {}, {env: f"+{rng.uniform(5, 120):.1f}@0"}
+    return {}, {}
 
 
 def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, due, rng: random.Random) -> None:
@@ -80,15 +128,81 @@ def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, due, rng: random.Ra
         x.on_store = lambda tweet: daemon.proc.kill()
     try:
         if point in ("claimed", "sending"):
-            daemon.wait_log(f"slot {key}: {point}", timeout=20)
+            daemon.wait_log(f"slot {key}: {point}", timeout=30)
+        elif point == "tweet":
+            line = daemon.wait_log("slot manual-", timeout=30)     # its claimed line
+            if rng.random() < 0.5:
+                manual = line.split("slot ", 1)[1].split(": ", 1)[0]
+                daemon.wait_log(f"slot {manual}: sending", timeout=30)
         elif point == "delay":
             # Anywhere from just before the slot to well after its POST.
             time.sleep(max(due.timestamp() - time.time(), 0) + rng.uniform(-0.2, 0.4))
-        else:
-            daemon.wait_log(f"slot {key}: ", timeout=20)
-            daemon.proc.wait(20)
+        else:                  # killed by X at the first store: the slot's or a /tweet's
+            daemon.proc.wait(30)
+    except (AssertionError, subprocess.TimeoutExpired) as e:
+        raise AssertionError(f"waiting to kill at {point!r}: {e}") from None
     finally:
         daemon.kill9()
+
+
+def _settle_after_restart(config: Path, key: str, killed: Daemon, telegram: FakeTelegram,
+                          env: dict[str, str], point: str) -> None:
+    """Restarts the daemon and waits until the slot, any /tweet it still had to
+    receive, and every open row are settled."""
+    tweet_pending = telegram.pending_updates() > 0
+    again = Daemon(config, env=env)
+    try:
+        again.wait_log("ready: ", timeout=30)
+        database = config.parent / "state" / "buzzbotd.db"
+        if key in _open_keys(database) or not _read(database, "SELECT 1 FROM post WHERE "
+                                                    f"slot_key = '{key}'"):
+            wait_final(again, key, timeout=40)     # not settled before the kill
+        if tweet_pending:        # received (again) by this daemon: wait for its answer
+            again.wait_log(f"admin {ADMIN}: /tweet ", timeout=40)
+        for open_key in _open_keys(database):
+            wait_final(again, open_key, timeout=40)
+    except AssertionError as e:
+        raise AssertionError(f"killed at {point!r} ({env or 'true clock'} after the "
+                             f"restart); before the kill:\n{killed.log}\nafter the restart: "
+                             f"{e}") from None
+    finally:
+        again.terminate()
+
+
+def _read(database: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def _open_keys(database: Path) -> list[str]:
+    return [key for (key,) in _read(database, "SELECT slot_key FROM post WHERE state NOT IN "
+                                              "('posted', 'failed', 'skipped')")]
+
+
+def _tweets_per_row(database: Path, x: FakeX) -> dict[str, int]:
+    """Ledger key → tweets on X that are its: the one its tweet id names (or, for a
+    row posted with the id unknown, one with its text), plus every tweet no row
+    names that has its text (a second POST)."""
+    rows = _read(database, "SELECT slot_key, state, text, tweet_id FROM post ORDER BY id")
+    tweets = {t.id: t.text for t in x.tweets}
+    named = {tweet_id for _, state, _, tweet_id in rows if state == "posted" and tweet_id}
+    counts: dict[str, int] = {}
+    for key, state, text, tweet_id in rows:
+        mine = state == "posted" and (tweets.get(tweet_id) == text if tweet_id
+                                      else text in tweets.values())
+        counts[key] = int(mine)
+    by_text: dict[str, str] = {}
+    for key, _, text, _ in rows:              # an orphan goes to a slot before a /tweet
+        if text and (text not in by_text or by_text[text].startswith("manual-")):
+            by_text[text] = key
+    for tweet_id, text in tweets.items():
+        if tweet_id not in named:
+            owner = by_text.get(text, f"(no row) {text}")
+            counts[owner] = counts.get(owner, 0) + 1
+    return counts
 
 
 if __name__ == "__main__":

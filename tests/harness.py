@@ -95,15 +95,17 @@ class NotifySocket:
 
 
 class Daemon:
-    """One `python -m buzzbotd <args>` process."""
+    """One `python -m buzzbotd <args>` process (run under `wrapper`, e.g. strace, if given)."""
 
     def __init__(self, config: Path, notify: NotifySocket | None = None,
                  watchdog_usec: int | None = None, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ("run",), prefix: tuple[str, ...] = ()) -> None:
         """`prefix` goes before the python command, e.g. setpriv to run as another user."""
+        # The test knobs (BUZZBOTD_TEST_*) come only from `env`, never from ours.
         environ = {k: v for k, v in os.environ.items()
                    if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "BUZZBOTD_TEST_HANG")}
+                                "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG")
+                   and not k.startswith("BUZZBOTD_TEST_")}
         environ["PYTHONPATH"] = str(REPO)
         if notify is not None:
             environ["NOTIFY_SOCKET"] = notify.path
@@ -199,13 +201,15 @@ def toml_value(value: Any) -> str:
 def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[str, Any]
                  ) -> Path:
     """A config in `directory` with state and lock inside it; X and Telegram off
-    unless a section says otherwise. Section values override the defaults."""
+    unless a section says otherwise, and no HTTP server. Section values override
+    the defaults."""
     base: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(directory / "state"),
                    "lock_file": str(directory / "run" / "buzzbotd.lock"),
                    "log_level": "info"},
         "x": {"enabled": False},
         "telegram": {"enabled": False},
+        "http": {"listen": ""},     # off unless a test asks: parallel daemons, one port
     }
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
@@ -216,3 +220,10 @@ def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[
     path = directory / name
     path.write_text(text)
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -109,6 +109,8 @@ class World:
         self.notify = NotifySocket(self.directory / f"notify-{self._starts}.sock")
         self.daemon = Daemon(self.config, self.notify)
         self.notify.wait_message("READY=1", timeout=ready_timeout)
+        # READY=1 does not wait for Telegram; the bot connects in the background.
+        self.daemon.wait_log("connected to Telegram", timeout=ready_timeout)
         return self.daemon
 
     def stop_daemon(self) -> int:

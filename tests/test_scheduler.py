@@ -6,9 +6,12 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from buzzbotd import timeofday
 from buzzbotd.scheduler import Scheduler
 
 
@@ -116,3 +119,102 @@ def test_the_thread_beats_while_idle_and_stops_promptly(scheduler: Scheduler) ->
     started = time.monotonic()
     scheduler.stop(2)
     assert time.monotonic() - started < 1
+
+
+# -- UTC instants under any host TZ, with an injected clock ----------------------------
+
+
+class StepClock:
+    """A clock the test moves; the scheduler thread reads it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def settle(scheduler: Scheduler) -> None:
+    """Until the thread has looked at the clock twice and every job it started is done."""
+    passes = scheduler.passes
+    deadline = time.monotonic() + 5
+    while scheduler.passes < passes + 2 or scheduler.running():
+        assert time.monotonic() < deadline, "the scheduler did not settle"
+        scheduler.wake()
+        time.sleep(0.0005)
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture(params=["Europe/Berlin", "UTC", "America/New_York"])
+def host_tz(request, monkeypatch):
+    """The host's TZ, as a Pi owner sets it: it must change nothing."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize(("start", "end", "times", "slots"), [
+    # 2026-10-25: Berlin falls back from 03:00 CEST to 02:00 CET (01:00 UTC); 02:30
+    # happens twice and is a slot once, at its first occurrence.
+    ("2026-10-24T23:00", "2026-10-25T03:30", ["02:30", "03:30"],
+     ["2026-10-25T00:30", "2026-10-25T02:30"]),
+    # 2027-03-28: Berlin springs from 02:00 CET to 03:00 CEST (01:00 UTC); 02:30 does
+    # not exist and happens when the gap ends.
+    ("2027-03-27T23:00", "2027-03-28T03:00", ["02:30", "03:30"],
+     ["2027-03-28T01:00", "2027-03-28T01:30"]),
+])
+def test_slots_and_minute_ticks_fire_once_at_their_utc_instants_across_dst(
+        host_tz: str, start: str, end: str, times: list[str], slots: list[str]) -> None:
+    clock = StepClock(utc(start))
+    s = Scheduler(beat_every_s=0.2, workers=2, clock=clock)
+    local_times = [dt_time.fromisoformat(t) for t in times]
+    fired: list[datetime] = []
+    ticks: list[datetime] = []
+    s.at_instants("x-slots", lambda now: timeofday.next_occurrence(local_times, BERLIN, now),
+                  lambda: fired.append(clock()))
+    s.every_minute("reminders", lambda: ticks.append(clock()))
+    s.start()
+    try:
+        settle(s)
+        # Steps of 20 s land on every whole minute, so a job that fires at its
+        # instant records exactly that instant.
+        while clock.now < utc(end):
+            clock.now += timedelta(seconds=20)
+            settle(s)
+    finally:
+        s.stop(2)
+    assert fired == [utc(t) for t in slots]
+    minutes = int((utc(end) - utc(start)).total_seconds() // 60)
+    assert ticks == [utc(start) + timedelta(minutes=i) for i in range(1, minutes + 1)]
+
+
+def test_a_clock_that_jumps_back_does_not_leave_the_minute_job_idle() -> None:
+    clock = StepClock(utc("2026-11-23T12:30:00"))
+    s = Scheduler(beat_every_s=0.2, workers=2, clock=clock)
+    ticks: list[datetime] = []
+    s.every_minute("reminders", lambda: ticks.append(clock()))
+    s.start()
+    try:
+        settle(s)
+        clock.now = utc("2026-11-23T12:31:00")
+        settle(s)
+        clock.now = utc("2026-11-23T11:31:00")       # NTP steps the clock back an hour
+        settle(s)
+        clock.now = utc("2026-11-23T11:32:00")
+        settle(s)
+        clock.now = utc("2026-11-23T13:00:00")       # and forward past many minutes
+        settle(s)
+        settle(s)
+    finally:
+        s.stop(2)
+    # Once each: the skipped minutes are one run (the jobs' own state catches up).
+    assert ticks == [utc("2026-11-23T12:31:00"), utc("2026-11-23T11:32:00"),
+                     utc("2026-11-23T13:00:00")]

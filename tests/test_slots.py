@@ -1,9 +1,13 @@
 """Slot arithmetic across DST changes, with an injected clock (no waiting on real
 time): timeofday's rules, and the real Poster posting through the real tweepy
-client to the fake X server at those instants."""
+client to the fake X server at those instants. Also the ledger's rules that
+hold whoever drives it: one settler per key, compare-and-set moves, and the
+truth about text X refuses as a duplicate."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -12,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import config, state, timeofday
+from buzzbotd import config, ledger, state, timeofday
 from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd.db.models import PostEvent
 from buzzbotd.price import PriceClient
 from buzzbotd.x import Poster
 from tests.fakes.price import FakePrice
@@ -68,11 +73,11 @@ class Clock:
         return self.now
 
 
-def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock
+def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock, **x_settings: object
            ) -> tuple[Poster, DatabaseOwner]:
     x, price = fakes
     settings = config.load(x_config(tmp_path, x, price, [local_time]))
-    settings = replace(settings, x=replace(settings.x, timezone=zone))
+    settings = replace(settings, x=replace(settings.x, timezone=zone, **x_settings))
     owner = DatabaseOwner(tmp_path / "buzzbotd.db")
     owner.start()
     owner.call(state.first_start, clock.now - timedelta(days=2))
@@ -105,3 +110,94 @@ def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, fakes, local_time, z
         assert post.next_slot(utc(slot)) > utc(day_end)
     finally:
         owner.stop()
+
+
+def events_of(owner: DatabaseOwner, key: str) -> list[str]:
+    return owner.call(lambda: [e.event for e in ledger.get(key).events.order_by(PostEvent.id)])
+
+
+def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(tmp_path: Path,
+                                                                   caplog) -> None:
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    now = utc("2026-11-22T08:00")
+    try:
+        claimed = owner.call(ledger.claim, "k", "scheduled", now, now)
+        sending = owner.call(ledger.sending, claimed, "BTC $1", now)
+        posted = owner.call(ledger.posted, sending, "42", "created", now)
+        assert "sending" in ledger.TRANSITIONS["claimed"] and not ledger.TRANSITIONS["posted"]
+        with caplog.at_level(logging.ERROR, "buzzbotd.x"):
+            with pytest.raises(ledger.IllegalMove):                 # posted → sending
+                owner.call(ledger.sending, posted, "BTC $2", now)
+            with pytest.raises(ledger.IllegalMove):                 # a stale read of `sending`
+                owner.call(ledger.not_sent, sending, "503 from X", now)
+            with pytest.raises(ledger.IllegalMove):                 # claimed → posted
+                owner.call(ledger.posted, claimed, None, "created", now)
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [
+            "slot k: refused ledger move posted → sending: not a legal move "
+            "(a bug; nothing changed)",
+            "slot k: refused ledger move sending → claimed: the row is posted, not sending "
+            "as read (a bug; nothing changed)",
+            "slot k: refused ledger move claimed → posted: not a legal move "
+            "(a bug; nothing changed)"], errors
+        row = owner.call(ledger.get, "k")
+        assert (row.state, row.text, row.tweet_id, row.attempts) == ("posted", "BTC $1", "42", 1)
+        assert events_of(owner, "k") == ["claimed", "sending", "posted"]
+    finally:
+        owner.stop()
+
+
+def test_a_second_settler_of_a_key_leaves_it_to_the_first(tmp_path: Path, fakes) -> None:
+    """A /tweet's POST is at X when the scheduler's run_due finds its row open:
+    the old code settled it a second time (timeline: not there yet → POST again)."""
+    x, _ = fakes
+    clock = Clock(utc("2026-11-22T07:59:02"))
+    post, owner = poster(tmp_path, fakes, "12:00", "UTC", clock)
+    at_x, release = threading.Event(), threading.Event()
+
+    def hold_the_first_post(request: object) -> None:
+        if not at_x.is_set():
+            at_x.set()
+            release.wait(15)
+
+    x.on_post = hold_the_first_post
+    result: dict[str, Post] = {}
+    tweet = threading.Thread(target=lambda: result.update(row=post.post_now()),
+                             name="test-slash-tweet")
+    tweet.start()
+    try:
+        assert at_x.wait(15), "the /tweet's POST never reached X"
+        post.run_due()                          # the scheduler, meanwhile, in this thread
+    finally:
+        release.set()
+        tweet.join(30)
+        owner_rows = posted_keys(owner)
+        owner.stop()
+    assert len(x.tweets) == 1, x.texts()
+    assert x.post_attempts == 1 and x.timeline_reads == 0
+    assert result["row"].state == "posted" and owner_rows == ["manual-2026-11-22T07:59:02Z"]
+
+
+def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(tmp_path: Path,
+                                                                        fakes) -> None:
+    x, _ = fakes
+    x.reject_duplicates = True
+    clock = Clock(utc("2026-11-22T07:59:02"))
+    post, owner = poster(tmp_path, fakes, "08:00", "UTC", clock,
+                         template="Bitcoin is at ${price:,.2f} #BTC")    # no {time}
+    try:
+        assert post.post_now().state == "posted"                    # /tweet at 07:59:02
+        again = post.post_now()                                     # a second, same second
+        clock.now = utc("2026-11-22T08:00")
+        post.run_due()                                              # the slot, same price
+        slot = owner.call(ledger.get, timeofday.slot_key(clock.now))
+    finally:
+        owner.stop()
+    assert again.slot_key == "manual-2026-11-22T07:59:02Z-2"
+    assert (again.state, again.reason) == (
+        "skipped", "same text as manual-2026-11-22T07:59:02Z (X refused the text as a "
+        "duplicate)")
+    assert slot.state == "skipped" and slot.tweet_id is None
+    assert slot.reason.startswith("same text as manual-2026-11-22T07:59:02Z "), slot.reason
+    assert len(x.tweets) == 1 and x.post_attempts == 3

@@ -17,15 +17,14 @@ import pytest
 from buzzbotd.price import Quote
 from buzzbotd.telegram_bot import age_text, stale_price_text
 from tests.fakes.base import Fault
-from tests.fakes.price import FakePrice
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import REPO, NotifySocket
-from tests.telegram_world import ADMIN, World, reminder_rows, telegram_config
+from tests.harness import REPO
+from tests.telegram_world import ADMIN, World, reminder_rows
 from tests.x_world import status_json
 
 PUBLIC = ["price", "remind", "reminders", "unremind", "help"]
-ADMIN_ONLY = ["status", "tweet", "pause", "resume"]
+ADMIN_ONLY = ["status", "tweet", "pause", "resume", "alerts"]
 _users = itertools.count(2000)
 
 
@@ -263,21 +262,6 @@ def test_409_conflict_is_logged_once_a_minute_and_shown_in_status(tmp_path: Path
         assert daemon.proc.poll() is None
     finally:
         world.close()
-
-
-def test_an_invalid_token_exits_78_naming_the_key(tmp_path: Path, spawn,
-                                                  notify: NotifySocket) -> None:
-    telegram, price = FakeTelegram(token="123:the-real-one").start(), FakePrice().start()
-    try:
-        daemon = spawn(telegram_config(tmp_path, telegram, price), notify)
-        assert daemon.wait(30) == 78, daemon.log
-        assert "telegram.token" in daemon.log and "401 Unauthorized" in daemon.log
-        assert "Traceback" not in daemon.log
-        assert not any(m.startswith("READY=1") for _, m in notify.messages)
-        assert [r.path.rsplit("/", 1)[-1] for r in telegram.requests] == ["getMe"]
-    finally:
-        telegram.stop()
-        price.stop()
 
 
 def test_the_fake_ends_an_earlier_poller_with_409(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Shared by the X tests, the crash trials and the benchmarks: no pytest here.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import CREDENTIALS, FakeX
 from tests.harness import REPO, Daemon, write_config
@@ -21,12 +23,14 @@ TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
 
 def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
-             grace_s: int = 600, **x_settings: Any) -> Path:
-    """Config with X on at `times` (UTC), Telegram off."""
+             grace_s: int = 600, telegram: dict[str, Any] | None = None,
+             **x_settings: Any) -> Path:
+    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is given."""
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
                         x={"enabled": True, "api_base": x.url, "times": times,
                            "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
-                           **CREDENTIALS, **x_settings})
+                           **CREDENTIALS, **x_settings},
+                        telegram=telegram or {"enabled": False})
 
 
 def slot_in(seconds: float) -> datetime:
@@ -71,3 +75,22 @@ def tweets_per_slot(x: FakeX, texts: dict[str, str]) -> Counter:
     stored = Counter(x.texts())
     return Counter(min(stored[text], 2) for text in texts.values())
 
+
+def seed_posts(path: Path, now: datetime, days: int = 40) -> int:
+    """Four posted slots a day with a price, `days` back from now; returns how many
+    fall within the chart's 30 days."""
+    db = sqlite3.connect(path)
+    shown = 0
+    with db:
+        for i in range(days * 4):
+            due = (now - timedelta(hours=6 * (i + 1))).replace(minute=0, second=0,
+                                                                 microsecond=0)
+            key = slot_key(due)
+            text = f"seeded {i}"
+            db.execute("INSERT INTO post (slot_key, kind, due_at, state, text, price, tweet_id, "
+                       "attempts, created_at, updated_at) VALUES (?, 'scheduled', ?, 'posted', "
+                       "?, ?, ?, 1, ?, ?)", (key, key, text, 60000 + 37 * (i % 50), str(10 + i),
+                                             key, key))
+            shown += due > now - timedelta(days=30)
+    db.close()
+    return shown

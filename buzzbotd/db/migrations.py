@@ -77,6 +77,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "CREATE INDEX reminder_due ON reminder (enabled, next_due_at)",
         "CREATE INDEX reminder_user_id ON reminder (user_id)",
     ]),
+    # The status page's chart draws the posted prices; the text alone depends on
+    # the template. Older rows keep NULL (not drawn).
+    ("the price a post's text was composed from; reminders by timezone", [
+        "ALTER TABLE post ADD COLUMN price REAL",
+        # The status page counts enabled reminders per timezone from this index alone.
+        "CREATE INDEX reminder_zone ON reminder (enabled, timezone)",
+    ]),
     ("leadership and daemons (PostgreSQL: one leader, standbys)", [
         # One row. `epoch` grows at each takeover; every write of the leader
         # checks it in its own transaction (buzzbotd.leadership: fencing).

@@ -56,6 +56,7 @@ class Post(BaseModel):
     due_at = UtcField(index=True)
     state = peewee.TextField()         # claimed | sending | posted | failed | skipped
     text = peewee.TextField(null=True)
+    price = peewee.FloatField(null=True)   # USD, the quote the text was composed from
     tweet_id = peewee.TextField(null=True)
     attempts = peewee.IntegerField(default=0)
     reason = peewee.TextField(null=True)

@@ -39,6 +39,7 @@ import peewee
 from buzzbotd import faults
 from buzzbotd.db import migrations
 from buzzbotd.db.models import database
+from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -59,7 +60,10 @@ LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not
 
 PRAGMAS = {
     "journal_mode": "wal",
-    "synchronous": "normal",   # durable at every checkpoint; WAL keeps it consistent
+    # FULL: every commit fsyncs the WAL before it returns, so a ledger move is on
+    # disk before the POST it announces (NORMAL syncs only at checkpoints: a power
+    # cut could roll back a `sending` row and the slot would be posted again).
+    "synchronous": "full",
     "foreign_keys": 1,
     "busy_timeout": int(WAIT_SLICE_S * 1000),
 }
@@ -232,6 +236,7 @@ class DatabaseOwner:
         the database cannot be written."""
         while True:
             committed: list[Callable[[], object]] = []
+            started = time.monotonic()
             try:
                 if transaction:
                     _transaction.after_commit = committed
@@ -241,6 +246,7 @@ class DatabaseOwner:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 self._end_failed_transaction()
+                METRICS.db_call(time.monotonic() - started, e)
                 reason = self._unavailable_reason(e)
                 if reason is None or not give_up_at:
                     future.set_exception(e)
@@ -255,6 +261,7 @@ class DatabaseOwner:
                 continue
             finally:
                 _transaction.after_commit = None
+            METRICS.db_call(time.monotonic() - started, None)
             self._database_available()
             for callback in committed:
                 callback()

@@ -168,6 +168,11 @@ class FakeTelegram(FakeAPI):
 
     # -- reading what happened -----------------------------------------------------
 
+    def pending_updates(self) -> int:
+        """Updates not yet confirmed by a getUpdates offset (not yet received for sure)."""
+        with self._lock:
+            return len(self._updates)
+
     def messages_to(self, chat_id: int) -> list[str]:
         with self._lock:
             return [s.text for s in self.sent if s.chat_id == chat_id]

@@ -46,6 +46,9 @@ class FakeX(FakeAPI):
         self.reject_duplicates = reject_duplicates
         self.tweets: list[Tweet] = []
         self.on_store: Callable[[Tweet], None] | None = None   # e.g. kill -9 the daemon
+        # Called with each POST /2/tweets before anything is stored (e.g. to hold it
+        # back, read the daemon's database, or kill the daemon before X stores it).
+        self.on_post: Callable[[Request], None] | None = None
         self._ids = itertools.count(1_800_000_000_000_000_001)
         self._store_lock = threading.Lock()
 
@@ -91,6 +94,8 @@ class FakeX(FakeAPI):
         text = (request.json() or {}).get("text")
         if not isinstance(text, str) or not text:
             return Response(400, {"title": "Invalid Request", "status": 400})
+        if self.on_post is not None:
+            self.on_post(request)
         with self._store_lock:
             if self.reject_duplicates and any(t.text == text for t in self.tweets):
                 return Response(403, DUPLICATE)

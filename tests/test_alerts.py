@@ -1,0 +1,151 @@
+"""Alerts to admins: the windows and delays with an injected clock, a real database
+owner for the mute list, and the real loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from buzzbotd import alerts
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.metrics import Metrics
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def owner(tmp_path: Path) -> Iterator[DatabaseOwner]:
+    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner.start()
+    yield owner
+    owner.stop()
+
+
+def run(owner: DatabaseOwner, script, admins=frozenset({1, 2})) -> list[tuple[int, str]]:
+    """Runs `script(alerts, metrics, clock, settle)` in a loop; returns what was sent."""
+    sent: list[tuple[int, str]] = []
+
+    async def send(chat: int, text: str) -> None:
+        sent.append((chat, text))
+
+    async def main() -> None:
+        clock = Clock()
+        metrics = Metrics(clock=clock)
+        a = alerts.Alerts(admins, owner, send, clock=clock, metrics=metrics)
+        a.attach(asyncio.get_running_loop())
+
+        async def settle() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0.02)
+            while a._tasks:
+                await asyncio.gather(*a._tasks)
+
+        await script(a, metrics, clock, settle)
+
+    asyncio.run(main())
+    return sent
+
+
+def texts(sent: list[tuple[int, str]], admin: int = 1) -> list[str]:
+    return [t for chat, t in sent if chat == admin]
+
+
+def test_one_message_per_kind_per_window_and_one_resolved(owner) -> None:
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("x", "slot A failed: 403")
+        await settle()
+        clock.now += 120
+        metrics.problem("x", "slot B failed: 403")          # within 10 min: nothing
+        await settle()
+        clock.now += 60
+        metrics.clear("x")                                  # resolved
+        await settle()
+        clock.now += 60
+        metrics.problem("x", "slot C failed: 403")          # 4 min after the first: nothing
+        await settle()
+        metrics.clear("x")                                  # nobody was told: nothing
+        await settle()
+        clock.now += alerts.WINDOW_S
+        metrics.problem("x", "slot D failed: 403")          # a new window: told
+        await settle()
+
+    sent = texts(run(owner, script))
+    assert len(sent) == 3, sent
+    assert "slot A failed" in sent[0] and sent[0].startswith("⚠️")
+    assert sent[1].startswith("✅ Resolved: X posting") and "3 min" in sent[1]
+    assert "slot D failed" in sent[2]
+
+
+def test_price_is_told_only_after_ten_minutes_of_failing(owner) -> None:
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("price", "HTTP 500 (after 3 attempts)")
+        await settle()
+        clock.now += alerts.PRICE_AFTER_S - 1
+        a.check()
+        await settle()
+        assert not sent_so_far(a)
+        clock.now += 1
+        a.check()
+        await settle()
+        a.check()                                           # told once, not at each check
+        await settle()
+        metrics.clear("price")
+        await settle()
+
+    def sent_so_far(a) -> list:
+        return list(a._last_sent)
+
+    sent = texts(run(owner, script))
+    assert len(sent) == 2, sent
+    assert "the price API (for 10 min): HTTP 500" in sent[0]
+    assert sent[1].startswith("✅ Resolved: the price API")
+
+
+def test_a_409_expires_into_resolved(owner) -> None:
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("telegram", "409 Conflict", ttl_s=180)
+        await settle()
+        clock.now += 100
+        metrics.problem("telegram", "409 Conflict", ttl_s=180)   # still going: extends
+        await settle()
+        clock.now += 150
+        a.check()
+        await settle()
+        assert "telegram" in metrics.conditions
+        clock.now += 31
+        a.check()
+        await settle()
+
+    sent = texts(run(owner, script))
+    assert len(sent) == 2 and "409 Conflict" in sent[0] and "Resolved" in sent[1], sent
+
+
+def test_a_muted_admin_gets_nothing_until_unmuted(owner) -> None:
+    owner.call(alerts.set_muted, 2, True)
+
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("database", "database locked by another process")
+        await settle()
+        await asyncio.wrap_future(owner.submit(alerts.set_muted, 2, False))
+        metrics.clear("database")
+        await settle()
+
+    sent = run(owner, script)
+    assert [c for c, _ in sent] == [1, 1, 2], sent
+    assert owner.call(alerts.muted_admins) == set()
+
+
+def test_unclean_stop_is_known_at_the_next_start(owner) -> None:
+    assert owner.call(alerts.mark_running)[0] is False       # first run: nothing to say
+    owner.call(alerts.mark_stopped)
+    assert owner.call(alerts.mark_running)[0] is False       # after a clean stop
+    assert owner.call(alerts.mark_running)[0] is True        # no stop between: a crash
