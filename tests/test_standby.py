@@ -84,3 +84,76 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
     finally:
         notify_a.close()
         notify_b.close()
+
+
+def test_migrate_db_copies_10000_reminders_and_a_year_of_posts_and_refuses_a_full_target(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from tests.harness import REPO
+    from tests.telegram_world import seed_reminders
+    from tests.x_world import status_json
+
+    config = x_config(tmp_path, x, price, ["08:00"])
+    database = tmp_path / "state" / "buzzbotd.db"
+    database.parent.mkdir(parents=True)
+    seed_reminders(database, 10_000, datetime(2026, 1, 1, tzinfo=UTC), spread_s=86400)
+    db = sqlite3.connect(database)
+    start = datetime(2025, 1, 1, 8, tzinfo=UTC)
+    with db:
+        for day in range(365):
+            when = (start + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            post = db.execute("INSERT INTO post (slot_key, kind, due_at, state, text, tweet_id, "
+                              "attempts, created_at, updated_at) VALUES (?, 'scheduled', ?, "
+                              "'posted', ?, ?, 1, ?, ?)",
+                              (when, when, f"BTC {day}", str(10**18 + day), when, when)).lastrowid
+            db.execute("INSERT INTO post_event (post_id, at, event) VALUES (?, ?, 'posted')",
+                       (post, when))
+    db.close()
+    before = status_json(config)
+
+    def migrate() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "buzzbotd", "migrate-db", "--to",
+                               database_url, "--config", str(config)], capture_output=True,
+                              text=True, cwd=REPO, timeout=120)
+
+    done = migrate()
+    assert done.returncode == 0, done.stderr
+    assert "reminder 10000" in done.stdout and "post 365" in done.stdout, done.stdout
+    assert "test-secret-pw" not in done.stdout + done.stderr
+    again = migrate()
+    assert again.returncode == 1 and "not empty" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr
+    pg = pg_config(tmp_path / "pg", database_url, x, price, ["08:00"])
+    after = status_json(pg)
+    assert after["x"]["last_posts"] == before["x"]["last_posts"]
+    assert after["telegram"] == before["telegram"] if "telegram" in before else True
+    assert after["backend"] == "postgresql" and "test-secret-pw" not in json_text(after)
+    counts = query_elsewhere(_Url(database_url), "SELECT (SELECT count(*) FROM reminder), "
+                             "(SELECT count(*) FROM post), (SELECT count(*) FROM post_event)")
+    assert counts == [(10_000, 365, 365)]
+
+
+def json_text(value: object) -> str:
+    import json
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "postgresql://u:hunter2@h:99999/db",
+                                 "postgresql://u:hunter2@/db", 5432])
+def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: Path,
+                                                                       url: object) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness import REPO, write_config
+
+    config = write_config(tmp_path, database={"url": url})
+    done = subprocess.run([sys.executable, "-m", "buzzbotd", "check-config", "--config",
+                           str(config)], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 78, done.stderr
+    assert "database.url" in done.stderr and "hunter2" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

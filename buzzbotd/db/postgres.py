@@ -81,14 +81,14 @@ def is_postgres_url(url: str) -> bool:
 
 
 def masked(url: str) -> str:
-    """The URL without its password, for logs and messages."""
+    """The URL without its password, for logs and messages (even a malformed one)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return parts._replace(netloc=netloc).geturl()
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if ":" not in userinfo:
+        return url
+    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
 
 
 def without_password(url: str) -> tuple[str, str | None]:
@@ -243,3 +243,35 @@ def check_epoch(db: peewee.Database, epoch: int) -> None:
         raise NotLeader(f"leadership moved (epoch {row[0] if row else '?'}, "
                         f"{row[1] if row else '?'} pid {row[2] if row else '?'}; ours was "
                         f"{epoch}): this daemon is no longer the leader; nothing committed")
+
+
+def open_readonly(url: str, password: str | None) -> peewee.Database:
+    """A read-only session for another process (`buzzbotd status`, `export`)."""
+    from buzzbotd.db import migrations
+    from buzzbotd.db.models import database
+    load_driver()
+    db = peewee.PostgresqlDatabase(url, prefer_psycopg3=True, **connect_params(password))
+    try:
+        db.connect()
+        db.execute_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        version = migrations.schema_version(db)
+    except peewee.DatabaseError as e:
+        db.close()
+        raise DatabaseError(f"database.url = {masked(url)!r}: cannot read: "
+                            f"{str(e).strip()}") from None
+    if version != migrations.LATEST:
+        db.close()
+        raise DatabaseError(f"{masked(url)}: schema version {version}, this buzzbotd reads "
+                            f"{migrations.LATEST}; start the daemon once to migrate it")
+    database.initialize(db)
+    return db
+
+
+def daemons() -> list[dict[str, Any]]:
+    """Every daemon on the database, for `status` (runs on any connection)."""
+    from buzzbotd.db.models import database
+    leader = database.execute_sql("SELECT host, pid, since, epoch FROM leadership").fetchone()
+    nodes = database.execute_sql("SELECT name, host, pid, role, seen_at FROM daemon_node "
+                                 "ORDER BY seen_at DESC LIMIT 20").fetchall()
+    return [{"host": n[1], "pid": n[2], "role": n[3], "seen_at": n[4],
+             "leader": bool(leader) and (n[1], n[2]) == (leader[0], leader[1])} for n in nodes]
