@@ -64,6 +64,11 @@ def parser() -> argparse.ArgumentParser:
                                       "(read-only)")
     export.add_argument("table", choices=("users", "reminders", "posts"),
                         help="the table to print (the same as the Google Sheets worksheets)")
+    migrate = commands.add_parser("migrate-db", parents=[common],
+                                  help="copy the SQLite state into an empty PostgreSQL database")
+    migrate.add_argument("--to", metavar="URL", required=True,
+                         help="postgresql://user@host:5432/dbname (password: the URL, "
+                              "$PGPASSWORD or the credential database_password)")
     export.add_argument("--format", choices=("csv", "json"), default="csv",
                         help="csv (a header line, then one line per row) or json (an array "
                              "of objects); default csv")
@@ -122,7 +127,11 @@ def _check_access(command: str, settings: config.Settings) -> None:
     PermissionError, reported by main()).
     """
     d = settings.daemon
-    if command == "run":
+    if command == "run" and settings.database.url:
+        needs = [(d.state_dir, os.W_OK | os.X_OK), (d.lock_file.parent, os.W_OK | os.X_OK)]
+    elif command in ("status", "export") and settings.database.url:
+        return
+    elif command == "run":
         needs = [(d.state_dir, os.W_OK | os.X_OK), (d.database, os.R_OK | os.W_OK),
                  (d.lock_file.parent, os.W_OK | os.X_OK)]
     elif command == "status":
@@ -218,11 +227,15 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd import status
-    from buzzbotd.db import open_readonly
     pid = status.daemon_pid(settings.daemon.lock_file)
-    db = open_readonly(settings.daemon.database, writer_running=pid is not None)
+    db = _open_reader(settings, writer_running=pid is not None)
     try:
         report = status.collect(settings, datetime.now(UTC))
+        report["backend"] = "postgresql" if settings.database.url else "sqlite"
+        if settings.database.url:
+            from buzzbotd.db.postgres import daemons
+            report["database"] = settings.database.url      # never with its password
+            report["daemons"] = daemons()
     finally:
         db.close()
     if args.json:
@@ -230,6 +243,34 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(status.render(report, pid))
+        print(f"backend {report['backend']}")
+        for node in report.get("daemons", []):
+            print(f"  daemon {node['host']} pid {node['pid']}: {node['role']}"
+                  f"{' (the leader)' if node['leader'] else ''}, seen {node['seen_at']}")
+    return EX_OK
+
+
+def _open_reader(settings: config.Settings, writer_running: bool = True) -> object:
+    if settings.database.url:
+        from buzzbotd.db.postgres import open_readonly as open_postgres
+        return open_postgres(settings.database.url, settings.database.password.reveal() or None)
+    from buzzbotd.db import open_readonly
+    return open_readonly(settings.daemon.database, writer_running=writer_running)
+
+
+def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd.db.copy import copy
+    from buzzbotd.db.postgres import is_postgres_url, masked, without_password
+    url, password = without_password(args.to)
+    if not is_postgres_url(url):
+        raise config.ConfigError([f"--to {masked(args.to)}: expected a PostgreSQL URL, "
+                                  'e.g. "postgresql://buzzbotd@db.example:5432/buzzbotd"'])
+    password = password or settings.database.password.reveal() or None
+    counts = copy(settings.daemon.database, url, password)
+    print(f"copied {settings.daemon.database} to {masked(url)}: "
+          + ", ".join(f"{table} {rows}" for table, rows in counts.items())
+          + " rows; counts verified")
+    print(f'set [database] url = "{url}" in {settings.path} and restart buzzbotd')
     return EX_OK
 
 
@@ -250,10 +291,9 @@ def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_export(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd import tables
-    from buzzbotd.db import open_readonly
     table = tables.TABLES[args.table]
     write = tables.write_json if args.format == "json" else tables.write_csv
-    db = open_readonly(settings.daemon.database)
+    db = _open_reader(settings)
     try:
         # One read transaction: every page comes from the same snapshot (WAL),
         # while the daemon goes on writing.
@@ -272,4 +312,5 @@ COMMANDS = {
     "status": cmd_status,
     "tweet": cmd_tweet,
     "export": cmd_export,
+    "migrate-db": cmd_migrate_db,
 }

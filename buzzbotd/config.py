@@ -161,6 +161,18 @@ class SheetsSettings:
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    # "" = SQLite at state_dir/buzzbotd.db; else postgresql://user@host:port/dbname.
+    # Kept without its password, which is in `password` (never logged).
+    url: str = ""
+    password: Secret = dataclasses.field(default=Secret("", "default"),
+                                         metadata={"config": False})
+
+    def describe(self, sqlite_path: Path) -> str:
+        return self.url or str(sqlite_path)
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     daemon: DaemonSettings
@@ -169,11 +181,12 @@ class Settings:
     telegram: TelegramSettings
     sheets: SheetsSettings = SheetsSettings()
     http: HttpSettings = HttpSettings()
+    database: DatabaseSettings = DatabaseSettings()
 
     def secrets(self) -> list[str]:
         """Every non-empty secret value, so that logging can mask them."""
         values = [self.telegram.token, self.x.consumer_key, self.x.consumer_secret,
-                  self.x.access_token, self.x.access_token_secret]
+                  self.x.access_token, self.x.access_token_secret, self.database.password]
         return [s.reveal() for s in values if s] + sheets_private_key(self.sheets)
 
 
@@ -184,7 +197,9 @@ SECTIONS: dict[str, type] = {
     "telegram": TelegramSettings,
     "sheets": SheetsSettings,
     "http": HttpSettings,
+    "database": DatabaseSettings,
 }
+DATABASE_CREDENTIAL = "database_password"
 
 
 def render_template(template: str, price: float, change_24h: float, when: str) -> str:
@@ -315,6 +330,42 @@ class _Validator:
             return sheets
         self._check_spreadsheet_id(sheets.spreadsheet_id)
         return dataclasses.replace(sheets, service_account=self._sheets_key(sheets))
+
+    def _database(self, t: dict[str, Any]) -> DatabaseSettings:
+        key = "database.url"
+        value = self._get(t, key, "")
+        expected = ('expected "" (SQLite in daemon.state_dir) or a PostgreSQL URL, '
+                    'e.g. "postgresql://buzzbotd@db.example:5432/buzzbotd"')
+        if not isinstance(value, str):
+            self.problem(key, expected, "(not shown)")
+            return DatabaseSettings()
+        if not value.strip():
+            return DatabaseSettings()
+        from buzzbotd.db.postgres import masked, without_password
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            self.problem(key, expected + " (the port is not a number from 1 to 65535)",
+                         masked(value))
+            return DatabaseSettings()
+        if (parts.scheme not in ("postgresql", "postgres") or not parts.hostname
+                or not parts.username or parts.path.strip("/") == "" or " " in value):
+            self.problem(key, expected + "; it needs a user, a host and a database name",
+                         masked(value))
+            return DatabaseSettings()
+        url, in_url = without_password(value.strip())
+        password = Secret(in_url, f"{self.path} database.url") if in_url else Secret("", "none")
+        directory = self.environ.get("CREDENTIALS_DIRECTORY")
+        file = os.path.join(directory, DATABASE_CREDENTIAL) if directory else None
+        if file and os.path.exists(file):
+            try:
+                with open(file, encoding="utf-8") as f:
+                    password = Secret(f.read().strip(), file)
+            except (OSError, UnicodeDecodeError) as e:
+                reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+                self.problem(key, f"cannot read the credential file {file}: {reason}")
+        return DatabaseSettings(url=url, password=password)
 
     def _check_spreadsheet_id(self, value: str) -> None:
         key = "sheets.spreadsheet_id"

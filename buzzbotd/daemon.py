@@ -40,7 +40,7 @@ from typing import Any
 from buzzbotd import __version__, alerts, faults, state, status
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.lock import PidLock
 from buzzbotd.notify import Health, Notifier, Watchdog
@@ -50,6 +50,7 @@ log = logging.getLogger("buzzbotd")
 # The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
 JOB_GRACE_S = 4.0        # running jobs: a slot's POST, a reminder round
 BOT_STOP_S = 3.0         # the bot: reminders in flight, the last getUpdates, closing
+EXIT_LOST_LEADERSHIP = 1    # systemd restarts the unit; it comes back as a standby
 OWNER_STOP_S = 2.0       # the database owner: the queued work, checkpoint, close
 LOOP_CLOSE_S = 1.0       # tasks still in the loop
 STOP_BUDGET_S = JOB_GRACE_S + BOT_STOP_S + OWNER_STOP_S + LOOP_CLOSE_S
@@ -73,8 +74,10 @@ class Daemon:
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=self.clock)
-        self.owner = DatabaseOwner(settings.daemon.database,
-                                   on_unavailable=self._database_unavailable)
+        self.owner = open_owner(settings, on_unavailable=self._database_unavailable)
+        # PostgreSQL: one leader among the daemons on the database (buzzbotd.leadership).
+        self.leadership: Any = None
+        self._leading: asyncio.Event | None = None
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,
                                  self._status_text)
         self.prices: Any = None
@@ -120,12 +123,39 @@ class Daemon:
     def _start_storage(self) -> None:
         self.settings.daemon.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         applied = self.owner.start()
-        log.info("database %s open (migrations applied: %s)", self.settings.daemon.database,
+        log.info("database %s open (migrations applied: %s)",
+                 self.settings.database.describe(self.settings.daemon.database),
                  applied or "none")
+        if self.owner.backend == "postgresql":
+            self._start_leadership()
+            if not self.leadership.is_leader:
+                return        # the rest waits for leadership (_start_work)
         self._unclean_start = self.owner.call(alerts.mark_running)
         if self._unclean_start[0]:
             log.warning("the previous run did not stop cleanly (crash, watchdog restart or "
                         "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
+
+    def _start_leadership(self) -> None:
+        from buzzbotd.leadership import Leadership
+        self.leadership = Leadership(
+            self.settings.database.url, self.settings.database.password.reveal() or None,
+            on_gained=self._leadership_gained, on_lost=self._leadership_lost, wall=self.clock)
+        self.owner.fence = self.leadership.fence
+        self.leadership.start()
+
+    def _leadership_gained(self) -> None:
+        """From the leadership thread: a standby took over (or the first try won)."""
+        if self.loop is not None and self._leading is not None:
+            self.loop.call_soon_threadsafe(self._leading.set)
+            self._refresh_status_soon()
+
+    def _leadership_lost(self, reason: str) -> None:
+        """From the leadership thread: stop acting now. Ending the process is the one
+        stop that no getUpdates, POST or send in flight outlives; systemd restarts it
+        (Restart=on-failure) and it comes back as a standby."""
+        self.notifier.status(f"leadership lost ({reason}); exiting to come back as a standby")
+        logging.shutdown()
+        os._exit(EXIT_LOST_LEADERSHIP)
 
     def _build_parts(self) -> None:
         s = self.settings
@@ -168,8 +198,10 @@ class Daemon:
         if after is not None:
             loop.call_later(after, faults.maybe_hang, "loop")
         self._check_clock()
-        report = await asyncio.wrap_future(self.owner.submit(self._heartbeat_report))
-        line = status.status_line(report)
+        self._leading = asyncio.Event()
+        if self.leadership is None or self.leadership.is_leader:
+            self._leading.set()
+        line = await self._status_text()
         self.notifier.ready(line)
         gc.freeze()     # what start-up built lives as long as the process (see cli.cmd_run)
         gc.enable()
@@ -193,7 +225,14 @@ class Daemon:
         return False
 
     async def _start_work(self) -> None:
-        """Once the clock is sane: the first start, the jobs, catch-up, the bot."""
+        """Once the clock is sane and this daemon leads: the first start, the jobs,
+        catch-up, the bot. A standby waits here (no polling, posting or sending)."""
+        assert self._leading is not None
+        if not self._leading.is_set():
+            log.info("standing by: %s", self.leadership.status_line())
+            await self._leading.wait()
+            self._unclean_start = await asyncio.wrap_future(
+                self.owner.submit(alerts.mark_running))
         if not self._check_clock():
             while not self._check_clock():
                 await asyncio.sleep(CLOCK_CHECK_S)
@@ -210,7 +249,8 @@ class Daemon:
             self.scheduler.at_instants("x-slots", self.poster.next_slot, self.poster.run_due)
         if self.bot is not None:
             self.scheduler.every_minute("reminders", self.bot.dispatch_reminders)
-        self.scheduler.every(3600, "backup", self._backup_if_due)
+        if self.owner.backend == "sqlite":      # PostgreSQL: the operator's pg_dump
+            self.scheduler.every(3600, "backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.every(self.settings.sheets.interval_s, "sheets", self.sheets.run)
 
@@ -218,7 +258,8 @@ class Daemon:
         """What came due while the daemon was down is settled at once, not at the next tick."""
         if self.poster is not None:
             self.scheduler.run_now("x-slots", self.poster.run_due)
-        self.scheduler.run_now("backup", self._backup_if_due)
+        if self.owner.backend == "sqlite":
+            self.scheduler.run_now("backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.run_now("sheets", self.sheets.run)
 
@@ -309,6 +350,8 @@ class Daemon:
 
     def _stop_threads(self) -> None:
         self.scheduler.stop(0)          # already stopped, unless start-up failed
+        if self.leadership is not None:
+            self.leadership.stop()
         self.owner.stop(OWNER_STOP_S)
         if self._stop_started is not None:
             log.info("shutdown took %.1fs (budget %.0fs)",
@@ -349,6 +392,8 @@ class Daemon:
         await asyncio.wrap_future(self.owner.ping())
 
     async def _status_text(self) -> str:
+        if self.leadership is not None and not self.leadership.is_leader:
+            return self.leadership.status_line()     # the leader writes the heartbeat
         report = await asyncio.wrap_future(self.owner.submit(self._heartbeat_report))
         return status.status_line(report)
 

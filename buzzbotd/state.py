@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from peewee import EXCLUDED
+
 from buzzbotd.db.models import Meta, parse_utc, utc_text
 
 PAUSED = "x.paused"
@@ -25,12 +27,13 @@ def get(key: str, default: str | None = None) -> str | None:
 
 
 def put(key: str, value: str) -> None:
-    Meta.insert(key=key, value=value).on_conflict_replace().execute()
+    put_many({key: value})
 
 
 def put_many(values: dict[str, str]) -> None:
+    # An upsert both backends speak (SQLite's INSERT OR REPLACE is not PostgreSQL).
     Meta.insert_many([{"key": k, "value": v} for k, v in values.items()]) \
-        .on_conflict_replace().execute()
+        .on_conflict(conflict_target=[Meta.key], update={Meta.value: EXCLUDED.value}).execute()
 
 
 def snapshot() -> dict[str, str]:

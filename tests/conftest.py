@@ -30,3 +30,51 @@ def spawn() -> Iterator:
     yield start
     for daemon in started:
         daemon.kill9()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator:
+    """Debian's PostgreSQL, started for this test run (tests/postgres.py)."""
+    from tests.postgres import start_server
+
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that takes a database owner runs on both backends."""
+    return request.param
+
+
+@pytest.fixture
+def make_owner(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
+    """make_owner(**kwargs): a new, not yet started owner of an empty database
+    on `backend` (SQLite in tmp_path, or a fresh database on the test server)."""
+    from buzzbotd.db import DatabaseOwner
+
+    made: list = []
+
+    def make(**kwargs):
+        if backend == "sqlite":
+            owner = DatabaseOwner(tmp_path / "buzzbotd.db", **kwargs)
+        else:
+            from buzzbotd.db.postgres import PostgresOwner
+
+            server = request.getfixturevalue("postgres_server")
+            owner = PostgresOwner(server.create_database(), **kwargs)
+        made.append(owner)
+        return owner
+
+    yield make
+    for owner in made:
+        owner.stop()
+
+
+@pytest.fixture
+def owner(make_owner) -> Iterator:
+    """A started owner of an empty database, on each backend."""
+    owner = make_owner()
+    owner.start()
+    yield owner

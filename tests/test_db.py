@@ -25,16 +25,9 @@ from buzzbotd.db import (
 )
 from buzzbotd.db.owner import NotOwnerThread
 from tests.harness import REPO, write_config
+from tests.postgres import query_elsewhere
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def owner(tmp_path: Path):
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
-    owner.start()
-    yield owner
-    owner.stop()
 
 
 def add_post(key: str, state: str = "posted") -> int:
@@ -119,9 +112,7 @@ def test_after_commit_runs_once_the_row_is_visible_and_never_on_rollback(
     seen: list[int] = []
 
     def count_from_another_connection() -> None:
-        reader = sqlite3.connect(owner.path)
-        seen.append(reader.execute("SELECT count(*) FROM post").fetchone()[0])
-        reader.close()
+        seen.append(query_elsewhere(owner, "SELECT count(*) FROM post")[0][0])
 
     def write(fail: bool) -> None:
         add_post("fail" if fail else "ok")
@@ -191,6 +182,7 @@ def test_integrity_failure_is_reported(tmp_path: Path) -> None:
     owner.stop()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])     # PostgreSQL: the operator's pg_dump
 def test_backups_keep_the_last_seven(owner: DatabaseOwner) -> None:
     owner.call(add_post, "kept")
     for day in range(10):

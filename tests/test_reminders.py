@@ -48,14 +48,6 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-@pytest.fixture
-def owner(tmp_path: Path) -> Iterator[DatabaseOwner]:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
-    owner.start()
-    yield owner
-    owner.stop()
-
-
 # -- the model, with an injected clock ------------------------------------------------------
 
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from buzzbotd import state
-from buzzbotd.db import DatabaseOwner
 
 T0 = datetime(2026, 11, 22, 7, 55, tzinfo=UTC)
 
 
-def test_pause_interval_survives_resume(tmp_path: Path) -> None:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+def test_pause_interval_survives_resume(make_owner) -> None:
+    owner = make_owner()
     owner.start()
     try:
         minute = timedelta(minutes=1)

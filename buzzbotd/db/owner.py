@@ -105,8 +105,8 @@ class NotOwnerThread(RuntimeError):
     """A thread other than the owner tried to open a connection (a bug)."""
 
 
-class _OwnedDatabase(peewee.SqliteDatabase):
-    """Refuses to open a connection in any thread but the owner's."""
+class OwnerThreadOnly:
+    """A peewee Database mixin: refuses to open a connection in any thread but the owner's."""
 
     owner_thread: threading.Thread | None = None
 
@@ -114,7 +114,11 @@ class _OwnedDatabase(peewee.SqliteDatabase):
         if self.owner_thread is not None and threading.current_thread() is not self.owner_thread:
             raise NotOwnerThread(f"thread {threading.current_thread().name} touched the "
                                 "database directly; send the work to DatabaseOwner.call()")
-        return super().connect(reuse_if_open)
+        return super().connect(reuse_if_open)  # type: ignore[misc]
+
+
+class _OwnedDatabase(OwnerThreadOnly, peewee.SqliteDatabase):
+    pass
 
 
 class DatabaseOwner:
@@ -132,8 +136,15 @@ class DatabaseOwner:
         self._stopping = threading.Event()
         self._unavailable: tuple[str, float] | None = None   # (reason, since) monotonic
         self._logged_at = 0.0
-        self._db = _OwnedDatabase(str(self.path), pragmas=PRAGMAS, lock_type="IMMEDIATE")
+        self._db = self._make_db()
         self._thread = threading.Thread(target=self._loop, name="db-owner", daemon=True)
+
+    def _make_db(self) -> peewee.Database:
+        return _OwnedDatabase(str(self.path), pragmas=PRAGMAS, lock_type="IMMEDIATE")
+
+    @property
+    def backend(self) -> str:
+        return "sqlite"
 
     # -- life cycle ------------------------------------------------------
 
@@ -229,14 +240,14 @@ class DatabaseOwner:
             try:
                 if transaction:
                     _transaction.after_commit = committed
-                    with self._db.atomic():
+                    with self._transaction(fn):
                         result = fn(*args)
                 else:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 self._end_failed_transaction()
                 METRICS.db_call(time.monotonic() - started, e)
-                reason = _unavailable_reason(e)
+                reason = self._unavailable_reason(e)
                 if reason is None or not give_up_at:
                     future.set_exception(e)
                     return
@@ -256,6 +267,13 @@ class DatabaseOwner:
                 callback()
             future.set_result(result)
             return
+
+    def _transaction(self, fn: Callable[..., Any]) -> Any:
+        """The context of the write call `fn` (PostgreSQL adds its fencing check)."""
+        return self._db.atomic()
+
+    def _unavailable_reason(self, error: BaseException) -> str | None:
+        return _unavailable_reason(error)
 
     def _end_failed_transaction(self) -> None:
         """After a failed COMMIT SQLite may or may not have rolled back; the

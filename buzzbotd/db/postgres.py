@@ -1,0 +1,277 @@
+"""The PostgreSQL backend: the same owner interface as SQLite's DatabaseOwner
+(one thread, one writing connection, every call one transaction, retried
+whole while the server cannot be reached), on psycopg 3.
+
+The driver is psycopg 3's pure-Python implementation, which loads Debian's
+libpq5 with ctypes: the package stays `Architecture: all`, and libpq brings
+what the standby needs (TCP keepalives, tcp_user_timeout, connect_timeout).
+It is imported only here, when database.url names PostgreSQL: peewee would
+import it at its own import otherwise (buzzbotd/__init__.py stops that), and
+an SQLite daemon would pay its ~150 ms and ~23 MiB for nothing.
+
+Transactions run at REPEATABLE READ: a call sees one snapshot, and a row that
+another transaction changed after it (a takeover's epoch, a ledger row) makes
+the call fail with a serialisation error, retried whole, instead of acting on
+what it read. Before any other statement a fenced call locks the leadership
+row FOR SHARE and checks its daemon's epoch (buzzbotd.leadership): a takeover
+bumps the epoch, so a daemon that lost leadership cannot commit anything.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, quote, unquote, urlsplit
+
+import peewee
+
+from buzzbotd.db import owner as _owner
+from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly
+
+# How a cut-off connection is noticed (SPEC: a leader stops within 5 s). The
+# client side: libpq's keepalives and tcp_user_timeout; the server side (it
+# releases the leader's advisory lock when it drops the session): the same
+# GUCs, set per session. A statement never waits longer than STATEMENT_S.
+CONNECT_TIMEOUT_S = 3
+STATEMENT_S = 3
+LIBPQ_OPTIONS = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "keepalives": 1, "keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2,
+    "tcp_user_timeout": 3000,
+    "application_name": "buzzbotd",
+}
+SERVER_OPTIONS = (f"-c statement_timeout={STATEMENT_S * 1000} -c lock_timeout=2000 "
+                  "-c idle_in_transaction_session_timeout=10000 "
+                  "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 "
+                  "-c tcp_keepalives_count=2 -c tcp_user_timeout=3000 -c TimeZone=UTC")
+_RETRY_SQLSTATES = {"40001": "a concurrent change (serialisation failure); retried",
+                    "40P01": "a deadlock; retried"}
+
+
+class NotLeader(DatabaseError):
+    """A fenced write of a daemon that is no longer the leader: never committed."""
+
+
+def load_driver() -> Any:
+    """psycopg, imported now; peewee is told about it (see the module's doc)."""
+    if "psycopg" in sys.modules and sys.modules["psycopg"] is None:
+        del sys.modules["psycopg"]       # the placeholder buzzbotd/__init__.py left
+    try:
+        import psycopg
+        from psycopg.pq import TransactionStatus
+        from psycopg.types.json import Json, Jsonb
+    except ImportError as e:
+        raise DatabaseError(f"database.url names PostgreSQL but its driver cannot be loaded "
+                            f"({e}); the package needs python3 psycopg and libpq5") from None
+    if peewee.psycopg is None:
+        peewee.psycopg, peewee.TransactionStatus = psycopg, TransactionStatus
+        peewee.Json_pg3, peewee.Jsonb_pg3 = Json, Jsonb
+        adapter = peewee.Psycopg3Adapter
+        adapter.txn_idle = TransactionStatus.IDLE
+        adapter.txn_inerror = TransactionStatus.INERROR
+        adapter.txn_unknown = TransactionStatus.UNKNOWN
+    return psycopg
+
+
+def is_postgres_url(url: str) -> bool:
+    return urlsplit(url).scheme in ("postgresql", "postgres")
+
+
+def masked(url: str) -> str:
+    """The URL without its password, for logs and messages (even a malformed one)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if ":" not in userinfo:
+        return url
+    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
+
+
+def without_password(url: str) -> tuple[str, str | None]:
+    """(the URL without a password, the password it had or None)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    netloc = quote(unquote(parts.username or ""), safe="") + f"@{parts.hostname or ''}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return SplitResult(parts.scheme, netloc, parts.path, parts.query,
+                       parts.fragment).geturl(), unquote(parts.password)
+
+
+def connect_params(password: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = dict(LIBPQ_OPTIONS, options=SERVER_OPTIONS)
+    if password:
+        params["password"] = password
+    return params
+
+
+def connect(url: str, password: str | None, autocommit: bool = True) -> Any:
+    """A plain psycopg connection (the leadership lock's, migrate-db's)."""
+    psycopg = load_driver()
+    return psycopg.connect(url, autocommit=autocommit, **connect_params(password))
+
+
+class _OwnedPostgres(OwnerThreadOnly, peewee.PostgresqlDatabase):
+    pass
+
+
+class PostgresOwner(DatabaseOwner):
+    """DatabaseOwner's interface on a PostgreSQL server."""
+
+    def __init__(self, url: str, password: str | None = None,
+                 on_beat: Callable[[], None] | None = None,
+                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
+        self.url = url
+        self._password = password
+        # Set by buzzbotd.leadership once this daemon leads: () → the epoch it holds.
+        self.fence: Callable[[], int] | None = None
+        super().__init__(Path(masked(url)), on_beat=on_beat, on_unavailable=on_unavailable)
+
+    @property
+    def backend(self) -> str:
+        return "postgresql"
+
+    def _make_db(self) -> peewee.Database:
+        load_driver()
+        return _OwnedPostgres(self.url, isolation_level="REPEATABLE READ", prefer_psycopg3=True,
+                              **connect_params(self._password))
+
+    def submit(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
+               fenced: bool = True) -> Any:
+        if transaction and not fenced:
+            return super().submit(_unfenced, fn, *args, transaction=True)
+        return super().submit(fn, *args, transaction=transaction)
+
+    def call(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
+             timeout: float | None = _owner.CALL_TIMEOUT_S, fenced: bool = True) -> Any:
+        if transaction and not fenced:
+            return super().call(_unfenced, fn, *args, transaction=True, timeout=timeout)
+        return super().call(fn, *args, transaction=transaction, timeout=timeout)
+
+    def _transaction(self, fn: Callable[..., Any]) -> Any:
+        return _FencedTransaction(self, fenced=fn is not _unfenced)
+
+    def _unavailable_reason(self, error: BaseException) -> str | None:
+        if isinstance(error, NotLeader):
+            return None
+        seen: BaseException | None = error
+        while seen is not None:
+            for candidate in (seen, *(a for a in seen.args if isinstance(a, BaseException))):
+                state = getattr(candidate, "sqlstate", None)
+                if state in _RETRY_SQLSTATES:
+                    return _RETRY_SQLSTATES[state]
+                if type(candidate).__name__ in ("OperationalError", "InterfaceError") or (
+                        isinstance(state, str) and state[:2] in ("08", "57")):
+                    if not self._db.is_closed():
+                        self._db.close()      # a broken connection: the next try reconnects
+                    return "cannot reach PostgreSQL"
+            seen = seen.__context__
+        return None
+
+    def _end_failed_transaction(self) -> None:
+        if self._db.is_closed():
+            return
+        try:
+            conn = self._db.connection()
+            if conn.pgconn.transaction_status != 0:     # not IDLE
+                conn.rollback()
+        except Exception as e:  # noqa: BLE001 - a dead connection is reopened on the next try
+            _owner.log.warning("rollback after a failed write failed: %s", e)
+            self._db.close()
+
+    def _open(self) -> list[int]:
+        from buzzbotd.db import migrations
+        try:
+            self._db.connect(reuse_if_open=True)
+        except peewee.OperationalError as e:
+            raise DatabaseError(f"database.url = {str(self.path)!r}: cannot connect to "
+                                f"PostgreSQL: {str(e).strip()}") from None
+        try:
+            return migrations.migrate(self._db)
+        except migrations.SchemaTooNew as e:
+            raise _owner.DatabaseTooNew(f"{self.path}: {e}") from None
+
+    def _backup(self, today: datetime) -> Path:
+        raise DatabaseError("PostgreSQL is backed up by its own tools (pg_dump), not buzzbotd")
+
+    def _close(self) -> None:
+        if not self._db.is_closed():
+            self._db.close()
+
+
+class _FencedTransaction:
+    """One owner call's transaction; a fenced one first checks the epoch."""
+
+    def __init__(self, owner: PostgresOwner, fenced: bool) -> None:
+        self.owner = owner
+        self.fenced = fenced
+        self.atomic = owner._db.atomic()
+
+    def __enter__(self) -> None:
+        self.atomic.__enter__()
+        fence = self.owner.fence
+        if fence is None or not self.fenced:
+            return
+        try:
+            check_epoch(self.owner._db, fence())
+        except BaseException:
+            self.atomic.__exit__(*sys.exc_info())
+            raise
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.atomic.__exit__(*exc)
+
+
+def _unfenced(fn: Callable[..., Any], *args: Any) -> Any:
+    """Runs inside the owner: fn, in a transaction that does not check the epoch
+    (what every daemon writes about itself, leader or not)."""
+    return fn(*args)
+
+
+def check_epoch(db: peewee.Database, epoch: int) -> None:
+    """Inside a transaction: NotLeader unless the leadership row still holds
+    `epoch`. FOR SHARE keeps it so until this transaction ends: a takeover's
+    UPDATE waits for our commit, and then its catch-up sees what we wrote."""
+    row = db.execute_sql("SELECT epoch, host, pid FROM leadership WHERE id = 1 FOR SHARE"
+                         ).fetchone()
+    if row is None or row[0] != epoch:
+        raise NotLeader(f"leadership moved (epoch {row[0] if row else '?'}, "
+                        f"{row[1] if row else '?'} pid {row[2] if row else '?'}; ours was "
+                        f"{epoch}): this daemon is no longer the leader; nothing committed")
+
+
+def open_readonly(url: str, password: str | None) -> peewee.Database:
+    """A read-only session for another process (`buzzbotd status`, `export`)."""
+    from buzzbotd.db import migrations
+    from buzzbotd.db.models import database
+    load_driver()
+    db = peewee.PostgresqlDatabase(url, prefer_psycopg3=True, **connect_params(password))
+    try:
+        db.connect()
+        db.execute_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        version = migrations.schema_version(db)
+    except peewee.DatabaseError as e:
+        db.close()
+        raise DatabaseError(f"database.url = {masked(url)!r}: cannot read: "
+                            f"{str(e).strip()}") from None
+    if version != migrations.LATEST:
+        db.close()
+        raise DatabaseError(f"{masked(url)}: schema version {version}, this buzzbotd reads "
+                            f"{migrations.LATEST}; start the daemon once to migrate it")
+    database.initialize(db)
+    return db
+
+
+def daemons() -> list[dict[str, Any]]:
+    """Every daemon on the database, for `status` (runs on any connection)."""
+    from buzzbotd.db.models import database
+    leader = database.execute_sql("SELECT host, pid, since, epoch FROM leadership").fetchone()
+    nodes = database.execute_sql("SELECT name, host, pid, role, seen_at FROM daemon_node "
+                                 "ORDER BY seen_at DESC LIMIT 20").fetchall()
+    return [{"host": n[1], "pid": n[2], "role": n[3], "seen_at": n[4],
+             "leader": bool(leader) and (n[1], n[2]) == (leader[0], leader[1])} for n in nodes]

@@ -1,0 +1,159 @@
+"""PostgreSQL with a leader and a standby (SPEC "Database: SQLite or
+PostgreSQL, and a standby"): real daemons, one real PostgreSQL database, the
+fake X; the leader is killed with kill -9."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from buzzbotd.timeofday import slot_key
+from tests.fakes.price import FakePrice
+from tests.fakes.x import FakeX
+from tests.harness import Daemon, NotifySocket
+from tests.postgres import query_elsewhere
+from tests.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
+
+
+@pytest.fixture
+def x() -> Iterator[FakeX]:
+    fake = FakeX(reject_duplicates=False).start()     # a second POST would show
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def price() -> Iterator[FakePrice]:
+    fake = FakePrice(67890.12, -1.23).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def database_url(postgres_server) -> str:
+    return postgres_server.create_database()
+
+
+def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list[str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = x_config(directory, x, price, times)
+    with config.open("a") as f:
+        f.write(f'[database]\nurl = "{url}"\n')
+    return config
+
+
+class _Url:
+    def __init__(self, url: str) -> None:
+        self.url, self.backend = url, "postgresql"
+
+
+def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+    due = slot_in(6)
+    notify_a = NotifySocket(tmp_path / "a.sock")
+    notify_b = NotifySocket(tmp_path / "b.sock")
+    try:
+        leader: Daemon = spawn(pg_config(tmp_path / "a", database_url, x, price, [hhmmss(due)]),
+                               notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        assert not any(s.startswith("standby") for s in notify_a.statuses())
+        standby: Daemon = spawn(pg_config(tmp_path / "b", database_url, x, price,
+                                          [hhmmss(due)]), notify_b)
+        notify_b.wait_message("READY=1", timeout=30)
+        line = next(s for s in notify_b.statuses() if s.startswith("standby"))
+        assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
+        # The leader dies after X stored its tweet, before the answer left.
+        x.on_store = lambda tweet: leader.proc.kill()
+        assert leader.wait(30) == -9
+        died = time.monotonic()
+        x.on_store = None
+        standby.wait_log("this daemon is the leader now", timeout=15)
+        took = time.monotonic() - died
+        line = wait_final(standby, slot_key(due), timeout=30)
+        assert "found on the account's timeline" in line, line
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+        assert x.post_attempts == 1
+        rows = query_elsewhere(_Url(database_url),
+                               "SELECT state, count(*) FROM post GROUP BY state")
+        assert rows == [("posted", 1)], rows
+        print(f"takeover after kill -9: {took:.2f}s")
+        assert took < 15
+    finally:
+        notify_a.close()
+        notify_b.close()
+
+
+def test_migrate_db_copies_10000_reminders_and_a_year_of_posts_and_refuses_a_full_target(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from tests.harness import REPO
+    from tests.telegram_world import seed_reminders
+    from tests.x_world import status_json
+
+    config = x_config(tmp_path, x, price, ["08:00"])
+    database = tmp_path / "state" / "buzzbotd.db"
+    database.parent.mkdir(parents=True)
+    seed_reminders(database, 10_000, datetime(2026, 1, 1, tzinfo=UTC), spread_s=86400)
+    db = sqlite3.connect(database)
+    start = datetime(2025, 1, 1, 8, tzinfo=UTC)
+    with db:
+        for day in range(365):
+            when = (start + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            post = db.execute("INSERT INTO post (slot_key, kind, due_at, state, text, tweet_id, "
+                              "attempts, created_at, updated_at) VALUES (?, 'scheduled', ?, "
+                              "'posted', ?, ?, 1, ?, ?)",
+                              (when, when, f"BTC {day}", str(10**18 + day), when, when)).lastrowid
+            db.execute("INSERT INTO post_event (post_id, at, event) VALUES (?, ?, 'posted')",
+                       (post, when))
+    db.close()
+    before = status_json(config)
+
+    def migrate() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "buzzbotd", "migrate-db", "--to",
+                               database_url, "--config", str(config)], capture_output=True,
+                              text=True, cwd=REPO, timeout=120)
+
+    done = migrate()
+    assert done.returncode == 0, done.stderr
+    assert "reminder 10000" in done.stdout and "post 365" in done.stdout, done.stdout
+    assert "test-secret-pw" not in done.stdout + done.stderr
+    again = migrate()
+    assert again.returncode == 1 and "not empty" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr
+    pg = pg_config(tmp_path / "pg", database_url, x, price, ["08:00"])
+    after = status_json(pg)
+    assert after["x"]["last_posts"] == before["x"]["last_posts"]
+    assert after["telegram"] == before["telegram"] if "telegram" in before else True
+    assert after["backend"] == "postgresql" and "test-secret-pw" not in json_text(after)
+    counts = query_elsewhere(_Url(database_url), "SELECT (SELECT count(*) FROM reminder), "
+                             "(SELECT count(*) FROM post), (SELECT count(*) FROM post_event)")
+    assert counts == [(10_000, 365, 365)]
+
+
+def json_text(value: object) -> str:
+    import json
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@h/db", "postgresql://u:hunter2@h:99999/db",
+                                 "postgresql://u:hunter2@/db", 5432])
+def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: Path,
+                                                                       url: object) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness import REPO, write_config
+
+    config = write_config(tmp_path, database={"url": url})
+    done = subprocess.run([sys.executable, "-m", "buzzbotd", "check-config", "--config",
+                           str(config)], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert done.returncode == 78, done.stderr
+    assert "database.url" in done.stderr and "hunter2" not in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
