@@ -154,8 +154,11 @@ class BotInProcess:
     def start(self) -> BotInProcess:
         self.owner.start()
         self._thread.start()
-        self.bot.attach_loop(self.loop)
+        # What TelegramBot.run does before polling, without the polling: the rounds
+        # are driven by the test.
+        self.bot.loop = self.loop
         self.bot.run_in_loop(self.bot.application.initialize(), timeout=30)
+        self.bot.connected = True
         return self
 
     def round(self, now: datetime) -> reminders.Tally:

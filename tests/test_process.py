@@ -137,3 +137,19 @@ def test_a_database_from_a_newer_buzzbotd_is_exit_78_not_a_restart_loop(
     assert "newer than this buzzbotd knows" in status.stderr
     assert "start the daemon once" not in status.stderr
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_a_status_line_that_is_not_latin_1_reaches_systemd(notify: NotifySocket,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """sdnotify encodes as Latin-1 and silently drops what it cannot encode; a
+    STATUS= with "→" or "…" (a user's zone, an API's error text) must still
+    arrive, as the UTF-8 systemd reads, and so must a READY=1 sent with it."""
+    from buzzbotd.notify import Notifier
+    monkeypatch.setenv("NOTIFY_SOCKET", notify.path)     # where sdnotify sends
+    notifier = Notifier({"NOTIFY_SOCKET": notify.path})
+    notifier.ready("ready: next tweet 08:00 Europe/Berlin → 07:00 UTC…")
+    notifier.status("degraded: Sheets API answered 400: Ungültig → …")
+    notify.wait_message("READY=1", timeout=5)
+    notify.wait_message("STATUS=ready: next tweet 08:00 Europe/Berlin → 07:00 UTC…", timeout=5)
+    notify.wait_message("STATUS=degraded: Sheets API answered 400: Ungültig → …", timeout=5)

@@ -403,7 +403,7 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
 
 def test_the_status_line_stays_latin_1_for_sdnotify() -> None:
     """sdnotify encodes STATUS= as Latin-1 and silently drops what it cannot encode."""
-    report = {"x": {"enabled": False}, "telegram": {"enabled": False},
+    report = {"health": {}, "x": {"enabled": False}, "telegram": {"enabled": False},
               "sheets": {"enabled": True, "failing_since": "2026-11-22T09:30:00Z",
                          "last_error": "Sheets API answered 400: Ung\u00fcltig \u2192 " + "x" * 99}}
     line = status.status_line(report)
