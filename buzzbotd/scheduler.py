@@ -194,10 +194,6 @@ class Scheduler:
             job._schedule_next_run()
         self._wake.set()
 
-    def next_run(self, name: str) -> dt.datetime | None:
-        jobs = self._schedule.get_jobs(name)
-        return min(job.next_run for job in jobs) if jobs else None
-
     def wake(self) -> None:
         """Makes the thread look at the clock now (a test moved it)."""
         self._wake.set()
