@@ -61,7 +61,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import alerts, reminders, state, status, tls
+from buzzbotd import alerts, backoff, reminders, state, status, tls
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
@@ -552,7 +552,7 @@ class TelegramBot:
                                 "retried next minute", due.user_id, due.id, attempt, e)
                     tally.failed += 1
                     return
-                await asyncio.sleep(SEND_BACKOFF_S * 2 ** (attempt - 1))
+                await asyncio.sleep(backoff.step(attempt, SEND_BACKOFF_S))
             else:
                 self._delivered.add((due.id, due.due_at))
                 await self._record_sent(due, tally, delivered_now=True)
