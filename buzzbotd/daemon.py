@@ -136,7 +136,7 @@ class Daemon:
             from buzzbotd.x import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
-            from buzzbotd.telegram_bot import TelegramBot
+            from buzzbotd.telegram import TelegramBot
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status

@@ -20,7 +20,7 @@ from buzzbotd import config, reminders
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import utc_text
 from buzzbotd.price import PriceClient
-from buzzbotd.telegram_bot import ChatRateLimiter, TelegramBot
+from buzzbotd.telegram import ChatRateLimiter, TelegramBot
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.harness import Daemon, NotifySocket, rss_kib, write_config

@@ -19,7 +19,7 @@ import pytest
 from buzzbotd import faults, reminders
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
-from buzzbotd.telegram_bot import (
+from buzzbotd.telegram import (
     GROUP_MESSAGES,
     GROUP_PERIOD_S,
     SEND_CONCURRENCY,
