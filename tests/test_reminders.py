@@ -19,12 +19,8 @@ import pytest
 from buzzbotd import faults, reminders
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
-from buzzbotd.telegram import (
-    GROUP_MESSAGES,
-    GROUP_PERIOD_S,
-    SEND_CONCURRENCY,
-    ChatRateLimiter,
-)
+from buzzbotd.telegram.delivery import SEND_CONCURRENCY
+from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, GROUP_PERIOD_S, ChatRateLimiter
 from tests.fakes.base import Fault
 from tests.telegram_world import (
     BotInProcess,
