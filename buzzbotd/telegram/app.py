@@ -176,13 +176,11 @@ class BotApp:
         wait before the next try (0: the current backoff)."""
         app = self.application
         try:
-            self.application.run_polling(stop_signals=None, allowed_updates=ALLOWED_UPDATES,
-                                         timeout=POLL_TIMEOUT_S, close_loop=False)
             await app.initialize()
             await self._post_init(app)
             await app.start()
             await app.updater.start_polling(  # type: ignore[union-attr]
-                allowed_updates=["message"], timeout=POLL_TIMEOUT_S,
+                allowed_updates=ALLOWED_UPDATES, timeout=POLL_TIMEOUT_S,
                 error_callback=self._polling_error)
         except InvalidToken:
             await self._reset()
