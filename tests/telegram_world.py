@@ -154,8 +154,9 @@ class BotInProcess:
     def start(self) -> BotInProcess:
         self.owner.start()
         self._thread.start()
-        self.bot.attach_loop(self.loop)
+        self.bot.loop = self.loop      # as TelegramBot.run does in the daemon's loop
         self.bot.run_in_loop(self.bot.application.initialize(), timeout=30)
+        self.bot.connected = True       # as _connect marks it once polling (not needed here)
         return self
 
     def round(self, now: datetime) -> reminders.Tally:
