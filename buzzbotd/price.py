@@ -136,7 +136,7 @@ class PriceClient:
             flight.error = e
             raise
         finally:
-            self._settle(flight)
+            self._record_fetch(flight)
             flight.done.set()
 
     def latest(self, max_age_s: float) -> Quote:
@@ -161,7 +161,7 @@ class PriceClient:
         except PriceError as e:
             raise PriceUnavailable(str(e), self._cached) from None
 
-    def _settle(self, flight: _Flight) -> None:
+    def _record_fetch(self, flight: _Flight) -> None:
         """Records a finished fetch: the new quote, or the failure and how long to hold."""
         with self._lock:
             self._flight = None

@@ -22,8 +22,9 @@ job whose instant was skipped runs once, at once. Backward: every job's next
 run is computed again from the new reading, so none sits idle until the old
 instant comes round. Neither repeats a slot or a reminder: `schedule` knows
 nothing of what was done or missed, nor of exactly-once; the X ledger and the
-reminder table own that. Jobs take their `now` from the injected clock, so
-tests never wait for real minutes.
+reminder table own that. Jobs take their `now` from the injected clock
+(buzzbotd.clock; BUZZBOTD_TEST_CLOCK in a daemon), so a test moves that clock
+to a minute or a slot instead of waiting for it.
 """
 
 from __future__ import annotations
