@@ -166,7 +166,7 @@ class Daemon:
             from buzzbotd.x import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
-            from buzzbotd.telegram_bot import TelegramBot
+            from buzzbotd.telegram import TelegramBot
             self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
                                    clock=self.clock)
             self.bot.on_state_change = self.watchdog.refresh_status
@@ -414,15 +414,16 @@ def _in_thread(fn: Callable[[], object], name: str) -> asyncio.Future:
         try:
             result = fn()
         except Exception as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            loop.call_soon_threadsafe(_settle, future, None, e)
+            loop.call_soon_threadsafe(_resolve, future, None, e)
         else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            loop.call_soon_threadsafe(_resolve, future, result, None)
 
     threading.Thread(target=work, name=name, daemon=True).start()
     return future
 
 
-def _settle(future: asyncio.Future, result: object, error: Exception | None) -> None:
+def _resolve(future: asyncio.Future, result: object, error: Exception | None) -> None:
+    """In the loop: hands the thread's outcome to whoever awaits `future` (unless cancelled)."""
     if not future.done():
         if error is not None:
             future.set_exception(error)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from buzzbotd import __version__, tls
+from buzzbotd import __version__, backoff, tls
 from buzzbotd.config import PriceSettings
 from buzzbotd.metrics import METRICS
 from buzzbotd.scheduler import utc_now
@@ -137,7 +136,7 @@ class PriceClient:
             flight.error = e
             raise
         finally:
-            self._settle(flight)
+            self._record_fetch(flight)
             flight.done.set()
 
     def latest(self, max_age_s: float) -> Quote:
@@ -162,7 +161,7 @@ class PriceClient:
         except PriceError as e:
             raise PriceUnavailable(str(e), self._cached) from None
 
-    def _settle(self, flight: _Flight) -> None:
+    def _record_fetch(self, flight: _Flight) -> None:
         """Records a finished fetch: the new quote, or the failure and how long to hold."""
         with self._lock:
             self._flight = None
@@ -170,7 +169,7 @@ class PriceClient:
                 self._cached, self._failures, self._held_until = flight.quote, 0, None
                 return
             self._failures += 1
-            hold = min(self.hold_s * 2 ** min(self._failures - 1, 16), self.hold_max_s)
+            hold = backoff.step(self._failures, self.hold_s, self.hold_max_s)
             retry_after = flight.error.retry_after_s if isinstance(flight.error, PriceError) \
                 else None
             if retry_after:
@@ -190,7 +189,7 @@ class PriceClient:
                     error = PriceError(f"{e} (after {attempt} attempts)")
                     error.retry_after_s = e.retry_after_s
                     raise error from None
-                wait = self.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 2)
+                wait = backoff.up_to_half_more(backoff.step(attempt, self.backoff_s))
                 log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
                 self.sleep(wait)
             else:

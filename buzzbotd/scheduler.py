@@ -22,8 +22,9 @@ job whose instant was skipped runs once, at once. Backward: every job's next
 run is computed again from the new reading, so none sits idle until the old
 instant comes round. Neither repeats a slot or a reminder: `schedule` knows
 nothing of what was done or missed, nor of exactly-once; the X ledger and the
-reminder table own that. Jobs take their `now` from the injected clock, so
-tests never wait for real minutes.
+reminder table own that. Jobs take their `now` from the injected clock
+(buzzbotd.clock; BUZZBOTD_TEST_CLOCK in a daemon), so a test moves that clock
+to a minute or a slot instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -193,10 +194,6 @@ class Scheduler:
         for job in self._schedule.get_jobs(name):
             job._schedule_next_run()
         self._wake.set()
-
-    def next_run(self, name: str) -> dt.datetime | None:
-        jobs = self._schedule.get_jobs(name)
-        return min(job.next_run for job in jobs) if jobs else None
 
     def wake(self) -> None:
         """Makes the thread look at the clock now (a test moved it)."""

@@ -42,7 +42,7 @@ from google.oauth2 import service_account
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
-from buzzbotd import state, tables
+from buzzbotd import backoff, state, tables
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.scheduler import utc_now
@@ -130,8 +130,8 @@ class _QuotaClient(gspread.HTTPClient):
     def backoff(self, attempt: int, retry_after: str | None = None) -> float:
         """Half the exponential step fixed, half random ("equal jitter"): never
         a tight loop, and daemons that hit the quota together do not retry together."""
-        step = min(self.backoff_first_s * 2 ** (attempt - 1), BACKOFF_MAX_S)
-        wait = step / 2 + self.random.uniform(0, step / 2)
+        wait = backoff.equal_jitter(backoff.step(attempt, self.backoff_first_s, BACKOFF_MAX_S),
+                                    self.random)
         if retry_after and retry_after.isdigit():
             wait = max(wait, min(float(retry_after), BACKOFF_MAX_S))
         return wait

@@ -359,9 +359,6 @@ class Poster:
     def _finish(self, post: Post, final: str, reason: str) -> Post:
         return self.owner.call(ledger.finish, post, final, reason, self.clock())
 
-    def _wait(self, seconds: float, deadline: datetime) -> None:
-        self._wait_until(self.clock() + timedelta(seconds=seconds), deadline)
-
     def _wait_until(self, until: datetime, deadline: datetime) -> None:
         """Sleeps until `until` (never past the deadline); stop() cuts it short."""
         seconds = (min(until, deadline) - self.clock()).total_seconds()

@@ -19,12 +19,8 @@ import pytest
 from buzzbotd import faults, reminders
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
-from buzzbotd.telegram_bot import (
-    GROUP_MESSAGES,
-    GROUP_PERIOD_S,
-    SEND_CONCURRENCY,
-    ChatRateLimiter,
-)
+from buzzbotd.telegram.delivery import SEND_CONCURRENCY
+from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, GROUP_PERIOD_S, ChatRateLimiter
 from tests.fakes.base import Fault
 from tests.telegram_world import (
     BotInProcess,
@@ -232,29 +228,34 @@ def test_the_due_query_is_an_index_range_scan_at_100k() -> None:
     assert figures["ms"] < 50
 
 
-# -- real daemons: a reminder at a real minute ------------------------------------------------
+# -- real daemons: a reminder at its minute, on the daemon's injected clock --------------
 
 
 USER = 4242
+# How far before the reminder's minute the clock is moved: more than the scheduler's
+# longest sleep (a third of the watchdog interval, 30 s without one), so that it reads
+# the moved clock and then wakes at the minute itself.
+AHEAD = timedelta(seconds=13)
 
 
 @pytest.fixture(scope="module")
 def the_coming_minute(tmp_path_factory: pytest.TempPathFactory
                       ) -> Iterator[tuple[World, World, datetime]]:
-    """Two daemons, each with USER's reminder for the same coming minute in Asia/Kolkata:
-    `steady` stays up across it; `restarted` is stopped before it and started after."""
+    """Two daemons, each with USER's reminder for the same minute in Asia/Kolkata:
+    `steady` stays up across it; `restarted` is stopped before it and started after.
+    The minute is ten minutes ahead; each test moves its daemon's clock to it
+    (World.move_clock) instead of waiting for it."""
     steady = World(tmp_path_factory.mktemp("steady"), daemon={"log_level": "debug"})
     restarted = World(tmp_path_factory.mktemp("restarted"))
     try:
         steady.start()
         restarted.start()
-        now = datetime.now(UTC)
-        due = minute_of(now) + (MINUTE if now.second < 48 else 2 * MINUTE)
+        due = minute_of(datetime.now(UTC)) + 10 * MINUTE
         local = due.astimezone(KOLKATA).strftime("%H:%M")
         for world in (steady, restarted):
             assert world.telegram.ask(USER, f"/remind {local} Asia/Kolkata").startswith("Done!")
         assert restarted.stop_daemon() == 0
-        assert datetime.now(UTC) < due, "too slow to stop before the minute; rerun"
+        assert datetime.now(UTC) < due, "the reminder's minute must still be ahead"
         yield steady, restarted, due
     finally:
         steady.close()
@@ -264,10 +265,11 @@ def the_coming_minute(tmp_path_factory: pytest.TempPathFactory
 def test_a_reminder_arrives_once_at_its_minute_with_the_price(
         the_coming_minute: tuple[World, World, datetime]) -> None:
     world, _, due = the_coming_minute
-    left = (due - datetime.now(UTC)).total_seconds()
+    offset = world.move_clock(due - AHEAD)      # the daemon's clock = the real one + offset
+    left = AHEAD.total_seconds()
     message = world.telegram.wait_for_message(USER, REMINDER, timeout=left + 15)
     assert PRICE_TEXT in message.text
-    assert due.timestamp() <= message.wall < due.timestamp() + 10
+    assert due.timestamp() <= message.wall + offset < due.timestamp() + 10
     assert world.daemon is not None
     world.daemon.wait_log(f"reminders due by {utc_text(due)}: 1 sent", timeout=10)
     [row] = reminder_rows(world.database)
@@ -283,8 +285,9 @@ def test_a_reminder_arrives_once_at_its_minute_with_the_price(
 def test_a_reminder_due_while_stopped_arrives_once_on_start(
         the_coming_minute: tuple[World, World, datetime]) -> None:
     _, world, due = the_coming_minute
-    # The condition is the time itself: the daemon must be down when the minute passes.
-    time.sleep(max((due - datetime.now(UTC)).total_seconds() + 1, 0))
+    # The condition is the time itself: the daemon is down when its clock passes the
+    # minute; it starts a second after it.
+    world.move_clock(due + timedelta(seconds=1))
     started = time.time()
     daemon = world.start()
     message = world.telegram.wait_for_message(USER, REMINDER, timeout=15)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.price import Quote
-from buzzbotd.telegram_bot import age_text, stale_price_text
+from buzzbotd.telegram.texts import age_text, stale_price_text
 from tests.fakes.base import Fault
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX

@@ -1,0 +1,335 @@
+"""The bot's life cycle: python-telegram-bot's Application in the daemon's loop.
+
+The bot lives in the daemon's own event loop (the main thread's), started by
+hand (initialize, start, updater.start_polling) rather than by run_polling, so
+that the loop, the scheduler and X posting run whether Telegram answers or
+not: `BotApp.run` connects in the background with backoff, marks the
+part "telegram" degraded in notify.Health while it cannot, and a token that
+Telegram refuses (401) stops only the bot, retried every TOKEN_RETRY_S.
+
+Job threads hand coroutines to this loop with run_coroutine_threadsafe
+(`BotApp.run_in_loop`), never to a second event loop: the reminder
+dispatch round (delivery.py) runs in a scheduler worker and sends each page
+of due reminders here, concurrently, within the limits (ratelimit.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from typing import Any, TypeVar
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import (
+    Conflict,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    ContextTypes,
+)
+from telegram.request import HTTPXRequest
+
+from buzzbotd import state, status, tls
+from buzzbotd.clock import utc_now
+from buzzbotd.config import Settings
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.metrics import METRICS
+from buzzbotd.notify import Health
+from buzzbotd.price import Quote
+from buzzbotd.telegram.ratelimit import MESSAGES_PER_S, RETRY_AFTER_RETRIES, ChatRateLimiter
+
+log = logging.getLogger("buzzbotd.telegram")
+
+# httpcore asks `import sniffio` several times per async request to learn which
+# event loop runs it; sniffio is not installed (anyio 4 does not need it), so each
+# ask searched sys.path on disk and failed: 57 µs a call here (more on an SD
+# card), 2 µs once marked absent. httpcore then assumes asyncio, which runs here.
+sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+T = TypeVar("T")
+
+POLLING_ERROR_LOG_EVERY_S = 60.0   # a stream of the same polling error is logged once a minute
+CLOSE_GRACE_S = 2.0            # at stop: how long sends in flight get to finish
+TELEGRAM_TEXT_MAX = 4096
+PRICE_MAX_AGE_S = 60           # one price fetch a minute serves every /price and reminder
+# getUpdates waits up to this long for a message (Telegram allows 50 s). Replies are
+# as quick either way; an idle bot makes one request in 50 s instead of 10 s.
+POLL_TIMEOUT_S = 50
+# The updates the bot asks Telegram for: messages (commands) and changes of its own
+# membership in a chat (a user who blocks the bot: status "kicked").
+ALLOWED_UPDATES = ["message", "my_chat_member"]
+CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s,
+CONNECT_MAX_S = 30.0           # at most this far apart
+TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
+PART = "telegram"              # its name in notify.Health and STATUS=
+
+PUBLIC_COMMANDS = [
+    BotCommand("price", "the Bitcoin price now"),
+    BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
+    BotCommand("reminders", "your reminders"),
+    BotCommand("unremind", "remove your reminders"),
+    BotCommand("help", "what I can do"),
+]
+ADMIN_COMMANDS = [
+    BotCommand("status", "health, posts and counts"),
+    BotCommand("tweet", "post the price tweet now"),
+    BotCommand("pause", "pause scheduled tweets"),
+    BotCommand("resume", "resume scheduled tweets"),
+    BotCommand("alerts", "alerts on or off for you: /alerts off"),
+]
+
+
+class _ReportedByUs(logging.Filter):
+    """Drops python-telegram-bot's traceback for errors the bot reports itself in one
+    line: an invalid token (naming telegram.token) and a 429 that outlasted
+    the retries (the reminder is retried next minute)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, InvalidToken | RetryAfter)
+
+
+# Loggers python-telegram-bot raises those from (logger filters do not inherit).
+_PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter", "telegram.ext.Updater")
+
+
+class BotApp:
+    """Connects, polls and stops the bot; the loop bridge; the error handler.
+    TelegramBot (commands.py, delivery.py) adds what the bot does."""
+
+    def __init__(self, settings: Settings, owner: DatabaseOwner, prices: Any, poster: Any,
+                 report: Callable[[], dict[str, Any]],
+                 clock: Callable[[], datetime] = utc_now,
+                 limiter: ChatRateLimiter | None = None) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.prices = prices
+        self.poster = poster
+        self.report = report
+        self.clock = clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Set by the daemon: refreshes systemd's STATUS= after /pause, /resume or a 409.
+        self.on_state_change: Callable[[], Awaitable[None]] | None = None
+        self._last_logged: dict[str, float] = {}
+        self._closing = False
+        self._rounds: set[asyncio.Task] = set()
+        self._price_task: asyncio.Future[Quote] | None = None
+        # (reminder id, due_at) that Telegram accepted but the database has not recorded.
+        self._delivered: set[tuple[int, datetime]] = set()
+        self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
+        self.connected = False         # initialised and polling; reminders wait until then
+        self.on_connected: Callable[[], object] | None = None   # set by the daemon
+        for name in _PTB_LOGGERS:
+            logging.getLogger(name).addFilter(_ReportedByUs())
+        t = settings.telegram
+        limiter = limiter or ChatRateLimiter(overall_max_rate=1,
+                                             overall_time_period=1 / MESSAGES_PER_S,
+                                             max_retries=RETRY_AFTER_RETRIES)
+        self.application = (
+            ApplicationBuilder()
+            .token(t.token.reveal())
+            .base_url(f"{t.api_base}/bot")
+            .base_file_url(f"{t.api_base}/file/bot")
+            .rate_limiter(limiter)
+            # PTB's defaults (256 connections; 1 for getUpdates), sharing one TLS context.
+            .request(HTTPXRequest(connection_pool_size=256,
+                                  httpx_kwargs={"verify": tls.context()}))
+            .get_updates_request(HTTPXRequest(connection_pool_size=1,
+                                              httpx_kwargs={"verify": tls.context()}))
+            .concurrent_updates(16)    # a slow /tweet or /price never holds up other users
+            .post_init(self._post_init)
+            .build()
+        )
+        self._add_handlers()
+
+    def _add_handlers(self) -> None:
+        """Registers the update handlers (commands.py adds its own before these)."""
+        self.application.add_error_handler(self.on_error)
+
+    # -- life cycle ----------------------------------------------------------
+
+    async def run(self, health: Health) -> None:
+        """Connects and polls until cancelled (by stop()): in the background, with
+        backoff, never raising. Runs as a task in the daemon's loop."""
+        self.loop = asyncio.get_running_loop()
+        delay = CONNECT_FIRST_S
+        while True:
+            wait = await self._connect(health)
+            if wait is None:                   # polling; returns when polling ended
+                delay = CONNECT_FIRST_S
+                wait = await self._poll_until_it_ends(health)
+            else:
+                wait, delay = wait or delay, min(delay * 2, CONNECT_MAX_S)
+            await asyncio.sleep(wait)
+
+    async def _connect(self, health: Health) -> float | None:
+        """initialize (getMe) and start polling: None once polling, else how long to
+        wait before the next try (0: the current backoff)."""
+        app = self.application
+        try:
+            await app.initialize()
+            await self._post_init(app)
+            await app.start()
+            await app.updater.start_polling(  # type: ignore[union-attr]
+                allowed_updates=ALLOWED_UPDATES, timeout=POLL_TIMEOUT_S,
+                error_callback=self._polling_error)
+        except InvalidToken:
+            await self._reset()
+            self._token_refused(health)
+            return TOKEN_RETRY_S
+        except TelegramError as e:
+            await self._reset()
+            reason = f"cannot reach Telegram at {self.settings.telegram.api_base} ({e})"
+            if PART not in health.degraded() or self._due_to_log("connect"):
+                log.warning("%s; retrying in the background", reason)
+            health.degrade(PART, reason)
+            return 0
+        self.connected = True
+        health.recover(PART)
+        log.info("connected to Telegram as @%s; polling for updates", app.bot.username)
+        if self.on_connected is not None:
+            self.on_connected()
+        return None
+
+    async def _poll_until_it_ends(self, health: Health) -> float:
+        """Waits while polling runs. PTB's polling loop retries network errors by
+        itself and ends only on a refused token; this learns of it through the
+        polling task, which PTB names but does not expose."""
+        polling = [t for t in asyncio.all_tasks()
+                   if t.get_name() == "Updater:start_polling:polling_task"]
+        if polling:
+            await asyncio.wait(polling)
+        self.connected = False
+        await self._reset()
+        self._token_refused(health)
+        return TOKEN_RETRY_S
+
+    def _token_refused(self, health: Health) -> None:
+        reason = (f"telegram.token refused by {self.settings.telegram.api_base} (401 "
+                  f"Unauthorized); expected the token @BotFather gave you; the bot is "
+                  f"stopped, X posting goes on; tried again every {TOKEN_RETRY_S / 60:.0f} min")
+        log.error("%s: %s", self.settings.path, reason)
+        health.degrade(PART, "telegram.token refused (401 Unauthorized)")
+
+    def _polling_error(self, error: TelegramError) -> None:
+        # What run_polling does: polling errors go to the error handlers (on_error).
+        self.application.create_task(self.application.process_error(update=None, error=error))
+
+    async def _reset(self) -> None:
+        """Back to not started, so the next _connect starts from scratch (a refused
+        token must be checked again by getMe, which initialize does only once)."""
+        self.connected = False
+        app = self.application
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            if app.running:
+                await app.stop()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            await app.shutdown()
+
+    def stop_sending(self) -> None:
+        """At shutdown, first: no new reminder is sent, so a dispatch round ends as
+        soon as the sends in flight are answered and recorded."""
+        self._closing = True
+
+    async def stop(self, runner: asyncio.Task | None) -> None:
+        """In the loop, at shutdown: no new reminder is sent, those in flight get
+        CLOSE_GRACE_S to finish (and be recorded), then polling stops. The caller
+        bounds the whole with a timeout."""
+        self.stop_sending()
+        if self._rounds:
+            await asyncio.wait(list(self._rounds), timeout=CLOSE_GRACE_S)
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._reset()
+
+    def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None
+                    ) -> T:
+        """From a job thread: runs `coroutine` in the bot's loop and waits for its result."""
+        assert self.loop is not None, "bot loop not started"
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    async def _post_init(self, application: Application) -> None:
+        """Publishes the command menu; the admins' own chats also list their commands."""
+        try:
+            await application.bot.set_my_commands(PUBLIC_COMMANDS)
+        except TelegramError as e:
+            log.warning("could not publish the command menu (setMyCommands): %s", e)
+        for admin_id in sorted(self.settings.telegram.admin_ids):
+            await self._publish_admin_menu(admin_id)
+
+    async def _publish_admin_menu(self, admin_id: int) -> None:
+        try:
+            await self.application.bot.set_my_commands(PUBLIC_COMMANDS + ADMIN_COMMANDS,
+                                                       scope=BotCommandScopeChat(admin_id))
+        except TelegramError as e:
+            # Normal until the admin has written to the bot once; /start retries.
+            log.info("admin command menu for user %d not set yet: %s", admin_id, e)
+
+    async def send_alert(self, chat_id: int, text: str) -> None:
+        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
+        await self.application.bot.send_message(chat_id, text[:TELEGRAM_TEXT_MAX])
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        error = context.error
+        if isinstance(error, Conflict):
+            METRICS.inc("telegram_409_total")
+            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
+                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
+            if self._due_to_log("conflict"):
+                log.error("409 Conflict from Telegram: another bot instance is polling this "
+                          "token somewhere else; stop it (this one keeps retrying)")
+                await self._db(state.put_time, state.TELEGRAM_CONFLICT, self.clock())
+                await self._state_changed()
+            return
+        if update is None and isinstance(error, NetworkError):
+            if self._due_to_log("network"):
+                log.warning("cannot reach Telegram to poll for updates (%s); retrying", error)
+            return
+        if isinstance(error, TelegramError) and isinstance(update, Update):
+            # Telegram refused or did not take a reply (blocked, network): not a bug here.
+            log.warning("user %s: could not answer: %s",
+                        update.effective_user.id if update.effective_user else "?", error)
+            return
+        log.error("error while handling %s", "polling" if update is None else "an update",
+                  exc_info=error)
+        if isinstance(update, Update) and update.effective_message is not None:
+            try:
+                await update.effective_message.reply_text(
+                    "Sorry, something went wrong on my side. Please try again later.")
+            except TelegramError as e:
+                log.warning("could not tell the user about the error: %s", e)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _quote(self) -> Quote:
+        return self.prices.latest(PRICE_MAX_AGE_S)
+
+    async def _state_changed(self) -> None:
+        if self.on_state_change is not None:
+            await self.on_state_change()
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self.owner.submit(fn, *args))
+
+    def _due_to_log(self, kind: str) -> bool:
+        """At most one log line per kind of polling error per POLLING_ERROR_LOG_EVERY_S."""
+        now = time.monotonic()
+        last = self._last_logged.get(kind)
+        if last is not None and now - last < POLLING_ERROR_LOG_EVERY_S:
+            return False
+        self._last_logged[kind] = now
+        return True

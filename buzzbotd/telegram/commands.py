@@ -1,0 +1,288 @@
+"""The bot's commands: one handler per command, each thin: parse the message,
+call the domain (buzzbotd.reminders, state, alerts, the poster), reply.
+
+Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
+/unremind for anyone; /status, /tweet, /pause, /resume, /alerts for
+telegram.admin_ids. A user who blocks the bot (a `my_chat_member` update with
+status kicked) has their reminders switched off; in groups, /cmd@otherbot is
+not ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from telegram import ChatMember, Update
+from telegram.ext import (
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from buzzbotd import alerts, reminders, state, status
+from buzzbotd.price import PriceUnavailable, Quote
+from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
+from buzzbotd.telegram.texts import price_text, stale_price_text
+
+log = logging.getLogger("buzzbotd.telegram")
+
+HELP = """I tell you the Bitcoin price, and remind you of it every day.
+
+/price – the price now
+/remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
+/remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
+/reminders – your reminders
+/unremind – remove them all (/unremind 08:30 removes one)"""
+ADMIN_HELP = """
+
+For admins:
+/status – health, last and next tweets, counts
+/tweet – post the price tweet now
+/pause, /resume – stop or restart scheduled tweets
+/alerts off, /alerts on – mute or unmute the alerts I send you"""
+
+
+class Commands(BotApp):
+    """The update handlers, as part of TelegramBot."""
+
+    def _add_handlers(self) -> None:
+        add = self.application.add_handler
+        add(TypeHandler(Update, self._touch), group=-1)
+        add(ChatMemberHandler(self.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+        add(CommandHandler(["start", "help"], self.cmd_help))
+        add(CommandHandler("price", self.cmd_price))
+        add(CommandHandler("remind", self.cmd_remind))
+        add(CommandHandler("reminders", self.cmd_reminders))
+        add(CommandHandler("unremind", self.cmd_unremind))
+        add(CommandHandler("status", self.cmd_status))
+        add(CommandHandler("tweet", self.cmd_tweet))
+        add(CommandHandler("pause", self.cmd_pause))
+        add(CommandHandler("resume", self.cmd_resume))
+        add(CommandHandler("alerts", self.cmd_alerts))
+        add(MessageHandler(filters.COMMAND, self.cmd_unknown))
+        add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
+        super()._add_handlers()
+
+    async def _touch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Before every handler: record the user (and re-enable their refused reminders).
+        Only a message of theirs counts as writing to the bot: not a change of its
+        membership, and not a command for another bot in a group."""
+        if update.message is None or _for_another_bot(update, context.bot.username):
+            return
+        user, chat = update.effective_user, update.effective_chat
+        if user is not None and chat is not None:
+            await self._db(reminders.touch_user, user.id, chat.id, self.clock(),
+                           self.settings.telegram.default_timezone)
+
+    async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        user = _user_id(update)
+        admin = user in self.settings.telegram.admin_ids
+        if admin and _command(update) == "start":
+            await self._publish_admin_menu(user)
+        await _reply(update, HELP + (ADMIN_HELP if admin else ""))
+
+    async def cmd_price(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            quote = await self._shared_quote()
+        except PriceUnavailable as e:
+            if e.last is not None:
+                log.info("user %d: /price answered with the last good price (%s)",
+                         _user_id(update), e)
+                await _reply(update, stale_price_text(e.last, self.clock()))
+                return
+            log.warning("user %d: /price failed: %s", _user_id(update), e)
+            await _reply(update, "Sorry, I can't get the price right now. "
+                                 "Please try again in a minute.")
+            return
+        await _reply(update, price_text(quote))
+
+    async def _shared_quote(self) -> Quote:
+        """The price for /price: every /price asking at once waits for one worker thread
+        (which itself shares a request with the reminders and the poster), so a crowd of
+        /price during a slow price API does not fill the default executor."""
+        if self._price_task is None or self._price_task.done():
+            self._price_task = asyncio.ensure_future(asyncio.to_thread(self._quote))
+        return await asyncio.shield(self._price_task)
+
+    async def cmd_remind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            request = reminders.parse_request(context.args or [])
+        except reminders.InputError as e:
+            await _reply(update, str(e))
+            return
+        assert update.effective_chat is not None
+        result = await self._db(reminders.set_reminder, _user_id(update),
+                                update.effective_chat.id, request.at, request.timezone,
+                                self.clock(), self.settings.telegram.default_timezone)
+        if result.reminder is None:
+            await _reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
+                                 "most I keep. /reminders lists them; /unremind HH:MM removes "
+                                 "one.")
+            return
+        r = result.reminder
+        first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
+                 "unchanged": "You already have it: I'll remind you"}[result.outcome]
+        await _reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
+                             f"price. Next: {self._when(r)}.")
+
+    async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        views = await self._db(reminders.user_reminders, _user_id(update))
+        if not views:
+            await _reply(update, "You have no reminders. Set one with /remind 08:30 "
+                                 "(or /remind 08:30 Europe/Berlin).")
+            return
+        lines = [f"• {r.local_time} {r.timezone} – "
+                 + (f"next {self._when(r)}" if r.enabled else
+                    "off: Telegram would not deliver to that chat")
+                 for r in views]
+        await _reply(update, "Your reminders:\n" + "\n".join(lines))
+
+    async def cmd_unremind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        args = context.args or []
+        try:
+            if len(args) > 1:
+                raise reminders.InputError("Use /unremind to remove all your reminders, or "
+                                           "/unremind 08:30 to remove one.")
+            at = reminders.parse_time(args[0]) if args else None
+        except reminders.InputError as e:
+            await _reply(update, str(e))
+            return
+        removed = await self._db(reminders.remove_reminders, _user_id(update), at)
+        if removed:
+            await _reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
+        elif at is not None:
+            await _reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
+        else:
+            await _reply(update, "You had no reminders.")
+
+    async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        report = await asyncio.wrap_future(self.owner.submit(self.report))
+        await _reply(update, status.render(report, os.getpid())[:TELEGRAM_TEXT_MAX])
+
+    async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        if self.poster is None:
+            await _reply(update, "X posting is off (x.enabled = false), so there is nothing "
+                                 "to tweet.")
+            return
+        post = await asyncio.to_thread(self.poster.post_now)
+        log.info("admin %d: /tweet %s: %s", _user_id(update), post.slot_key, post.state)
+        if post.state == "posted":
+            await _reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
+        else:
+            await _reply(update, f"Not posted ({post.state}): {post.reason or 'no reason given'}")
+
+    async def cmd_pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._set_paused(update, True)
+
+    async def cmd_resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._set_paused(update, False)
+
+    async def _set_paused(self, update: Update, paused: bool) -> None:
+        if await self._refused(update):
+            return
+        await self._db(state.set_paused, paused, self.clock())
+        await self._state_changed()
+        log.info("admin %d: scheduled posting %s", _user_id(update),
+                 "paused" if paused else "resumed")
+        text = ("Scheduled tweets paused; slots that pass meanwhile are skipped. /resume to "
+                "restart." if paused else "Scheduled tweets resumed.")
+        if not self.settings.x.enabled:
+            text += " (X posting is off in the configuration anyway.)"
+        await _reply(update, text)
+
+    async def on_my_chat_member(self, update: Update,
+                                context: ContextTypes.DEFAULT_TYPE) -> None:
+        """The bot's membership changed: a user who blocked it ("kicked" in their private
+        chat), or a group that removed it, gets no more reminders, at once."""
+        change = update.my_chat_member
+        assert change is not None
+        status = change.new_chat_member.status
+        if status not in (ChatMember.BANNED, ChatMember.LEFT):
+            return
+        count = await self._db(reminders.disable_chat, change.chat.id, self.clock())
+        log.warning("user %d: the bot was %s from chat %d; %d reminder(s) disabled until "
+                    "they write to the bot again", change.from_user.id,
+                    "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
+                    count)
+
+    async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if await self._refused(update):
+            return
+        args = [a.lower() for a in context.args or []]
+        if args not in (["on"], ["off"]):
+            await _reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
+                                 "get them again.")
+            return
+        user = _user_id(update)
+        await self._db(alerts.set_muted, user, args == ["off"])
+        log.info("admin %d: alerts %s", user, args[0])
+        text = ("Alerts on: I'll message you when something breaks, and when it's over."
+                if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
+        if not self.alerts_enabled:
+            text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
+        await _reply(update, text)
+
+    async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if _for_another_bot(update, context.bot.username):
+            # In a group, /price@otherbot is another bot's business: no reply.
+            log.debug("chat %d: %s is for another bot; ignored", update.effective_chat.id
+                      if update.effective_chat else 0, _command_word(update))
+            return
+        command = _command(update)
+        head = f"I don't know /{command}." if command else "I only understand commands."
+        await _reply(update, f"{head} /help lists what I can do.")
+
+    async def _refused(self, update: Update) -> bool:
+        """True (after a polite refusal) if the sender is not an admin."""
+        user = _user_id(update)
+        if user in self.settings.telegram.admin_ids:
+            return False
+        log.warning("user %d is not an admin and tried /%s; refused", user, _command(update))
+        await _reply(update, "Sorry, that command is for the bot's operators only. "
+                             "/help lists what you can do.")
+        return True
+
+    def _when(self, reminder: reminders.ReminderView) -> str:
+        local = reminder.next_due_at.astimezone(reminders.zone(reminder.timezone))
+        minutes = max(round((reminder.next_due_at - self.clock()).total_seconds() / 60), 0)
+        hours, minutes = divmod(minutes, 60)
+        return f"{local:%a %d %b %H:%M} (in {f'{hours}h ' if hours else ''}{minutes}min)"
+
+
+def _user_id(update: Update) -> int:
+    assert update.effective_user is not None
+    return update.effective_user.id
+
+
+def _command(update: Update) -> str:
+    """'remind' for '/remind@buzzbot 08:30'; '' for plain text."""
+    text = update.effective_message.text if update.effective_message else None
+    if not text or not text.startswith("/"):
+        return ""
+    return text.split()[0][1:].split("@")[0][:32]
+
+
+def _command_word(update: Update) -> str:
+    """'/remind@buzzbot' for '/remind@buzzbot 08:30'; '' for plain text."""
+    text = update.effective_message.text if update.effective_message else None
+    return text.split()[0][:64] if text and text.startswith("/") else ""
+
+
+def _for_another_bot(update: Update, username: str | None) -> bool:
+    """True for '/price@otherbot': a command addressed to a bot other than this one."""
+    _, at, name = _command_word(update).partition("@")
+    return bool(at) and name.lower() != (username or "").lower()
+
+
+async def _reply(update: Update, text: str) -> None:
+    assert update.effective_message is not None
+    await update.effective_message.reply_text(text)
