@@ -157,3 +157,82 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
     assert done.returncode == 78, done.stderr
     assert "database.url" in done.stderr and "hunter2" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_once(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, postgres_server,
+        database_url: str) -> None:
+    """A partition between the leader and PostgreSQL (a TCP proxy, cut): the
+    leader stops acting within 5 s, the standby takes over within 15 s and
+    posts the slot due after the cut once; healed, the old leader (restarted
+    as systemd would) comes back as a standby."""
+    from tests.fakes.telegram import TOKEN, FakeTelegram
+    from tests.tcp_proxy import TcpProxy
+    from tests.telegram_world import ADMIN
+
+    telegram = FakeTelegram().start()
+    proxy = TcpProxy(postgres_server.host, postgres_server.port)
+    via_proxy = database_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+    urls = {"a": (telegram.url, x.url), "b": (telegram.another_url(), x.another_url())}
+    due = slot_in(25)          # time for both to start; the cut comes ~8 s before it
+
+    def config(name: str, url: str) -> Path:
+        bot = {"enabled": True, "api_base": urls[name][0], "token": TOKEN, "admin_ids": [ADMIN]}
+        directory = tmp_path / name
+        directory.mkdir()
+        written = x_config(directory, x, price, [hhmmss(due)], telegram=bot,
+                           api_base=urls[name][1])
+        with written.open("a") as f:
+            f.write(f'[database]\nurl = "{url}"\n')
+        return written
+
+    notify_a, notify_b = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
+    try:
+        config_a = config("a", via_proxy)
+        leader: Daemon = spawn(config_a, notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        standby: Daemon = spawn(config("b", database_url), notify_b)
+        notify_b.wait_message("READY=1", timeout=30)
+        assert any(s.startswith("standby: leader") for s in notify_b.statuses())
+        assert telegram.wait_until(lambda: _polls(telegram, urls["a"][0]), 20), "no poll"
+        assert not _polls(telegram, urls["b"][0]), "a standby polled Telegram"
+        left = due.timestamp() - time.time()
+        assert left > 6, f"the daemons took too long to start ({left:.1f}s left)"
+        time.sleep(left - 8)           # the cut: 8 s before the slot
+        cut_wall, cut = time.time(), time.monotonic()
+        proxy.cut()
+        assert leader.wait(10) == 1, leader.log       # exit 1: systemd restarts it
+        stopped = time.monotonic() - cut
+        standby.wait_log("this daemon is the leader now", timeout=15)
+        took = time.monotonic() - cut
+        line = wait_final(standby, slot_key(due), timeout=30)
+        assert ": posted" in line, line
+        after = cut_wall + 5
+        from tests.fakes.x import POST_TWEET
+        assert not [r for r in x.via(urls["a"][1]) if r.at > after
+                    and x.route(r) == POST_TWEET], "the cut-off leader posted"
+        assert not [r for r in _polls(telegram, urls["a"][0]) if r.at > after]
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+        assert [x.route(r) for r in x.via(urls["b"][1])].count(POST_TWEET) == 1
+        assert telegram.wait_until(lambda: _polls(telegram, urls["b"][0]), 15)
+        assert telegram.overlapping_polls == []
+        print(f"partition: the leader stopped {stopped:.2f}s after the cut, "
+              f"the standby led {took:.2f}s after it")
+        assert stopped < 5 and took < 15
+        proxy.heal()
+        notify_a.close()
+        notify_a = NotifySocket(tmp_path / "a2.sock")
+        spawn(config_a, notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        status = next(s for s in notify_a.statuses() if s.startswith("standby"))
+        assert f"(pid {standby.pid})" in status, status
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+    finally:
+        notify_a.close()
+        notify_b.close()
+        proxy.stop()
+        telegram.stop()
+
+
+def _polls(telegram, via: str) -> list:
+    return [r for r in telegram.via(via) if telegram.route(r).lower() == "getupdates"]
