@@ -236,3 +236,22 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
 
 def _polls(telegram, via: str) -> list:
     return [r for r in telegram.via(via) if telegram.route(r).lower() == "getupdates"]
+
+
+def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice(
+        tmp_path: Path, database_url: str) -> None:
+    """tests/failover_trials.py: the leader kill -9'd at random points of claim →
+    post → confirm and of a reminder round; the standby takes over. `make bench`
+    runs 100 trials; here FAILOVER_TRIALS (each takes ~13 s on a 2-core machine)."""
+    from tests.failover_trials import run_trials
+
+    result = run_trials(FAILOVER_TRIALS, tmp_path, database_url)
+    print(f"failover trials: {result}")
+    assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
+        == (0, FAILOVER_TRIALS, 0), result
+    assert result["reminders_with_0"] == 0, result
+    assert result["overlapping_getupdates"] == 0, result
+    assert result["takeover_max_s"] < 15, result
+
+
+FAILOVER_TRIALS = 5
