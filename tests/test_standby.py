@@ -4,6 +4,7 @@ fake X; the leader is killed with kill -9."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,43 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
         assert rows == [("posted", 1)], rows
         print(f"takeover after kill -9: {took:.2f}s")
         assert took < 15
+    finally:
+        notify_a.close()
+        notify_b.close()
+
+
+def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+    """The leader dies with its POST on the way (sent, not yet stored by X): the
+    standby, leading 0.3 s later, must not read the timeline, find nothing and
+    post again before that POST can have landed."""
+    due = slot_in(6)
+    notify_a = NotifySocket(tmp_path / "a.sock")
+    notify_b = NotifySocket(tmp_path / "b.sock")
+    try:
+        leader: Daemon = spawn(pg_config(tmp_path / "a", database_url, x, price, [hhmmss(due)]),
+                               notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        standby: Daemon = spawn(pg_config(tmp_path / "b", database_url, x, price,
+                                          [hhmmss(due)]), notify_b)
+        notify_b.wait_message("READY=1", timeout=30)
+
+        landed = threading.Event()
+
+        def land_late(request) -> None:        # X gets the POST; its sender dies; it lands
+            x.on_post = None
+            leader.proc.kill()
+            standby.wait_log("this daemon is the leader now", timeout=15)
+            time.sleep(2)
+            landed.set()
+
+        x.on_post = land_late
+        line = wait_final(standby, slot_key(due), timeout=40)
+        assert leader.wait(5) == -9 and landed.wait(20)
+        # Every POST that reached X is stored (or was refused) before it is counted.
+        assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
+        assert x.texts() == [expected_text(67890.12, -1.23, due)], line
+        assert "found on the account's timeline" in line, line
     finally:
         notify_a.close()
         notify_b.close()
