@@ -46,6 +46,18 @@ def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list
     return config
 
 
+def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
+               notify_a: NotifySocket, notify_b: NotifySocket) -> tuple[Daemon, Daemon]:
+    """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY, with
+    a slot at `due`."""
+    leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a)
+    notify_a.wait_message("READY=1", timeout=30)
+    assert not any(s.startswith("standby") for s in notify_a.statuses())
+    standby: Daemon = spawn(pg_config(tmp_path / "b", url, x, price, [hhmmss(due)]), notify_b)
+    notify_b.wait_message("READY=1", timeout=30)
+    return leader, standby
+
+
 class _Url:
     def __init__(self, url: str) -> None:
         self.url, self.backend = url, "postgresql"
@@ -57,13 +69,8 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
     notify_a = NotifySocket(tmp_path / "a.sock")
     notify_b = NotifySocket(tmp_path / "b.sock")
     try:
-        leader: Daemon = spawn(pg_config(tmp_path / "a", database_url, x, price, [hhmmss(due)]),
-                               notify_a)
-        notify_a.wait_message("READY=1", timeout=30)
-        assert not any(s.startswith("standby") for s in notify_a.statuses())
-        standby: Daemon = spawn(pg_config(tmp_path / "b", database_url, x, price,
-                                          [hhmmss(due)]), notify_b)
-        notify_b.wait_message("READY=1", timeout=30)
+        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
+                                     notify_a, notify_b)
         line = next(s for s in notify_b.statuses() if s.startswith("standby"))
         assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
         # The leader dies after X stored its tweet, before the answer left.
@@ -96,12 +103,8 @@ def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeat
     notify_a = NotifySocket(tmp_path / "a.sock")
     notify_b = NotifySocket(tmp_path / "b.sock")
     try:
-        leader: Daemon = spawn(pg_config(tmp_path / "a", database_url, x, price, [hhmmss(due)]),
-                               notify_a)
-        notify_a.wait_message("READY=1", timeout=30)
-        standby: Daemon = spawn(pg_config(tmp_path / "b", database_url, x, price,
-                                          [hhmmss(due)]), notify_b)
-        notify_b.wait_message("READY=1", timeout=30)
+        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
+                                     notify_a, notify_b)
 
         landed = threading.Event()
 
