@@ -10,6 +10,13 @@ when the leader's process dies (at once) or its network goes (keepalives:
 when it gets it, it bumps the leadership row's `epoch` and only then starts
 work, catching up like a restart.
 
+Before it acts, a new leader waits TAKEOVER_WAIT_S unless the old leader is
+known dead (a process of this host that is gone): an old leader cut off from
+the database keeps acting until its own heartbeat misses (LOSE_AFTER_S after
+its last answer, which came before the server dropped its session), and two
+getUpdates on one token, even for a second, is what the standby must never
+cause. The epoch is bumped at once, so the old leader commits nothing more.
+
 Fencing: every write the leader's owner makes checks, in its own
 transaction, that the row still holds its epoch (db.postgres.check_epoch),
 so a leader that was cut off and has not noticed yet cannot commit a post.
@@ -30,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from buzzbotd.db.models import utc_text
@@ -40,6 +48,9 @@ LOCK_KEY = 0x6275_7A7A_0002      # "buzz" + 2; migrations use …0001
 HEARTBEAT_S = 0.5
 LOSE_AFTER_S = 3.0       # a leader without an answer this long stops (SPEC: within 5 s)
 RECONNECT_S = 1.0
+# An old leader that lost its session stops within LOSE_AFTER_S of its last answer
+# (plus its watcher's 0.2 s tick): the new one starts acting only after that.
+TAKEOVER_WAIT_S = LOSE_AFTER_S + 0.5
 
 
 class Leadership:
@@ -53,6 +64,8 @@ class Leadership:
         self.pid = os.getpid()
         self.name = f"{self.host}:{self.pid}"
         self.epoch: int | None = None
+        self._act_at: float | None = None     # monotonic time from which a new leader acts
+        self._acting = False
         self.leader: tuple[str, int, str] | None = None      # (host, pid, since) seen last
         self._last_ok = time.monotonic()
         self._lost = False
@@ -66,7 +79,7 @@ class Leadership:
 
     @property
     def is_leader(self) -> bool:
-        return self.epoch is not None and not self._lost
+        return self.epoch is not None and self._acting and not self._lost
 
     def fence(self) -> int:
         """The owner's check before each write: our epoch, or NotLeader."""
@@ -94,6 +107,9 @@ class Leadership:
     def status_line(self) -> str:
         if self.is_leader:
             return "leader"
+        if self.epoch is not None and not self._lost:
+            return (f"taking over (epoch {self.epoch}): acting once the old leader "
+                    "has surely stopped")
         if self.leader and self.leader[1]:
             host, pid, since = self.leader
             return f"standby: leader {host} (pid {pid}) since {since}"
@@ -107,6 +123,7 @@ class Leadership:
                 if self._conn is None:
                     self._connect()
                 self._beat()
+                self._act_when_due()
             except NotLeader as e:
                 self._lose(str(e))
             except Exception as e:  # noqa: BLE001 - a lost connection: lose or retry
@@ -141,6 +158,8 @@ class Leadership:
         if self.epoch is None:
             if conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
                 with conn.transaction():
+                    old = conn.execute("SELECT host, pid FROM leadership WHERE id = 1"
+                                       ).fetchone()
                     epoch = conn.execute(
                         "UPDATE leadership SET epoch = epoch + 1, host = %s, pid = %s, "
                         "since = %s WHERE id = 1 RETURNING epoch",
@@ -148,10 +167,13 @@ class Leadership:
                 self._last_ok = time.monotonic()
                 self.epoch = epoch
                 self.leader = (self.host, self.pid, now)
-                log.warning("leadership: this daemon is the leader now (epoch %d); "
-                            "catching up", epoch)
+                wait = 0.0 if old is None or self._gone(old[0], old[1]) else TAKEOVER_WAIT_S
+                self._act_at = time.monotonic() + wait
+                if wait:
+                    log.warning("leadership: took the lock (epoch %d); acting in %.1fs, once "
+                                "the old leader %s (pid %s) has surely stopped", epoch, wait,
+                                old[0], old[1])
                 self._presence(conn, now)
-                self.on_gained()
                 return
             row = conn.execute("SELECT host, pid, since FROM leadership WHERE id = 1").fetchone()
             self.leader = (row[0], row[1], row[2]) if row else None
@@ -161,6 +183,27 @@ class Leadership:
                 raise NotLeader(f"the leadership row moved to epoch {row and row[0]}")
             self._last_ok = time.monotonic()
         self._presence(conn, now)
+
+    def _gone(self, host: str | None, pid: int | None) -> bool:
+        """Whether the old leader cannot act: none, or a process of this host that
+        is gone (a zombie counts: a kill -9'd process awaiting its parent)."""
+        if not pid or not host:
+            return True
+        if host != self.host:
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+    def _act_when_due(self) -> None:
+        if self._acting or self._act_at is None or time.monotonic() < self._act_at:
+            return
+        self._acting = True
+        log.warning("leadership: this daemon is the leader now (epoch %d); catching up",
+                    self.epoch)
+        self.on_gained()
 
     def _presence(self, conn: Any, now: str) -> None:
         role = "leader" if self.is_leader else "standby"

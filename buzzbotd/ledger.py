@@ -100,6 +100,14 @@ def note(row: Post, event: str, detail: str, now: datetime, level: int = logging
     return post
 
 
+def last_sending_at(row: Post) -> datetime | None:
+    """When the row's newest POST was announced (its last `sending` event)."""
+    event = (PostEvent.select(PostEvent.at)
+             .where(PostEvent.post == row.id, PostEvent.event == "sending")
+             .order_by(PostEvent.at.desc()).first())
+    return event.at if event is not None else None
+
+
 def posted(row: Post, tweet_id: str | None, how: str, now: datetime) -> Post:
     post = _move(row, "posted", now, tweet_id=tweet_id, reason=how)
     _event(post, now, "posted", f"tweet {tweet_id or '(id unknown)'}: {how}", logging.INFO)

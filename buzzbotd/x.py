@@ -328,6 +328,18 @@ class Poster:
     def _settle_unknown(self, post: Post) -> Post:
         """A row in `sending`: finds its text on the account's timeline (posted),
         proves it absent (back to claimed), or leaves it as is if X cannot be read."""
+        sent_at = self.owner.call(ledger.last_sending_at, post)
+        if sent_at is not None:
+            # A POST announced moments ago may still be on its way to X: sent by a
+            # leader killed right after (a standby takes over in a fraction of a
+            # second) or cut off from the database. Its absence proves nothing
+            # until it can no longer land, as long as our own POST would wait (never
+            # longer: the clock may have been stepped back since).
+            now = self.clock()
+            left = min((sent_at - now).total_seconds() + REQUEST_TIMEOUT_S, REQUEST_TIMEOUT_S,
+                       (post.due_at + self.grace - now).total_seconds())
+            if left > 0:
+                self._stop.wait(left)
         now = self.clock()
         try:
             # The earlier of the claim and now: a clock stepped back since the claim

@@ -183,10 +183,16 @@ def _open_keys(database: Path) -> list[str]:
 
 
 def _tweets_per_row(database: Path, x: FakeX) -> dict[str, int]:
+    return tweets_per_row(_read(database, LEDGER_ROWS), x)
+
+
+LEDGER_ROWS = "SELECT slot_key, state, text, tweet_id FROM post ORDER BY id"
+
+
+def tweets_per_row(rows: list[tuple], x: FakeX) -> dict[str, int]:
     """Ledger key → tweets on X that are its: the one its tweet id names (or, for a
     row posted with the id unknown, one with its text), plus every tweet no row
-    names that has its text (a second POST)."""
-    rows = _read(database, "SELECT slot_key, state, text, tweet_id FROM post ORDER BY id")
+    names that has its text (a second POST). `rows`: LEDGER_ROWS' answer."""
     tweets = {t.id: t.text for t in x.tweets}
     named = {tweet_id for _, state, _, tweet_id in rows if state == "posted" and tweet_id}
     counts: dict[str, int] = {}

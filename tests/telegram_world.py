@@ -194,14 +194,18 @@ class BotInProcess:
             self.price.stop()
 
 
-def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
+def burst(n: int, directory: Path | None = None, database_url: str | None = None
+          ) -> dict[str, Any]:
     """n users whose reminders are all due this minute, against the rate-limited fake:
-    what arrived, how fast, and how many 429s it cost."""
+    what arrived, how fast, and how many 429s it cost. With `database_url` (an empty
+    PostgreSQL database), the seeded state is moved there with migrate-db first."""
     with tempfile.TemporaryDirectory() as scratch:
         world = World(directory or Path(scratch))
         try:
             due = minute_of(datetime.now(UTC))
             users = seed_reminders(world.database, n, due)
+            if database_url is not None:
+                _move_to_postgresql(world.config, database_url)
             started = time.monotonic()
             daemon = world.start()
             ok = world.telegram.wait_until(lambda: len(world.telegram.sent) >= n,
@@ -213,8 +217,15 @@ def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
                 per_chat[message.chat_id] = per_chat.get(message.chat_id, 0) + 1
             times = [m.at for m in sent]
             span = times[-1] - times[0] if len(times) > 1 else 0.0
-            still_due = sum(1 for row in reminder_rows(world.database)
-                            if row["next_due_at"] <= utc_text(datetime.now(UTC)))
+            now = utc_text(datetime.now(UTC))
+            if database_url is None:
+                still_due = sum(1 for row in reminder_rows(world.database)
+                                if row["next_due_at"] <= now)
+            else:
+                from buzzbotd.db.postgres import load_driver
+                with load_driver().connect(database_url, autocommit=True) as conn:
+                    still_due = conn.execute("SELECT count(*) FROM reminder WHERE "
+                                             "next_due_at <= %s", (now,)).fetchone()[0]
             return {
                 "n": n,
                 "all_arrived": ok,
@@ -230,6 +241,19 @@ def burst(n: int, directory: Path | None = None) -> dict[str, Any]:
             }
         finally:
             world.close()
+
+
+def _move_to_postgresql(config: Path, url: str) -> None:
+    """`buzzbotd migrate-db --to url`, then the config points the daemon there."""
+    import subprocess
+    import sys
+
+    from tests.harness import REPO
+    subprocess.run([sys.executable, "-m", "buzzbotd", "migrate-db", "--to", url, "--config",
+                    str(config)], capture_output=True, text=True, cwd=REPO, timeout=300,
+                   check=True)
+    with config.open("a") as f:
+        f.write(f'[database]\nurl = "{url}"\n')
 
 
 def max_in_window(times: list[float], window: float) -> int:

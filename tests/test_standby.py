@@ -4,6 +4,7 @@ fake X; the leader is killed with kill -9."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,18 @@ def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list
     return config
 
 
+def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
+               notify_a: NotifySocket, notify_b: NotifySocket) -> tuple[Daemon, Daemon]:
+    """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY, with
+    a slot at `due`."""
+    leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a)
+    notify_a.wait_message("READY=1", timeout=30)
+    assert not any(s.startswith("standby") for s in notify_a.statuses())
+    standby: Daemon = spawn(pg_config(tmp_path / "b", url, x, price, [hhmmss(due)]), notify_b)
+    notify_b.wait_message("READY=1", timeout=30)
+    return leader, standby
+
+
 class _Url:
     def __init__(self, url: str) -> None:
         self.url, self.backend = url, "postgresql"
@@ -56,13 +69,8 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
     notify_a = NotifySocket(tmp_path / "a.sock")
     notify_b = NotifySocket(tmp_path / "b.sock")
     try:
-        leader: Daemon = spawn(pg_config(tmp_path / "a", database_url, x, price, [hhmmss(due)]),
-                               notify_a)
-        notify_a.wait_message("READY=1", timeout=30)
-        assert not any(s.startswith("standby") for s in notify_a.statuses())
-        standby: Daemon = spawn(pg_config(tmp_path / "b", database_url, x, price,
-                                          [hhmmss(due)]), notify_b)
-        notify_b.wait_message("READY=1", timeout=30)
+        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
+                                     notify_a, notify_b)
         line = next(s for s in notify_b.statuses() if s.startswith("standby"))
         assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
         # The leader dies after X stored its tweet, before the answer left.
@@ -81,6 +89,39 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
         assert rows == [("posted", 1)], rows
         print(f"takeover after kill -9: {took:.2f}s")
         assert took < 15
+    finally:
+        notify_a.close()
+        notify_b.close()
+
+
+def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+    """The leader dies with its POST on the way (sent, not yet stored by X): the
+    standby, leading 0.3 s later, must not read the timeline, find nothing and
+    post again before that POST can have landed."""
+    due = slot_in(6)
+    notify_a = NotifySocket(tmp_path / "a.sock")
+    notify_b = NotifySocket(tmp_path / "b.sock")
+    try:
+        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
+                                     notify_a, notify_b)
+
+        landed = threading.Event()
+
+        def land_late(request) -> None:        # X gets the POST; its sender dies; it lands
+            x.on_post = None
+            leader.proc.kill()
+            standby.wait_log("this daemon is the leader now", timeout=15)
+            time.sleep(2)
+            landed.set()
+
+        x.on_post = land_late
+        line = wait_final(standby, slot_key(due), timeout=40)
+        assert leader.wait(5) == -9 and landed.wait(20)
+        # Every POST that reached X is stored (or was refused) before it is counted.
+        assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
+        assert x.texts() == [expected_text(67890.12, -1.23, due)], line
+        assert "found on the account's timeline" in line, line
     finally:
         notify_a.close()
         notify_b.close()
@@ -157,3 +198,101 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
     assert done.returncode == 78, done.stderr
     assert "database.url" in done.stderr and "hunter2" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_once(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, postgres_server,
+        database_url: str) -> None:
+    """A partition between the leader and PostgreSQL (a TCP proxy, cut): the
+    leader stops acting within 5 s, the standby takes over within 15 s and
+    posts the slot due after the cut once; healed, the old leader (restarted
+    as systemd would) comes back as a standby."""
+    from tests.fakes.telegram import TOKEN, FakeTelegram
+    from tests.tcp_proxy import TcpProxy
+    from tests.telegram_world import ADMIN
+
+    telegram = FakeTelegram().start()
+    proxy = TcpProxy(postgres_server.host, postgres_server.port)
+    via_proxy = database_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+    urls = {"a": (telegram.url, x.url), "b": (telegram.another_url(), x.another_url())}
+    due = slot_in(25)          # time for both to start; the cut comes ~8 s before it
+
+    def config(name: str, url: str) -> Path:
+        bot = {"enabled": True, "api_base": urls[name][0], "token": TOKEN, "admin_ids": [ADMIN]}
+        directory = tmp_path / name
+        directory.mkdir()
+        written = x_config(directory, x, price, [hhmmss(due)], telegram=bot,
+                           api_base=urls[name][1])
+        with written.open("a") as f:
+            f.write(f'[database]\nurl = "{url}"\n')
+        return written
+
+    notify_a, notify_b = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
+    try:
+        config_a = config("a", via_proxy)
+        leader: Daemon = spawn(config_a, notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        standby: Daemon = spawn(config("b", database_url), notify_b)
+        notify_b.wait_message("READY=1", timeout=30)
+        assert any(s.startswith("standby: leader") for s in notify_b.statuses())
+        assert telegram.wait_until(lambda: _polls(telegram, urls["a"][0]), 20), "no poll"
+        assert not _polls(telegram, urls["b"][0]), "a standby polled Telegram"
+        left = due.timestamp() - time.time()
+        assert left > 6, f"the daemons took too long to start ({left:.1f}s left)"
+        time.sleep(left - 8)           # the cut: 8 s before the slot
+        cut_wall, cut = time.time(), time.monotonic()
+        proxy.cut()
+        assert leader.wait(10) == 1, leader.log       # exit 1: systemd restarts it
+        stopped = time.monotonic() - cut
+        standby.wait_log("this daemon is the leader now", timeout=15)
+        took = time.monotonic() - cut
+        line = wait_final(standby, slot_key(due), timeout=30)
+        assert ": posted" in line, line
+        after = cut_wall + 5
+        from tests.fakes.x import POST_TWEET
+        assert not [r for r in x.via(urls["a"][1]) if r.at > after
+                    and x.route(r) == POST_TWEET], "the cut-off leader posted"
+        assert not [r for r in _polls(telegram, urls["a"][0]) if r.at > after]
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+        assert [x.route(r) for r in x.via(urls["b"][1])].count(POST_TWEET) == 1
+        assert telegram.wait_until(lambda: _polls(telegram, urls["b"][0]), 15)
+        assert telegram.overlapping_polls == []
+        print(f"partition: the leader stopped {stopped:.2f}s after the cut, "
+              f"the standby led {took:.2f}s after it")
+        assert stopped < 5 and took < 15
+        proxy.heal()
+        notify_a.close()
+        notify_a = NotifySocket(tmp_path / "a2.sock")
+        spawn(config_a, notify_a)
+        notify_a.wait_message("READY=1", timeout=30)
+        status = next(s for s in notify_a.statuses() if s.startswith("standby"))
+        assert f"(pid {standby.pid})" in status, status
+        assert x.texts() == [expected_text(67890.12, -1.23, due)]
+    finally:
+        notify_a.close()
+        notify_b.close()
+        proxy.stop()
+        telegram.stop()
+
+
+def _polls(telegram, via: str) -> list:
+    return [r for r in telegram.via(via) if telegram.route(r).lower() == "getupdates"]
+
+
+def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice(
+        tmp_path: Path, database_url: str) -> None:
+    """tests/failover_trials.py: the leader kill -9'd at random points of claim →
+    post → confirm and of a reminder round; the standby takes over. `make bench`
+    runs 100 trials; here FAILOVER_TRIALS (each takes ~13 s on a 2-core machine)."""
+    from tests.failover_trials import run_trials
+
+    result = run_trials(FAILOVER_TRIALS, tmp_path, database_url)
+    print(f"failover trials: {result}")
+    assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
+        == (0, FAILOVER_TRIALS, 0), result
+    assert result["reminders_with_0"] == 0, result
+    assert result["overlapping_getupdates"] == 0, result
+    assert result["takeover_max_s"] < 15, result
+
+
+FAILOVER_TRIALS = 5

@@ -35,6 +35,11 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float = field(default_factory=time.time)
+    # The fake's URL it came in through: a daemon given a URL of its own (another_url)
+    # is told apart from another daemon by it (two daemons sharing one fake).
+    via: str = ""
+    # The client's connection, to tell a waiting call whose client died (kill -9).
+    connection: Any = field(default=None, repr=False, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -84,26 +89,44 @@ class FakeAPI:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._more: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
 
     # -- life ------------------------------------------------------------------
 
     def start(self, port: int = 0) -> FakeAPI:
+        self._server, self._thread = self._listen(port)
+        return self
+
+    def another_url(self) -> str:
+        """The same fake on one more port: requests through it have it as `via`."""
+        server, thread = self._listen(0)
+        self._more.append((server, thread))
+        host, port = server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _listen(self, port: int) -> tuple[ThreadingHTTPServer, threading.Thread]:
         api = self
 
         class Handler(_Handler):
             fake = api
 
-        self._server = _Server(("127.0.0.1", port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name=f"fake-{self.name}", daemon=True)
-        self._thread.start()
-        return self
+        server = _Server(("127.0.0.1", port), Handler)
+        thread = threading.Thread(target=server.serve_forever, name=f"fake-{self.name}",
+                                  daemon=True)
+        thread.start()
+        return server, thread
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        servers = [s for s in [self._server, *(s for s, _ in self._more)] if s is not None]
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+    def via(self, url: str) -> list[Request]:
+        """The requests that came in through `url` (self.url or an another_url())."""
+        with self._lock:
+            return [r for r in self.requests if r.via == url]
 
     @property
     def url(self) -> str:
@@ -190,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(parts.query) | parse_qs(body.decode())
         else:
             query = parse_qs(parts.query)
-        request = Request(self.command, parts.path, query, dict(self.headers.items()), body)
+        host, port = self.server.server_address[:2]
+        request = Request(self.command, parts.path, query, dict(self.headers.items()), body,
+                          via=f"http://{host}:{port}", connection=self.connection)
         fake = self.fake
         with fake._lock:
             fake.requests.append(request)

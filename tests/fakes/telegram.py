@@ -27,7 +27,9 @@ Knobs, as Telegram behaves:
     the next, and an update of another type is never delivered;
   - a getUpdates arriving while another waits ends the waiting one with 409
     Conflict (two bot instances), and `conflict = True` answers every
-    getUpdates 409;
+    getUpdates 409; such an overlap is recorded in `overlapping_polls` (the
+    two calls' `via` URLs) unless the waiting call's client is gone (a killed
+    daemon's poll is not a second poller);
   - a token other than `token`: 401 Unauthorized on every method.
 Faults from tests.fakes.base apply per method name, e.g.
 `fake.add_fault("sendMessage", Fault.drop())`.
@@ -36,6 +38,7 @@ Faults from tests.fakes.base apply per method name, e.g.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter, deque
@@ -94,6 +97,8 @@ class FakeTelegram(FakeAPI):
         self._recent: deque[float] = deque()        # accepted sends in the last second
         self._last_to_chat: dict[int, float] = {}
         self._poller = 0                             # the getUpdates call that is current
+        self._waiting: dict[int, Request] = {}       # getUpdates calls not yet answered
+        self.overlapping_polls: list[tuple[str, str]] = []   # (waiting via, newcomer via)
         self._updates_changed = threading.Condition(self._lock)
 
     def stop(self) -> None:
@@ -223,7 +228,7 @@ class FakeTelegram(FakeAPI):
         if method == "getme":
             return _ok(BOT_USER)
         if method == "getupdates":
-            return self._get_updates(fields)
+            return self._get_updates(fields, request)
         if method == "sendmessage":
             return self._send_message(fields)
         if method == "setmycommands":
@@ -233,7 +238,7 @@ class FakeTelegram(FakeAPI):
                 self.commands[key] = [c["command"] for c in _json(fields["commands"])]
         return _ok(True)
 
-    def _get_updates(self, fields: dict[str, Any]) -> Response:
+    def _get_updates(self, fields: dict[str, Any], request: Request) -> Response:
         offset = int(fields.get("offset") or 0)
         timeout = float(fields.get("timeout") or 0)
         limit = int(fields.get("limit") or MAX_UPDATES)
@@ -242,8 +247,20 @@ class FakeTelegram(FakeAPI):
             if self.conflict:
                 self.conflicts += 1
                 return _error(409, CONFLICT)
+            alive = [r for r in self._waiting.values() if not _client_gone(r.connection)]
+            if alive:
+                self.overlapping_polls.append((alive[0].via, request.via))
             self._poller += 1
             me = self._poller
+            self._waiting[me] = request
+            try:
+                return self._wait_for_updates(fields, me, offset, limit, deadline)
+            finally:
+                del self._waiting[me]
+
+    def _wait_for_updates(self, fields: dict[str, Any], me: int, offset: int, limit: int,
+                          deadline: float) -> Response:
+        with self._lock:
             if fields.get("allowed_updates") is not None:
                 self.allowed_updates = _json(fields["allowed_updates"]) or None
             self._updates_changed.notify_all()        # ends an earlier poller with 409
@@ -308,6 +325,18 @@ class FakeTelegram(FakeAPI):
         with self._lock:
             self._next_message_id += 1
             return self._next_message_id
+
+
+def _client_gone(connection: Any) -> bool:
+    """Whether the client closed its end (its process died): a peek reads EOF."""
+    if connection is None:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _member(status: str) -> dict[str, Any]:
