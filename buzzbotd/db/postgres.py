@@ -65,7 +65,7 @@ def load_driver() -> Any:
         from psycopg.types.json import Json, Jsonb
     except ImportError as e:
         raise DatabaseError(f"database.url names PostgreSQL but its driver cannot be loaded "
-                            f"({e}); the package needs python3 psycopg and libpq5") from None
+                            f"({e}); install libpq5 (apt install libpq5)") from None
     if peewee.psycopg is None:
         peewee.psycopg, peewee.TransactionStatus = psycopg, TransactionStatus
         peewee.Json_pg3, peewee.Jsonb_pg3 = Json, Jsonb
