@@ -78,3 +78,12 @@ def owner(make_owner) -> Iterator:
     owner = make_owner()
     owner.start()
     yield owner
+
+
+@pytest.fixture
+def price() -> Iterator:
+    """The fake price API at 67,890.12 USD, -1.23 % (a module may define its own)."""
+    from tests.fakes.price import FakePrice
+    fake = FakePrice(67890.12, -1.23).start()
+    yield fake
+    fake.stop()

@@ -67,13 +67,6 @@ def x() -> Iterator[FakeX]:
     fake.stop()
 
 
-@pytest.fixture
-def price() -> Iterator[FakePrice]:
-    fake = FakePrice(67890.12, -1.23).start()
-    yield fake
-    fake.stop()
-
-
 def x_http_config(directory: Path, x: FakeX, price: FakePrice, times: list[str], port: int,
                   **sections: dict[str, Any]) -> Path:
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},

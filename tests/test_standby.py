@@ -27,13 +27,6 @@ def x() -> Iterator[FakeX]:
 
 
 @pytest.fixture
-def price() -> Iterator[FakePrice]:
-    fake = FakePrice(67890.12, -1.23).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def database_url(postgres_server) -> str:
     return postgres_server.create_database()
 

@@ -20,7 +20,6 @@ from buzzbotd.timeofday import slot_key
 from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
-from tests.fakes.price import FakePrice
 from tests.fakes.x import POST_TWEET, FakeX
 from tests.harness import REPO, Daemon
 from tests.x_world import (
@@ -38,13 +37,6 @@ def x() -> Iterator[FakeX]:
     # Duplicates are accepted by default here, so that a second POST of the
     # same text would show as a second tweet instead of being hidden by X.
     fake = FakeX(reject_duplicates=False).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def price() -> Iterator[FakePrice]:
-    fake = FakePrice(67890.12, -1.23).start()
     yield fake
     fake.stop()
 
