@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import string
 import tomllib
 from dataclasses import dataclass
 from datetime import time
@@ -23,9 +22,10 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from buzzbotd.tweet import template_problem
+
 DEFAULT_PATH = Path("/etc/buzzbotd/buzzbotd.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-TWEET_MAX_CHARS = 280
 # The credential files systemd's LoadCredential= puts in $CREDENTIALS_DIRECTORY,
 # and the config key each one stands in for.
 CREDENTIALS = {
@@ -200,11 +200,6 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
 }
 DATABASE_CREDENTIAL = "database_password"
-
-
-def render_template(template: str, price: float, change_24h: float, when: str) -> str:
-    """The tweet text; `when` is the slot's local time, e.g. "16:00 UTC"."""
-    return template.format(price=price, change_24h=change_24h, time=when)
 
 
 def default_path() -> Path:
@@ -618,43 +613,8 @@ class _Validator:
         return frozenset(ids)
 
     def _check_template(self, template: str) -> None:
-        key = "x.template"
-        fields = "{price}, {change_24h} and {time}"
-        try:
-            for _, name, spec, _ in string.Formatter().parse(template):
-                if name is not None and name not in ("price", "change_24h", "time"):
-                    self.problem(key, f"unknown field {{{name}}}; expected only {fields}",
-                                 template)
-                    return
-                if problem := _format_spec_problem(spec or ""):
-                    self.problem(key, f"{{{name}:{spec}}} {problem}", template)
-                    return
-            sample = render_template(template, 123456.78, -12.34, "08:00 UTC")
-        except (ValueError, TypeError, KeyError, IndexError) as e:
-            self.problem(key, f"not a valid format string ({e}); expected text with {fields}, "
-                         'e.g. "BTC ${price:,.2f}"', template)
-            return
-        if not sample.strip():
-            self.problem(key, "renders to an empty tweet", template)
-        elif len(sample) > TWEET_MAX_CHARS:
-            self.problem(key, f"renders to {len(sample)} characters; expected at most "
-                         f"{TWEET_MAX_CHARS}", template)
-
-
-def _format_spec_problem(spec: str) -> str | None:
-    """Why a field's format spec cannot be rendered safely, or None. Checked
-    before any rendering: formatting `{time:>999999999}` would allocate a
-    gigabyte just to find out it is too long for a tweet."""
-    if "{" in spec:
-        # A nested field makes the width depend on the price at each slot.
-        return "has a field inside its format spec; expected a fixed spec, e.g. {price:,.2f}"
-    for number in re.findall(r"[0-9]+", spec):
-        digits = number.lstrip("0") or "0"
-        if len(digits) > 6 or int(digits) > TWEET_MAX_CHARS:
-            shown = digits if len(digits) <= 12 else f"{digits[:6]}… ({len(digits)} digits)"
-            return (f"asks for a width or precision of {shown}; expected at most "
-                    f"{TWEET_MAX_CHARS} (a tweet's length)")
-    return None
+        if problem := template_problem(template):
+            self.problem("x.template", problem, template)
 
 
 def sheets_private_key(sheets: SheetsSettings) -> list[str]:

@@ -40,11 +40,12 @@ import requests
 import tweepy
 
 from buzzbotd import ledger, state, timeofday
-from buzzbotd.config import TWEET_MAX_CHARS, Settings, XSettings, render_template
+from buzzbotd.config import Settings, XSettings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Post
 from buzzbotd.price import PriceClient, PriceError, Quote
 from buzzbotd.scheduler import utc_now
+from buzzbotd.tweet import TWEET_MAX_CHARS, render_template
 
 log = logging.getLogger("buzzbotd.x")
 TWEEPY_HOST = "https://api.twitter.com"   # hard-coded in tweepy.Client.request
