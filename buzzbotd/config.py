@@ -20,8 +20,9 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
 from buzzbotd.tweet import template_problem
 
 DEFAULT_PATH = Path("/etc/buzzbotd/buzzbotd.toml")
@@ -42,7 +43,6 @@ _SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]{1,200}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
-_TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])(?::([0-5][0-9]))?$")
 
 
 class ConfigError(Exception):
@@ -568,11 +568,9 @@ class _Validator:
         if not isinstance(value, str):
             self.problem(key, expected, value)
             return default
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            from zoneinfo import available_timezones
-            self.problem(key, expected + _did_you_mean(value, available_timezones()), value)
+        if zone_name(value, any_case=False) is None:
+            close = closest_zone(value, any_case=False, cutoff=0.6)
+            self.problem(key, expected + (f'; did you mean "{close}"?' if close else ""), value)
             return default
         return value
 
@@ -587,7 +585,8 @@ class _Validator:
             return default
         times = []
         for i, item in enumerate(value):
-            parsed = parse_time_of_day(item) if isinstance(item, str) else None
+            parsed = (time_of_day(item.strip(), one_digit_hour=False, seconds=True)
+                      if isinstance(item, str) else None)
             if parsed is None:
                 self.problem(f"{key}[{i}]", 'expected a time of day "HH:MM" or "HH:MM:SS" '
                              '(24-hour), e.g. "08:00"', item)
@@ -637,15 +636,6 @@ def _listen_ok(value: str) -> bool:
             return False
         return True
     return bool(_HOSTNAME.match(host))
-
-
-def parse_time_of_day(text: str) -> time | None:
-    """'HH:MM' or 'HH:MM:SS' (24-hour) → time, else None."""
-    match = _TIME_OF_DAY.match(text.strip())
-    if not match:
-        return None
-    hour, minute, second = match.groups()
-    return time(int(hour), int(minute), int(second or 0))
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

@@ -28,15 +28,11 @@ The functions taking `now` run inside the database owner.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from time import monotonic
-from zoneinfo import ZoneInfo, available_timezones
 
 import peewee
 
@@ -44,23 +40,14 @@ from buzzbotd import faults, timeofday
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 from buzzbotd.metrics import METRICS
+from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
 
 log = logging.getLogger("buzzbotd.reminders")
 
 MAX_PER_USER = 5
 MAX_ARGUMENT_CHARS = 64        # a time and the longest zone name fit with room to spare
 PAGE_SIZE = 500                # reminders per due query; bounds memory however many are due
-MAX_OFFSET = timedelta(hours=14)
-MIN_OFFSET = timedelta(hours=-12)
-
-_HH_MM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
-_AM_PM = re.compile(r"^(1[0-2]|0?[1-9])(?:[:.]([0-5][0-9]))?\s*([ap])\.?m\.?$", re.IGNORECASE)
-_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])([0-9]{1,2})(?::?([0-9]{2}))?$", re.IGNORECASE)
 EXAMPLE = "/remind 08:30 Europe/Berlin"
-
-
-class InputError(ValueError):
-    """Input a user typed that cannot be used; the message tells them what to type."""
 
 
 # -- input -------------------------------------------------------------------------
@@ -95,54 +82,6 @@ def parse_request(args: list[str]) -> ReminderRequest:
     if problems or at is None:      # both wrong: say both, so one retry fixes them
         raise InputError("\n".join(problems))
     return ReminderRequest(at, zone_name)
-
-
-def parse_time(text: str) -> time:
-    """'08:30' or '8:30' (24-hour) → time."""
-    match = _HH_MM.match(text)
-    if match:
-        return time(int(match[1]), int(match[2]))
-    am_pm = _AM_PM.match(text)
-    if am_pm:
-        hour = int(am_pm[1]) % 12 + (12 if am_pm[3].lower() == "p" else 0)
-        raise InputError(f"Please write the time in 24-hour form: {text} is "
-                         f"{hour:02d}:{int(am_pm[2] or 0):02d}. Example: /remind "
-                         f"{hour:02d}:{int(am_pm[2] or 0):02d}")
-    raise InputError(f'"{text}" is not a time of day. Use 24-hour HH:MM from 00:00 to 23:59, '
-                     "e.g. /remind 21:00")
-
-
-def parse_zone(text: str) -> str:
-    """An IANA name (any case) or a UTC offset (+05:30, -4, UTC+2) → its canonical form."""
-    offset = _OFFSET.match(text)
-    if offset:
-        sign, hours, minutes = offset[1], int(offset[2]), int(offset[3] or 0)
-        delta = timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
-        if minutes >= 60 or not MIN_OFFSET <= delta <= MAX_OFFSET:
-            raise InputError(f'"{text}" is not a UTC offset that exists: offsets run from '
-                             "-12:00 to +14:00, e.g. +05:30 or -4")
-        return f"{sign}{hours:02d}:{minutes:02d}"
-    name = _zone_names().get(text.lower())
-    if name is None:
-        close = difflib.get_close_matches(text.lower(), _zone_names(), n=1, cutoff=0.7)
-        hint = f' Did you mean {_zone_names()[close[0]]}?' if close else ""
-        raise InputError(f'"{text}" is not a timezone I know.{hint} Use a name like '
-                         "Europe/Berlin or Asia/Kolkata, or an offset like +05:30")
-    return name
-
-
-@functools.cache
-def _zone_names() -> dict[str, str]:
-    return {name.lower(): name for name in available_timezones()}
-
-
-def zone(name: str) -> tzinfo:
-    """A stored timezone ("Asia/Kolkata" or "+05:30") → tzinfo."""
-    if name[0] in "+-":
-        hours, minutes = name[1:].split(":")
-        delta = timedelta(hours=int(hours), minutes=int(minutes))
-        return timezone(-delta if name[0] == "-" else delta)
-    return ZoneInfo(name)
 
 
 def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None
