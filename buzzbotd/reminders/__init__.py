@@ -1,0 +1,48 @@
+"""Daily reminders, one module per concern:
+
+- request.py: what a user asks for with /remind (its words → a time and a zone;
+  the time and zone parsers themselves are buzzbotd/timeinput.py);
+- store.py: each user's reminders (set, list, remove) and when each is next
+  due, at most once per local day;
+- due.py: the due round: the paged due query, the round that hands each page
+  to the bot, and each outcome recorded (sent, refused, blocked, migrated).
+
+What Telegram's answers mean for a reminder is decided in
+buzzbotd/telegram/delivery.py; this package records it.
+"""
+
+from __future__ import annotations
+
+from buzzbotd.reminders.due import (
+    PAGE_SIZE,
+    Due,
+    DuePage,
+    Tally,
+    disable_chat,
+    dispatch,
+    due_page,
+    due_query,
+    mark_sent,
+    move_chat,
+    skip_occurrence,
+)
+from buzzbotd.reminders.request import EXAMPLE, MAX_ARGUMENT_CHARS, ReminderRequest, parse_request
+from buzzbotd.reminders.store import (
+    MAX_PER_USER,
+    ReminderView,
+    SetResult,
+    next_due,
+    remove_reminders,
+    set_reminder,
+    touch_user,
+    user_reminders,
+)
+from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
+
+__all__ = [
+    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "Due", "DuePage",
+    "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
+    "dispatch", "due_page", "due_query", "mark_sent", "move_chat", "next_due", "parse_request",
+    "parse_time", "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence",
+    "touch_user", "user_reminders", "zone",
+]

@@ -1,0 +1,198 @@
+"""The due round: which reminders are due, sending them, and recording each outcome.
+
+The round runs every minute in a scheduler worker thread: one indexed query
+(paged) finds what is due, the bot sends it, and each reminder is advanced
+only once Telegram has confirmed its message. Delivery is therefore
+at-least-once: if the process dies between Telegram accepting a message and
+the database recording it (a window of one HTTP answer and one small
+transaction), that reminder is sent again at the next start. We take that
+risk rather than at-most-once (mark before sending) because Telegram has no
+idempotency key and a bot cannot read back what it sent, so an uncertain
+reminder can never be settled; a rare duplicate message is a nuisance, a
+reminder that silently never arrives is the failure buzzbotd exists to end.
+An orderly stop lets sends in flight finish and be recorded. If the record
+itself fails (disk full, I/O error) while the process lives, the bot
+remembers what Telegram accepted and later rounds retry only the write: a
+failed write never means a second message (SPEC "The database").
+
+The functions taking `now` run inside the database owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from time import monotonic
+
+import peewee
+
+from buzzbotd import faults
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.db.models import Reminder, TelegramUser, utc_text
+from buzzbotd.metrics import METRICS
+from buzzbotd.reminders.store import next_due_for
+from buzzbotd.timeinput import zone
+
+log = logging.getLogger("buzzbotd.reminders")
+
+PAGE_SIZE = 500                # reminders per due query; bounds memory however many are due
+
+
+# -- dispatch (inside the database owner) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Due:
+    """A reminder to send now."""
+
+    id: int
+    user_id: int
+    chat_id: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class DuePage:
+    due: list[Due]
+    skipped: int                          # beyond grace: advanced without sending
+    cursor: tuple[datetime, int] | None   # where the next page starts; None: last page
+
+
+def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = None,
+             limit: int = PAGE_SIZE) -> DuePage:
+    """One page of the due query, in (next_due_at, id) order after `cursor`. Reminders
+    due longer ago than `grace_s` (missed while the daemon was down) are skipped to
+    their next day here, and logged."""
+    rows = list(due_query(now, cursor, limit))
+    # Read before the loop: skipping a row moves its next_due_at to another day, and
+    # a cursor taken from it would jump over every row still due this minute.
+    last = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
+    oldest = now - timedelta(seconds=grace_s)
+    due, skipped = [], 0
+    for row in rows:
+        if row.next_due_at >= oldest:
+            due.append(Due(row.id, row.user_id, row.chat_id, row.next_due_at))
+            continue
+        skipped += 1
+        missed = round((now - row.next_due_at).total_seconds())
+        _advance(row, now, sent=False)
+        log.info("reminder %d for user %d due %s was missed by %ds (more than "
+                 "telegram.reminder_grace_s = %ds): skipped, next %s", row.id, row.user_id,
+                 utc_text(row.next_due_at), missed, grace_s, utc_text(row.next_due_at))
+    return DuePage(due, skipped, last)
+
+
+def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
+              limit: int = PAGE_SIZE) -> peewee.ModelSelect:
+    """Enabled reminders due by `now`, after `cursor`, oldest first: a range scan of
+    the reminder_due (enabled, next_due_at) index, however many reminders exist."""
+    condition = (Reminder.enabled == True) & (Reminder.next_due_at <= now)  # noqa: E712
+    if cursor is not None:
+        condition &= (peewee.Tuple(Reminder.next_due_at, Reminder.id)
+                      > peewee.Tuple(utc_text(cursor[0]), cursor[1]))
+    return (Reminder
+            .select(Reminder.id, Reminder.user, Reminder.chat_id, Reminder.local_time,
+                    Reminder.timezone, Reminder.next_due_at, Reminder.last_sent_local_date)
+            .where(condition)
+            .order_by(Reminder.next_due_at, Reminder.id)
+            .limit(limit))
+
+
+def mark_sent(reminder_id: int, due_at: datetime, now: datetime) -> None:
+    """Telegram confirmed the message for the occurrence due at `due_at`."""
+    faults.maybe_fail("mark_sent")
+    _settle(reminder_id, due_at, now, sent=True)
+
+
+def skip_occurrence(reminder_id: int, due_at: datetime, now: datetime) -> None:
+    """Telegram refused this message for good (400): try again at the next occurrence."""
+    _settle(reminder_id, due_at, now, sent=False)
+
+
+def _settle(reminder_id: int, due_at: datetime, now: datetime, sent: bool) -> None:
+    reminder = Reminder.get_or_none(Reminder.id == reminder_id)
+    # Removed or changed (/unremind, /remind with a new zone) while it was being sent.
+    if reminder is not None and reminder.next_due_at == due_at:
+        _advance(reminder, max(now, due_at), sent)
+
+
+def _advance(reminder: Reminder, after: datetime, sent: bool) -> None:
+    if sent:
+        reminder.last_sent_local_date = reminder.next_due_at.astimezone(
+            zone(reminder.timezone)).date().isoformat()
+    reminder.next_due_at = next_due_for(reminder, after)
+    Reminder.update(next_due_at=reminder.next_due_at,
+                    last_sent_local_date=reminder.last_sent_local_date
+                    ).where(Reminder.id == reminder.id).execute()
+
+
+def disable_chat(chat_id: int, now: datetime) -> int:
+    """Telegram refused the chat for good (403: the user blocked the bot, or it left the
+    group): its reminders stop until someone writes from it again."""
+    if chat_id > 0:
+        TelegramUser.update(blocked=True, updated_at=now).where(
+            TelegramUser.id == chat_id).execute()
+    return Reminder.update(enabled=False).where(Reminder.chat_id == chat_id).execute()
+
+
+def move_chat(old_chat_id: int, new_chat_id: int, now: datetime) -> int:
+    """A group became a supergroup (Telegram's 400 with migrate_to_chat_id): its
+    reminders, and its users' last chat, move to the new chat id. Returns how many
+    reminders moved."""
+    TelegramUser.update(chat_id=new_chat_id, updated_at=now).where(
+        TelegramUser.chat_id == old_chat_id).execute()
+    return Reminder.update(chat_id=new_chat_id).where(
+        Reminder.chat_id == old_chat_id).execute()
+
+
+# -- the round (in a scheduler worker thread) --------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    failed: int = 0         # transient (network, 429 after retries): still due, retried
+    blocked: int = 0        # 403: the chat's reminders disabled
+    rejected: int = 0       # 400: skipped until the next occurrence
+    skipped: int = 0        # missed by more than the grace period
+    unrecorded: int = 0     # delivered, but the database write failed: only it is retried
+
+    def add(self, other: Tally) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
+
+
+def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
+             send: Callable[[list[Due], str], Tally], clock: Callable[[], datetime],
+             grace_s: int, should_stop: Callable[[], bool] = lambda: False) -> Tally:
+    """Sends every reminder due now: pages of the due query, each page's messages
+    composed once (one price for all) and handed to `send`, which delivers them and
+    records each outcome. Returns what happened."""
+    now = clock()
+    started = monotonic()
+    tally = Tally()
+    cursor = None
+    while not should_stop():
+        page = owner.call(due_page, now, grace_s, cursor)
+        tally.skipped += page.skipped
+        if page.due:
+            tally.add(send(page.due, compose()))
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    METRICS.reminders(vars(tally))
+    if tally:
+        seconds = monotonic() - started
+        log.info("reminders due by %s: %d sent, %d failed (retried next minute), %d blocked, "
+                 "%d rejected, %d skipped, %d not recorded; %.1fs, %.1f msg/s",
+                 utc_text(now), tally.sent, tally.failed, tally.blocked, tally.rejected,
+                 tally.skipped, tally.unrecorded, seconds,
+                 tally.sent / seconds if seconds else 0.0)
+    else:
+        log.debug("reminders due by %s: none", utc_text(now))
+    return tally

@@ -1,0 +1,151 @@
+"""The reminders of each user: set, list, remove, and when each is next due.
+
+A reminder is a local time of day ("08:30") in a zone (an IANA name or a
+fixed offset "+05:30", never NULL) for one chat. It keeps `next_due_at`, the
+UTC instant it is next sent (indexed with `enabled`), and
+`last_sent_local_date`. The invariant, kept by `next_due()`: next_due_at is
+the first occurrence of the local time (DST-correct, via timeofday) after
+the last send whose local date is later than last_sent_local_date, so a
+reminder is sent at most once per local day.
+
+The functions taking `now` run inside the database owner.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, tzinfo
+
+from buzzbotd import timeofday
+from buzzbotd.db.models import Reminder, TelegramUser, utc_text
+from buzzbotd.timeinput import zone
+
+log = logging.getLogger("buzzbotd.reminders")
+
+MAX_PER_USER = 5
+
+
+def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None
+             ) -> datetime:
+    """The first instant after `after` at which `local_time` happens on a local day
+    later than `last_sent`."""
+    when = timeofday.next_occurrence([local_time], zone_, after)
+    while last_sent is not None and when.astimezone(zone_).date() <= last_sent:
+        when = timeofday.next_occurrence([local_time], zone_, when)
+    return when
+
+
+
+@dataclass(frozen=True)
+class ReminderView:
+    local_time: str
+    timezone: str
+    next_due_at: datetime
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class SetResult:
+    outcome: str                # created | updated | unchanged | full
+    reminder: ReminderView | None
+
+
+def touch_user(user_id: int, chat_id: int, now: datetime, default_timezone: str) -> int:
+    """Records a user who wrote to the bot; re-enables the reminders of this chat that
+    were disabled because Telegram refused to deliver to it (they wrote, so it works
+    again). Returns how many were re-enabled."""
+    user = TelegramUser.get_or_none(TelegramUser.id == user_id)
+    if user is None:
+        TelegramUser.create(id=user_id, chat_id=chat_id, timezone=default_timezone,
+                            created_at=now, updated_at=now)
+        return 0
+    user.chat_id, user.updated_at = chat_id, now
+    if chat_id == user_id:          # their private chat: they have not blocked the bot
+        user.blocked = False
+    user.save()
+    disabled = list(Reminder.select().where((Reminder.user == user_id)
+                                            & (Reminder.chat_id == chat_id)
+                                            & (Reminder.enabled == False)))  # noqa: E712
+    for reminder in disabled:
+        reminder.enabled = True
+        reminder.next_due_at = next_due_for(reminder, now)
+        reminder.save()
+    if disabled:
+        log.info("user %d wrote again: %d reminder(s) re-enabled", user_id, len(disabled))
+    return len(disabled)
+
+
+def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None,
+                 now: datetime, default_timezone: str) -> SetResult:
+    """One reminder per user and local time: setting the same time again changes its
+    zone or chat instead of adding a duplicate."""
+    touch_user(user_id, chat_id, now, default_timezone)
+    user = TelegramUser.get_by_id(user_id)
+    if timezone_name is None:
+        timezone_name = user.timezone
+    elif user.timezone != timezone_name:
+        user.timezone = timezone_name
+        user.save()
+    local_time = at.strftime("%H:%M")
+    reminder = Reminder.get_or_none((Reminder.user == user_id)
+                                    & (Reminder.local_time == local_time))
+    if reminder is not None:
+        if (reminder.timezone, reminder.chat_id, reminder.enabled) == (timezone_name, chat_id,
+                                                                       True):
+            return SetResult("unchanged", _view(reminder))
+        if reminder.timezone != timezone_name:
+            reminder.last_sent_local_date = _last_sent_in(reminder, zone(timezone_name))
+        reminder.timezone, reminder.chat_id, reminder.enabled = timezone_name, chat_id, True
+        reminder.next_due_at = next_due_for(reminder, now)
+        reminder.save()
+        log.info("user %d changed the reminder at %s to %s", user_id, local_time, timezone_name)
+        return SetResult("updated", _view(reminder))
+    if Reminder.select().where(Reminder.user == user_id).count() >= MAX_PER_USER:
+        return SetResult("full", None)
+    reminder = Reminder(user=user_id, chat_id=chat_id, local_time=local_time,
+                        timezone=timezone_name, enabled=True, created_at=now)
+    reminder.next_due_at = next_due_for(reminder, now)
+    reminder.save()
+    log.info("user %d set a reminder at %s %s, first due %s", user_id, local_time,
+             timezone_name, utc_text(reminder.next_due_at))
+    return SetResult("created", _view(reminder))
+
+
+def user_reminders(user_id: int) -> list[ReminderView]:
+    query = Reminder.select().where(Reminder.user == user_id).order_by(Reminder.next_due_at)
+    return [_view(r) for r in query]
+
+
+def remove_reminders(user_id: int, at: time | None = None) -> int:
+    """Removes the user's reminders (only the one at `at`, if given); returns how many."""
+    condition = Reminder.user == user_id
+    if at is not None:
+        condition &= Reminder.local_time == at.strftime("%H:%M")
+    removed = Reminder.delete().where(condition).execute()
+    if removed:
+        log.info("user %d removed %d reminder(s)", user_id, removed)
+    return removed
+
+
+def _view(reminder: Reminder) -> ReminderView:
+    return ReminderView(reminder.local_time, reminder.timezone, reminder.next_due_at,
+                        bool(reminder.enabled))
+
+
+def _last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
+    """The local date, in `new_zone`, of the reminder's last send. The stored date is a
+    day in the old zone: compared with days in the new one it would skip a day (moving
+    west) or repeat one (moving east), so the instant it names is carried over."""
+    last = reminder.last_sent_local_date
+    if not last:
+        return None
+    sent_at = timeofday.instant(date.fromisoformat(last), time.fromisoformat(
+        reminder.local_time), zone(reminder.timezone))
+    return sent_at.astimezone(new_zone).date().isoformat()
+
+
+def next_due_for(reminder: Reminder, after: datetime) -> datetime:
+    last = reminder.last_sent_local_date
+    return next_due(time.fromisoformat(reminder.local_time), zone(reminder.timezone), after,
+                    date.fromisoformat(last) if last else None)
