@@ -1,0 +1,319 @@
+"""What a config value may be: one class per kind of value (true/false, seconds,
+a URL, a zone, …) that turns what TOML gave into the value Settings holds, or
+says what was expected. config.py declares each key once, as a field of its
+section with `key(kind, default)`; `read_section` is the one loop that checks
+them all. Every problem reads `file: key = value: expected …`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
+from buzzbotd.tweet import template_problem
+
+MISSING: Any = dataclasses.MISSING
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+
+class Secret:
+    """A credential. Its value is only reachable through `reveal()`."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source  # where it came from, safe to print
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return f"<secret from {self.source}>" if self._value else "<empty secret>"
+
+    __str__ = __repr__
+
+
+@dataclass
+class Check:
+    """One reading of a config file: where it is, the environment, every problem so far."""
+
+    path: Path
+    environ: dict[str, str]
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def problem(self, key: str, message: str, value: Any = MISSING) -> None:
+        shown = "" if value is MISSING else f" = {show(value)}"
+        self.problems.append(f"{self.path}: {key}{shown}: {message}")
+
+
+class Invalid(Exception):
+    """The value cannot be used (the key keeps its default); `expected` says why."""
+
+    def __init__(self, expected: str, value: Any = MISSING) -> None:
+        super().__init__(expected)
+        self.expected, self.value = expected, value
+
+
+class Kind:
+    """A kind of config value. `convert` returns the value Settings holds or raises
+    Invalid; problems with single items of a list it reports to `check` itself."""
+
+    def absent(self, default: Any, key: str, check: Check) -> Any:
+        """The value of a key the file does not set."""
+        return default
+
+    def convert(self, value: Any, key: str, check: Check) -> Any:
+        raise NotImplementedError
+
+
+def key(kind: Kind, default: Any) -> Any:
+    """A config key of a section: its kind and its default, declared once."""
+    return dataclasses.field(default=default, metadata={"kind": kind})
+
+
+def config_keys(cls: type) -> list[dataclasses.Field]:
+    """The fields of a section that are keys of the file (others are derived)."""
+    return [f for f in dataclasses.fields(cls) if "kind" in f.metadata]
+
+
+def read_section(cls: type, name: str, table: Any, check: Check) -> Any:
+    """The [name] table → an instance of `cls`; every key checked by its kind."""
+    if not isinstance(table, dict):
+        check.problem(name, f"expected a [{name}] table", table)
+        table = {}
+    keys = config_keys(cls)
+    known = {f.name for f in keys}
+    for given in table:
+        if given not in known:
+            check.problem(f"{name}.{given}", "unknown key" + did_you_mean(given, known))
+    values = {}
+    for f in keys:
+        kind, dotted = f.metadata["kind"], f"{name}.{f.name}"
+        if f.name not in table:
+            values[f.name] = kind.absent(f.default, dotted, check)
+            continue
+        try:
+            values[f.name] = kind.convert(table[f.name], dotted, check)
+        except Invalid as e:
+            check.problem(dotted, e.expected, e.value)
+            values[f.name] = f.default
+    return cls(**values)
+
+
+class Flag(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> bool:
+        if not isinstance(value, bool):
+            raise Invalid("expected true or false", value)
+        return value
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    strip: bool = False
+
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        if not isinstance(value, str):
+            raise Invalid("expected a string in double quotes", value)
+        return value.strip() if self.strip else value
+
+
+class SecretText(Kind):
+    def absent(self, default: Any, key: str, check: Check) -> Secret:
+        return self.convert("", key, check)
+
+    def convert(self, value: Any, key: str, check: Check) -> Secret:
+        if not isinstance(value, str):
+            raise Invalid("expected a string in double quotes (value not shown)")
+        return Secret(value.strip(), f"{check.path} {key}")
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    choices: tuple[str, ...]
+
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        if value not in self.choices:
+            raise Invalid("expected one of " + " | ".join(f'"{c}"' for c in self.choices),
+                          value)
+        return value
+
+
+@dataclass(frozen=True)
+class Seconds(Kind):
+    low: float
+    high: float
+    whole: bool = False
+
+    def convert(self, value: Any, key: str, check: Check) -> float:
+        kind = "a whole number of seconds" if self.whole else "a number of seconds"
+        ok_type = int if self.whole else (int, float)
+        if (isinstance(value, bool) or not isinstance(value, ok_type)
+                or not (math.isfinite(value) and self.low <= value <= self.high)):
+            raise Invalid(f"expected {kind} from {self.low:g} to {self.high:g}", value)
+        return int(value) if self.whole else value
+
+
+class FilePath(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> Path:
+        if not isinstance(value, str) or not value.strip() or "\0" in value:
+            raise Invalid("expected a file system path in double quotes", value)
+        path = Path(value).expanduser()
+        # A relative path is taken relative to the config file, not to the
+        # working directory, so the same file means the same thing everywhere.
+        return path if path.is_absolute() else (check.path.parent / path).resolve()
+
+
+@dataclass(frozen=True)
+class Url(Kind):
+    api_base: bool = False       # a root the clients append paths to: no trailing "/"
+
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        expected = 'expected an http:// or https:// URL, e.g. "https://api.x.com"'
+        if not isinstance(value, str):
+            raise Invalid(expected, value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise Invalid(expected, value) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or " " in value:
+            raise Invalid(expected, value)
+        return value.rstrip("/") if self.api_base else value
+
+
+class Zone(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        expected = 'expected an IANA time zone name, e.g. "UTC", "Europe/Berlin"'
+        if not isinstance(value, str):
+            raise Invalid(expected, value)
+        if zone_name(value, any_case=False) is None:
+            close = closest_zone(value, any_case=False, cutoff=0.6)
+            raise Invalid(expected + (f'; did you mean "{close}"?' if close else ""), value)
+        return value
+
+
+class TimesOfDay(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> tuple:
+        if not isinstance(value, list) or not value:
+            raise Invalid('expected a list of times of day "HH:MM" or "HH:MM:SS" (24-hour), '
+                          'e.g. ["08:00", "20:00"]', value)
+        times = []
+        for i, item in enumerate(value):
+            parsed = (time_of_day(item.strip(), one_digit_hour=False, seconds=True)
+                      if isinstance(item, str) else None)
+            if parsed is None:
+                check.problem(f"{key}[{i}]", 'expected a time of day "HH:MM" or "HH:MM:SS" '
+                              '(24-hour), e.g. "08:00"', item)
+            elif parsed in times:
+                check.problem(f"{key}[{i}]", "appears twice; expected each time once", item)
+            else:
+                times.append(parsed)
+        return tuple(sorted(times))
+
+
+class UserIds(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> frozenset[int]:
+        if not isinstance(value, list):
+            raise Invalid("expected a list of numeric Telegram user ids, e.g. [123456789]",
+                          value)
+        ids = set()
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
+                check.problem(f"{key}[{i}]", "expected a positive numeric Telegram user id "
+                              "(ask @userinfobot), without quotes", item)
+            else:
+                ids.add(item)
+        return frozenset(ids)
+
+
+class Template(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        if not isinstance(value, str):
+            raise Invalid("expected a string in double quotes", value)
+        if problem := template_problem(value):
+            raise Invalid(problem, value)
+        return value
+
+
+class Listen(Kind):
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        if not isinstance(value, str) or not _listen_ok(value):
+            raise Invalid('expected "host:port" with a port from 1 to 65535, '
+                          'e.g. "127.0.0.1:8780" (or "0.0.0.0:8780" to serve the LAN, '
+                          '"[::1]:8780" for IPv6), or "" to turn the server off', value)
+        return value
+
+
+class PostgresUrl(Kind):
+    """"" or a PostgreSQL URL, which may hold a password: shown only masked."""
+
+    def convert(self, value: Any, key: str, check: Check) -> str:
+        expected = ('expected "" (SQLite in daemon.state_dir) or a PostgreSQL URL, '
+                    'e.g. "postgresql://buzzbotd@db.example:5432/buzzbotd"')
+        if not isinstance(value, str):
+            raise Invalid(expected, "(not shown)")
+        if not value.strip():
+            return ""
+        from buzzbotd.db.postgres import masked
+        try:
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise Invalid(expected + " (the port is not a number from 1 to 65535)",
+                          masked(value)) from None
+        if (parts.scheme not in ("postgresql", "postgres") or not parts.hostname
+                or not parts.username or parts.path.strip("/") == "" or " " in value):
+            raise Invalid(expected + "; it needs a user, a host and a database name",
+                          masked(value))
+        return value.strip()
+
+
+def _listen_ok(value: str) -> bool:
+    if value == "":
+        return True
+    host, colon, port = value.rpartition(":")
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOSTNAME.match(host))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def show(value: Any) -> str:
+    """A value as the operator wrote it in TOML, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = '"' + value.replace('"', '\\"') + '"'
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
