@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -212,7 +213,7 @@ class Zone(Kind):
 
 
 class TimesOfDay(Kind):
-    def convert(self, value: Any, key: str, check: Check) -> tuple:
+    def convert(self, value: Any, key: str, check: Check) -> tuple[time, ...]:
         if not isinstance(value, list) or not value:
             raise Invalid('expected a list of times of day "HH:MM" or "HH:MM:SS" (24-hour), '
                           'e.g. ["08:00", "20:00"]', value)

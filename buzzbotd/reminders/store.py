@@ -36,7 +36,6 @@ def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date |
     return when
 
 
-
 @dataclass(frozen=True)
 class ReminderView:
     local_time: str
