@@ -29,7 +29,6 @@ import contextlib
 import html
 import itertools
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 import requests
 import tweepy
 
-from buzzbotd import ledger, state, timeofday
+from buzzbotd import backoff, ledger, state, timeofday
 from buzzbotd.config import TWEET_MAX_CHARS, Settings, XSettings, render_template
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Post
@@ -254,8 +253,8 @@ class Poster:
                 post = self.owner.call(ledger.get, post.slot_key)
             if post.state not in ledger.FINAL:
                 failures += 1
-                self._wait_until(retry_at or self.clock()
-                                 + timedelta(seconds=_backoff(failures)), deadline)
+                wait = backoff.up_to_half_more(backoff.step(failures, RETRY_FIRST_S, RETRY_MAX_S))
+                self._wait_until(retry_at or self.clock() + timedelta(seconds=wait), deadline)
         return post
 
     def _compose(self, post: Post, due: datetime) -> str | None:
@@ -376,11 +375,6 @@ class Poster:
         seconds = (min(until, deadline) - self.clock()).total_seconds()
         if seconds > 0:
             self._stop.wait(seconds)
-
-
-def _backoff(failures: int) -> float:
-    base = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
-    return base * (1 + random.random() / 2)
 
 
 def _rate_limit_reset(response: requests.Response) -> datetime | None:
