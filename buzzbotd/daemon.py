@@ -163,7 +163,7 @@ class Daemon:
             from buzzbotd.price import PriceClient
             self.prices = PriceClient(s.price)
         if s.x.enabled:
-            from buzzbotd.x import Poster  # tweepy is imported only when X is on
+            from buzzbotd.posting import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
             from buzzbotd.telegram import TelegramBot

@@ -19,8 +19,8 @@ import pytest
 from buzzbotd import config, ledger, state, timeofday
 from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import PostEvent
+from buzzbotd.posting import Poster
 from buzzbotd.price import PriceClient
-from buzzbotd.x import Poster
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.x_world import x_config
