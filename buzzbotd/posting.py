@@ -93,9 +93,9 @@ class Poster:
                         # Something was sent: the timeline says whether it is there.
                         self._drive(key, "scheduled", due)
             else:
-                self._settle(key, "scheduled", due)
+                self._drive_alone(key, "scheduled", due)
         for post in self.owner.call(ledger.open_rows, now - self.grace - timedelta(days=1)):
-            self._settle(post.slot_key, post.kind, post.due_at)   # e.g. a /tweet cut short
+            self._drive_alone(post.slot_key, post.kind, post.due_at)   # e.g. a /tweet cut short
 
     def post_now(self) -> Post:
         """/tweet: posts the price now under its own key, paused or not. A second
@@ -127,7 +127,7 @@ class Poster:
                 with self._settling_lock:
                     self._settling.discard(key)
 
-    def _settle(self, key: str, kind: str, due: datetime) -> Post | None:
+    def _drive_alone(self, key: str, kind: str, due: datetime) -> Post | None:
         """Drives the slot to a final state, unless another thread already is;
         then returns the row as it stands (None if not claimed yet)."""
         with self._sole_settler(key) as mine:
