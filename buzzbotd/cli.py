@@ -17,7 +17,6 @@ import logging
 import os
 import pwd
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -227,10 +226,11 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd import status
+    from buzzbotd.clock import utc_now
     pid = status.daemon_pid(settings.daemon.lock_file)
     db = _open_reader(settings, writer_running=pid is not None)
     try:
-        report = status.collect(settings, datetime.now(UTC))
+        report = status.collect(settings, utc_now())
         report["backend"] = "postgresql" if settings.database.url else "sqlite"
         if settings.database.url:
             from buzzbotd.db.postgres import daemons
@@ -275,10 +275,11 @@ def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd.clock import utc_now
     from buzzbotd.price import PriceClient, PriceError
     from buzzbotd.x import ComposeError, compose_now
     try:
-        text = compose_now(settings, PriceClient(settings.price), datetime.now(UTC))
+        text = compose_now(settings, PriceClient(settings.price), utc_now())
     except PriceError as e:
         print(f"buzzbotd: cannot fetch the price from {settings.price.url}: {e}", file=sys.stderr)
         return EX_FAILURE

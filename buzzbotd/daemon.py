@@ -161,7 +161,7 @@ class Daemon:
         s = self.settings
         if s.x.enabled or s.telegram.enabled:
             from buzzbotd.price import PriceClient
-            self.prices = PriceClient(s.price)
+            self.prices = PriceClient(s.price, clock=self.clock)
         if s.x.enabled:
             from buzzbotd.posting import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -206,9 +206,10 @@ class DatabaseOwner:
         state = self._unavailable
         return None if state is None else (state[0], time.monotonic() - state[1])
 
-    def backup(self, today: datetime | None = None) -> Path:
-        """An online backup into backups/, keeping the newest BACKUPS_KEPT."""
-        return self.call(self._backup, today or datetime.now(UTC), transaction=False)
+    def backup(self, today: datetime) -> Path:
+        """An online backup into backups/ named by `today` (the daemon's clock),
+        keeping the newest BACKUPS_KEPT."""
+        return self.call(self._backup, today, transaction=False)
 
     # -- inside the owner thread -----------------------------------------
 
