@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from buzzbotd import __version__, alerts, faults, state, status
+from buzzbotd import __version__, alerts, durable, faults, status
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
 from buzzbotd.db import open_owner
@@ -237,7 +237,7 @@ class Daemon:
             while not self._check_clock():
                 await asyncio.sleep(CLOCK_CHECK_S)
             log.info("the clock is set now (%s); starting work", utc_text(self.clock()))
-        first = await asyncio.wrap_future(self.owner.submit(state.first_start, self.clock()))
+        first = await asyncio.wrap_future(self.owner.submit(durable.first_start, self.clock()))
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
         self._catch_up()
@@ -371,9 +371,9 @@ class Daemon:
         return status.collect(self.settings, self.clock())
 
     def _heartbeat_report(self) -> dict[str, Any]:
-        state.put_many({state.HEARTBEAT: utc_text(self.clock()),
-                        state.HEALTH: "; ".join(self.watchdog.problems),
-                        state.DEGRADED: status.degraded_meta(self.health.degraded())})
+        durable.put_many({durable.HEARTBEAT: utc_text(self.clock()),
+                          durable.HEALTH: "; ".join(self.watchdog.problems),
+                          durable.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
 
     def _database_unavailable(self, reason: str | None) -> None:

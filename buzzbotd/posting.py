@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from buzzbotd import backoff, ledger, state, timeofday, x
+from buzzbotd import backoff, durable, ledger, timeofday, x
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
@@ -74,7 +74,7 @@ class Poster:
         their window (catch-up after downtime included), skips older ones.
         Slots from before the daemon's very first start are not ours."""
         now = self.clock()
-        first = self.owner.call(state.first_start, now)
+        first = self.owner.call(durable.first_start, now)
         since = max(first, now - max(self.grace, timedelta(days=1)))
         settled = self.owner.call(ledger.final_keys, since)
         for due in timeofday.occurrences(self.x.times, self.x.zone, since, now):
@@ -158,7 +158,7 @@ class Poster:
             elif self.clock() >= deadline:
                 post = self._finish(post, "failed", "gave up at the end of the slot's window"
                                     + (f" ({post.reason})" if post.reason else ""))
-            elif kind == "scheduled" and self.owner.call(state.paused_at, due):
+            elif kind == "scheduled" and self.owner.call(durable.paused_at, due):
                 post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
             elif text := post.text or self._compose(post, due):
                 post = self.owner.call(ledger.sending, post, text, self.clock(),

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import config, ledger, state, timeofday
+from buzzbotd import config, durable, ledger, timeofday
 from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import PostEvent
 from buzzbotd.posting import Poster
@@ -80,7 +80,7 @@ def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock, **x_
     settings = replace(settings, x=replace(settings.x, timezone=zone, **x_settings))
     owner = DatabaseOwner(tmp_path / "buzzbotd.db")
     owner.start()
-    owner.call(state.first_start, clock.now - timedelta(days=2))
+    owner.call(durable.first_start, clock.now - timedelta(days=2))
     return Poster(settings, owner, PriceClient(settings.price), clock=clock), owner
 
 

@@ -39,7 +39,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import state, status, tls
+from buzzbotd import durable, status, tls
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
@@ -292,7 +292,7 @@ class BotApp:
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
-                await self._db(state.put_time, state.TELEGRAM_CONFLICT, self.clock())
+                await self._db(durable.put_time, durable.TELEGRAM_CONFLICT, self.clock())
                 await self._state_changed()
             return
         if update is None and isinstance(error, NetworkError):

@@ -1,4 +1,6 @@
-"""Small named values in the `meta` table that must survive restarts.
+"""Durable values: small named values in the `meta` table that must survive
+restarts (the pause, the first start, the heartbeat, the Sheets sync's health).
+Not to be confused with a slot's `post.state` (ledger.py).
 
 Every function runs inside the database owner (or on a read-only connection).
 """
