@@ -40,7 +40,7 @@ from typing import Any
 from buzzbotd import __version__, alerts, durable, faults, status
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
-from buzzbotd.db import open_owner
+from buzzbotd.db import backup, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.lock import PidLock
 from buzzbotd.notify import Health, Notifier, Watchdog
@@ -399,8 +399,7 @@ class Daemon:
 
     def _backup_if_due(self) -> None:
         today = self.clock()
-        target = self.owner.backup_dir / f"buzzbotd-{today:%Y-%m-%d}.db"
-        if not target.exists():
+        if not backup.path_for(self.owner.backup_dir, today).exists():
             path = self.owner.backup(today)
             log.info("database backed up to %s", path)
 

@@ -37,13 +37,12 @@ from urllib.parse import quote
 import peewee
 
 from buzzbotd import faults
-from buzzbotd.db import migrations
+from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
 from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
-BACKUPS_KEPT = 7
 _STOP = object()
 _PING = object()
 # One try at the write lock waits this long inside SQLite (it notices a
@@ -207,8 +206,8 @@ class DatabaseOwner:
         return None if state is None else (state[0], time.monotonic() - state[1])
 
     def backup(self, today: datetime) -> Path:
-        """An online backup into backups/ named by `today` (the daemon's clock),
-        keeping the newest BACKUPS_KEPT."""
+        """An online backup into backups/ named by `today` (the daemon's clock);
+        see db/backup.py."""
         return self.call(self._backup, today, transaction=False)
 
     # -- inside the owner thread -----------------------------------------
@@ -340,21 +339,7 @@ class DatabaseOwner:
             raise DatabaseTooNew(f"{self.path}: {e}") from None
 
     def _backup(self, today: datetime) -> Path:
-        self.backup_dir.mkdir(mode=0o750, exist_ok=True)
-        target = self.backup_dir / f"buzzbotd-{today:%Y-%m-%d}.db"
-        partial = target.with_suffix(".db.partial")
-        destination = sqlite3.connect(partial)
-        try:
-            self._db.connection().backup(destination)
-        except BaseException:
-            destination.close()
-            partial.unlink(missing_ok=True)    # on a full disk, give the space back
-            raise
-        destination.close()
-        partial.replace(target)
-        for old in sorted(self.backup_dir.glob("buzzbotd-*.db"))[:-BACKUPS_KEPT]:
-            old.unlink()
-        return target
+        return backup.write(self._db.connection(), self.backup_dir, today)
 
     def _close(self) -> None:
         if not self._db.is_closed():
