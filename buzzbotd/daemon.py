@@ -203,7 +203,7 @@ class Daemon:
             self._leading.set()
         line = await self._status_text()
         self.notifier.ready(line)
-        gc.freeze()     # what start-up built lives as long as the process (see cli.cmd_run)
+        gc.freeze()     # what start-up built lives as long as the process (see cli/commands.py)
         gc.enable()
         log.info("%s", line)
         self._spawn(self._start_work(), "start-work")
