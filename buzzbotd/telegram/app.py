@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import Update
 from telegram.error import (
     Conflict,
     InvalidToken,
@@ -46,6 +46,7 @@ from buzzbotd.db import DatabaseOwner
 from buzzbotd.metrics import METRICS
 from buzzbotd.notify import Health
 from buzzbotd.price import Quote
+from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import MESSAGES_PER_S, RETRY_AFTER_RETRIES, ChatRateLimiter
 
 log = logging.getLogger("buzzbotd.telegram")
@@ -71,22 +72,6 @@ CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 …
 CONNECT_MAX_S = 30.0           # at most this far apart
 TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
 PART = "telegram"              # its name in notify.Health and STATUS=
-
-PUBLIC_COMMANDS = [
-    BotCommand("price", "the Bitcoin price now"),
-    BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
-    BotCommand("reminders", "your reminders"),
-    BotCommand("unremind", "remove your reminders"),
-    BotCommand("help", "what I can do"),
-]
-ADMIN_COMMANDS = [
-    BotCommand("status", "health, posts and counts"),
-    BotCommand("tweet", "post the price tweet now"),
-    BotCommand("pause", "pause scheduled tweets"),
-    BotCommand("resume", "resume scheduled tweets"),
-    BotCommand("alerts", "alerts on or off for you: /alerts off"),
-]
-
 
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
@@ -263,21 +248,10 @@ class BotApp:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     async def _post_init(self, application: Application) -> None:
-        """Publishes the command menu; the admins' own chats also list their commands."""
-        try:
-            await application.bot.set_my_commands(PUBLIC_COMMANDS)
-        except TelegramError as e:
-            log.warning("could not publish the command menu (setMyCommands): %s", e)
-        for admin_id in sorted(self.settings.telegram.admin_ids):
-            await self._publish_admin_menu(admin_id)
+        await menu.publish(application.bot, self.settings.telegram.admin_ids)
 
     async def _publish_admin_menu(self, admin_id: int) -> None:
-        try:
-            await self.application.bot.set_my_commands(PUBLIC_COMMANDS + ADMIN_COMMANDS,
-                                                       scope=BotCommandScopeChat(admin_id))
-        except TelegramError as e:
-            # Normal until the admin has written to the bot once; /start retries.
-            log.info("admin command menu for user %d not set yet: %s", admin_id, e)
+        await menu.publish_admin(self.application.bot, admin_id)
 
     async def send_alert(self, chat_id: int, text: str) -> None:
         """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
