@@ -97,9 +97,8 @@ class BotApp:
                  limiter: ChatRateLimiter | None = None) -> None:
         self.settings = settings
         self.owner = owner
-        self.prices = prices
-        self.poster = poster
-        self.report = report
+        # What /price, /tweet and /status call (the daemon's shared parts).
+        self.prices, self.poster, self.report = prices, poster, report
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
         # Set by the daemon: refreshes systemd's STATUS= after /pause, /resume or a 409.
