@@ -239,7 +239,7 @@ class Poster:
             # (NTP on a Pi) must not move the window past the tweet.
             since = min(post.created_at, now) - TIMELINE_LOOKBACK
             if self._user_id is None:
-                self._user_id = x.user_id(self.client)
+                self._user_id = x.own_user_id(self.client)
             tweet_id = x.find_on_timeline(self.client, self._user_id, post.text or "", since)
         except x.READ_ERRORS as e:
             return self.owner.call(ledger.note, post, "settle-failed",

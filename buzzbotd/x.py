@@ -112,7 +112,7 @@ def create_tweet(client: tweepy.Client, text: str) -> Outcome:
     return Posted(str(answer["data"]["id"]), "created")
 
 
-def user_id(client: tweepy.Client) -> str:
+def own_user_id(client: tweepy.Client) -> str:
     """The account's own id (the timeline is read by id); raises READ_ERRORS."""
     return str(client.get_me(user_auth=True)["data"]["id"])
 
