@@ -1,8 +1,8 @@
 """How long to wait before trying again: one exponential step, two ways to spread it.
 
-Every client that retries (price, Sheets, Telegram sends; X still has its own
-copy in x.py) waits `step(attempt, first_s, max_s)`: first_s, doubled after
-each failed attempt, never more than max_s. A client that shares a server with
+Every client that retries (X posts, price, Sheets, Telegram sends) waits
+`step(attempt, first_s, max_s)`: first_s, doubled after each failed attempt,
+never more than max_s. A client that shares a server with
 other clients spreads its wait at random, so that those that failed together
 do not retry together; which spread it uses is the client's own (unchanged)
 choice.

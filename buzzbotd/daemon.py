@@ -37,10 +37,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from buzzbotd import __version__, alerts, faults, state, status
+from buzzbotd import __version__, alerts, durable, faults, status
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
-from buzzbotd.db import open_owner
+from buzzbotd.db import backup, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.lock import PidLock
 from buzzbotd.notify import Health, Notifier, Watchdog
@@ -161,9 +161,9 @@ class Daemon:
         s = self.settings
         if s.x.enabled or s.telegram.enabled:
             from buzzbotd.price import PriceClient
-            self.prices = PriceClient(s.price)
+            self.prices = PriceClient(s.price, clock=self.clock)
         if s.x.enabled:
-            from buzzbotd.x import Poster  # tweepy is imported only when X is on
+            from buzzbotd.posting import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
             from buzzbotd.telegram import TelegramBot
@@ -203,7 +203,7 @@ class Daemon:
             self._leading.set()
         line = await self._status_text()
         self.notifier.ready(line)
-        gc.freeze()     # what start-up built lives as long as the process (see cli.cmd_run)
+        gc.freeze()     # what start-up built lives as long as the process (see cli/commands.py)
         gc.enable()
         log.info("%s", line)
         self._spawn(self._start_work(), "start-work")
@@ -237,7 +237,7 @@ class Daemon:
             while not self._check_clock():
                 await asyncio.sleep(CLOCK_CHECK_S)
             log.info("the clock is set now (%s); starting work", utc_text(self.clock()))
-        first = await asyncio.wrap_future(self.owner.submit(state.first_start, self.clock()))
+        first = await asyncio.wrap_future(self.owner.submit(durable.first_start, self.clock()))
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
         self._catch_up()
@@ -371,9 +371,9 @@ class Daemon:
         return status.collect(self.settings, self.clock())
 
     def _heartbeat_report(self) -> dict[str, Any]:
-        state.put_many({state.HEARTBEAT: utc_text(self.clock()),
-                        state.HEALTH: "; ".join(self.watchdog.problems),
-                        state.DEGRADED: status.degraded_meta(self.health.degraded())})
+        durable.put_many({durable.HEARTBEAT: utc_text(self.clock()),
+                          durable.HEALTH: "; ".join(self.watchdog.problems),
+                          durable.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
 
     def _database_unavailable(self, reason: str | None) -> None:
@@ -399,8 +399,7 @@ class Daemon:
 
     def _backup_if_due(self) -> None:
         today = self.clock()
-        target = self.owner.backup_dir / f"buzzbotd-{today:%Y-%m-%d}.db"
-        if not target.exists():
+        if not backup.path_for(self.owner.backup_dir, today).exists():
             path = self.owner.backup(today)
             log.info("database backed up to %s", path)
 

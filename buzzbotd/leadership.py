@@ -36,10 +36,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from buzzbotd.clock import Clock
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.postgres import NotLeader, connect
 
@@ -55,8 +55,7 @@ TAKEOVER_WAIT_S = LOSE_AFTER_S + 0.5
 
 class Leadership:
     def __init__(self, url: str, password: str | None, on_gained: Callable[[], None],
-                 on_lost: Callable[[str], None],
-                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 on_lost: Callable[[str], None], wall: Clock) -> None:
         self.url, self._password = url, password
         self.on_gained, self.on_lost = on_gained, on_lost
         self.wall = wall

@@ -128,9 +128,11 @@ def finish(row: Post, state: str, reason: str, now: datetime) -> Post:
 
 
 def skip_missed(key: str, kind: str, due: datetime, reason: str, now: datetime) -> Post:
-    """A slot whose window passed. Skipped if nobody had claimed it or nothing
-    was ever sent for it; otherwise returned as it stands, for the poster to
-    settle (a `sending` row is read on the timeline before anything is decided)."""
+    """A slot whose window passed: claimed now if nobody had, and skipped if no
+    POST was ever made for it. Any other row is returned as it stands: a final
+    one as it is, an open one for the poster to drive (a `sending` row is looked
+    up on the timeline before anything is decided; a `claimed` one whose POST was
+    proven absent ends failed, its window being over)."""
     post = claim(key, kind, due, now)
     if post.state == "claimed" and post.attempts == 0:
         return finish(post, "skipped", reason, now)

@@ -46,7 +46,7 @@ PRESET_LABELS = {
     "alerts_sent_total": ("x", "price", "telegram", "database", "unclean"),
 }
 
-PAUSED_REASON = "posting was paused"     # how x.py words a skip under /pause
+PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause
 Listener = Callable[[str, "Condition | None", "Condition | None"], None]
 
 

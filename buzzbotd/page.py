@@ -15,7 +15,7 @@ from typing import Any
 
 import peewee
 
-from buzzbotd import state, status, timeofday
+from buzzbotd import durable, status, timeofday
 from buzzbotd.config import Settings
 from buzzbotd.db.models import Post, Reminder, TelegramUser
 
@@ -46,7 +46,7 @@ def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
         "last_post": last.timestamp() if last else None,
         "next_slot": (timeofday.next_occurrence(x.times, x.zone, now).timestamp()
                       if x.enabled else None),
-        "paused": state.paused(),
+        "paused": durable.paused(),
     }
 
 

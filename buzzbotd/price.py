@@ -108,8 +108,7 @@ class PriceClient:
         self.backoff_s = backoff_s
         self.clock = clock
         self.sleep = sleep
-        self.hold_s = hold_s
-        self.hold_max_s = hold_max_s
+        self.hold_s, self.hold_max_s = hold_s, hold_max_s    # first hold, and its cap
         self._http = httpx.Client(timeout=settings.timeout_s, verify=tls.context(),
                                   headers={"User-Agent": f"buzzbotd/{__version__}"})
         self._lock = threading.Lock()

@@ -42,7 +42,7 @@ from google.oauth2 import service_account
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
-from buzzbotd import backoff, state, tables
+from buzzbotd import backoff, durable, tables
 from buzzbotd.config import ConfigError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.scheduler import utc_now
@@ -172,12 +172,12 @@ class SheetsSync:
             message = describe(e, self.credentials, self.settings.spreadsheet_id)
             log.warning("sheets: sync of spreadsheet %s failed: %s",
                         self.settings.spreadsheet_id, message)
-            self.owner.call(state.record_sheets_error, message, self.clock())
+            self.owner.call(durable.record_sheets_error, message, self.clock())
             self._changed(failing=True)
             return False
         finally:
             self._trim()
-        self.owner.call(state.record_sheets_ok, self.clock())
+        self.owner.call(durable.record_sheets_ok, self.clock())
         self._changed(failing=False)
         log.info("sheets: synced %s to spreadsheet %s (%d requests, %d bytes, %.2f s)",
                  ", ".join(f"{name} {n}" for name, n in counts.items()),

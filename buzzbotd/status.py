@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from buzzbotd import __version__, state, timeofday
+from buzzbotd import __version__, durable, timeofday
 from buzzbotd.config import Settings
 from buzzbotd.db.models import Post, Reminder, TelegramUser
 
@@ -35,15 +35,15 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     reminders = {bool(enabled): count for enabled, count in
                  Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
                  .group_by(Reminder.enabled).tuples()}
-    meta = state.snapshot()
-    heartbeat = state.as_time(meta.get(state.HEARTBEAT))
-    conflict = state.as_time(meta.get(state.TELEGRAM_CONFLICT))
+    meta = durable.snapshot()
+    heartbeat = durable.as_time(meta.get(durable.HEARTBEAT))
+    conflict = durable.as_time(meta.get(durable.TELEGRAM_CONFLICT))
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
         "x": {
             "enabled": x.enabled,
-            "paused": meta.get(state.PAUSED) == "1",
+            "paused": meta.get(durable.PAUSED) == "1",
             "last_posts": [{"slot_key": p.slot_key, "kind": p.kind, "state": p.state,
                             "tweet_id": p.tweet_id, "text": p.text, "reason": p.reason,
                             "attempts": p.attempts} for p in posts],
@@ -56,24 +56,24 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "users": TelegramUser.select().count(),
             "reminders_enabled": reminders.get(True, 0),
             "reminders_disabled": reminders.get(False, 0),
-            "last_conflict_at": meta.get(state.TELEGRAM_CONFLICT),
+            "last_conflict_at": meta.get(durable.TELEGRAM_CONFLICT),
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
         "sheets": {
             "enabled": settings.sheets.enabled,
             "spreadsheet_id": settings.sheets.spreadsheet_id,
-            "last_ok_at": meta.get(state.SHEETS_LAST_OK) or None,
-            "last_error": meta.get(state.SHEETS_LAST_ERROR) or None,
-            "failing_since": meta.get(state.SHEETS_FAILING_SINCE) or None,
+            "last_ok_at": meta.get(durable.SHEETS_LAST_OK) or None,
+            "last_error": meta.get(durable.SHEETS_LAST_ERROR) or None,
+            "failing_since": meta.get(durable.SHEETS_FAILING_SINCE) or None,
         },
         "health": {
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
             "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
-            "problems": meta.get(state.HEALTH) or "",
+            "problems": meta.get(durable.HEALTH) or "",
             # Parts that are up but not doing their work, as the daemon last wrote them.
             "degraded": {part: {"reason": reason, "since": since} for part, (reason, since)
-                         in json.loads(meta.get(state.DEGRADED) or "{}").items()},
+                         in json.loads(meta.get(durable.DEGRADED) or "{}").items()},
         },
     }
 

@@ -1,59 +1,35 @@
-"""X posting: one price tweet per slot, exactly once, whatever happens.
+"""The X API client: tweepy's v2 Client pointed at `x.api_base`, and what one
+request came to.
 
-The only path to X. `Poster.run_due()` (a scheduler job at each slot, and
-once at start for catch-up) and `Poster.post_now()` (/tweet) both go through
-`Poster._settle()`, which drives a slot's ledger row (see ledger.py) to a
-final state within the slot's window. At most one thread settles a key at a
-time: a second settler (run_due finding a /tweet's row open, a catch-up
-overlapping a scheduled run) leaves the key to the one already on it and
-returns the row as it stands, rather than waiting, since the first one
-drives it to a final state anyway and waiting would hold up the later slots.
-
-- claimed → fetch the price, compose, mark `sending` (text stored), POST;
-- a definite "not posted" (5xx, 429, connection refused) → back to claimed
-  and retried with backoff (a 429 waits for X's reset time);
-- an unknown outcome (timeout, dropped connection, or a row found `sending`
-  after a crash) → settled first by reading the account's recent tweets for
-  the stored text; only if it is absent is the same text posted again, and
-  X's 403 "duplicate content" answer to that means it was there after all;
-- a 403 "duplicate content" to a first POST whose text another key of the
-  ledger posted (a /tweet a minute before a slot at the same price, with a
-  template without {time}) is the truth told: `skipped: same text as <key>`.
-Reading the timeline costs money on X's pay-per-use plan, so it happens only
-for unknown outcomes.
+`create_tweet` maps every answer to one POST (or its absence) to an outcome
+that posting.py acts on: Posted; NotSent (surely no tweet: 5xx, 429 with its
+reset, no connection made); Duplicate (X's 403 "duplicate content"); Unknown
+(timeout, dropped connection: it may have reached X); Refused (401, 400, any
+other 403: no retry helps). `find_on_timeline` reads the account's recent
+tweets for a text, which settles an unknown outcome; it costs money on X's
+pay-per-use plan. `compose` makes a slot's text and refuses one X would not take.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
-import itertools
-import logging
-import random
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 import tweepy
 
-from buzzbotd import ledger, state, timeofday
+from buzzbotd import timeofday
 from buzzbotd.config import Settings, XSettings
-from buzzbotd.db import DatabaseOwner
-from buzzbotd.db.models import Post
-from buzzbotd.price import PriceClient, PriceError, Quote
-from buzzbotd.scheduler import utc_now
+from buzzbotd.price import PriceClient, Quote
 from buzzbotd.tweet import TWEET_MAX_CHARS, render_template
 
-log = logging.getLogger("buzzbotd.x")
 TWEEPY_HOST = "https://api.twitter.com"   # hard-coded in tweepy.Client.request
 REQUEST_TIMEOUT_S = 10.0
-TIMELINE_LOOKBACK = timedelta(minutes=5)  # before the claim, for clock skew
 TIMELINE_MAX_RESULTS = 20
-RETRY_FIRST_S = 1.0
-RETRY_MAX_S = 30.0
+# What a failed timeline read raises (X's errors, or no answer at all).
+READ_ERRORS = (tweepy.TweepyException, requests.RequestException)
 
 
 class _RebasedSession(requests.Session):
@@ -86,30 +62,72 @@ class XClient(tweepy.Client):
 
 # What one POST attempt came to.
 @dataclass(frozen=True)
-class _Posted:
+class Posted:
     tweet_id: str | None
     how: str
 
 
 @dataclass(frozen=True)
-class _NotSent:          # surely no tweet: retry (not before `not_before`, if given)
+class NotSent:           # surely no tweet: retry (not before `not_before`, if given)
     reason: str
     not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
-class _Duplicate:        # X refused the text as a duplicate of a tweet it holds
+class Duplicate:         # X refused the text as a duplicate of a tweet it holds
     reason: str
 
 
 @dataclass(frozen=True)
-class _Unknown:          # may or may not have reached X: settle before retrying
+class Unknown:           # may or may not have reached X: settle before retrying
     reason: str
 
 
 @dataclass(frozen=True)
-class _Refused:          # X said no for good (401, 400, a 403 other than duplicate)
+class Refused:           # X said no for good (401, 400, a 403 other than duplicate)
     reason: str
+
+
+Outcome = Posted | Duplicate | NotSent | Unknown | Refused
+
+
+def create_tweet(client: tweepy.Client, text: str) -> Outcome:
+    """One POST of `text`, and what it came to; X's answers never raise."""
+    try:
+        answer = client.create_tweet(text=text, user_auth=True)
+    except tweepy.TooManyRequests as e:
+        return NotSent("429 Too Many Requests", _rate_limit_reset(e.response))
+    except tweepy.TwitterServerError as e:
+        return NotSent(f"{e.response.status_code} from X")
+    except tweepy.Forbidden as e:
+        if any("duplicate" in m.lower() for m in e.api_messages):
+            return Duplicate("X refused the text as a duplicate")
+        return Refused(f"403 from X: {'; '.join(e.api_messages) or e}")
+    except tweepy.HTTPException as e:
+        return Refused(f"{e.response.status_code} from X: "
+                       f"{'; '.join(e.api_messages) or e}")
+    except requests.RequestException as e:
+        if _surely_not_sent(e):
+            return NotSent(f"cannot connect: {type(e).__name__}")
+        return Unknown(f"no answer: {type(e).__name__}")
+    return Posted(str(answer["data"]["id"]), "created")
+
+
+def own_user_id(client: tweepy.Client) -> str:
+    """The account's own id (the timeline is read by id); raises READ_ERRORS."""
+    return str(client.get_me(user_auth=True)["data"]["id"])
+
+
+def find_on_timeline(client: tweepy.Client, user_id: str, text: str, since: datetime
+                     ) -> str | None:
+    """The id of the account's tweet of `text` since `since`, or None; raises READ_ERRORS."""
+    answer = client.get_users_tweets(
+        user_id, user_auth=True, max_results=TIMELINE_MAX_RESULTS,
+        start_time=since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    for tweet in answer.get("data") or []:
+        if html.unescape(tweet["text"]) == text:    # X escapes & < > in returned text
+            return str(tweet["id"])
+    return None
 
 
 class ComposeError(Exception):
@@ -129,259 +147,6 @@ def compose_now(settings: Settings, prices: PriceClient, now: datetime) -> str:
     """What `buzzbotd tweet --dry-run` prints."""
     return compose(settings.x.template, prices.fetch(),
                    timeofday.local_label(now.replace(microsecond=0), settings.x.zone))
-
-
-class Poster:
-    def __init__(self, settings: Settings, owner: DatabaseOwner, prices: PriceClient,
-                 clock: Callable[[], datetime] = utc_now, client: tweepy.Client | None = None
-                 ) -> None:
-        self.x = settings.x
-        self.owner = owner
-        self.prices = prices
-        self.clock = clock
-        self.client = client or XClient(settings.x)
-        self.grace = timedelta(seconds=self.x.grace_s)
-        self._stop = threading.Event()
-        self._user_id: str | None = None
-        self._prices: dict[str, float] = {}    # slot key → the price its text was made from
-        self._settling: set[str] = set()         # keys a thread is settling now
-        self._settling_lock = threading.Lock()
-
-    def stop(self) -> None:
-        """Ends waits between retries; a slot left open is settled at next start."""
-        self._stop.set()
-
-    # -- entry points ----------------------------------------------------------
-
-    def next_slot(self, now: datetime) -> datetime:
-        return timeofday.next_occurrence(self.x.times, self.x.zone, now)
-
-    def run_due(self) -> None:
-        """Settles every slot due since the last run: posts those still within
-        their window (catch-up after downtime included), skips older ones.
-        Slots from before the daemon's very first start are not ours."""
-        now = self.clock()
-        first = self.owner.call(state.first_start, now)
-        since = max(first, now - max(self.grace, timedelta(days=1)))
-        settled = self.owner.call(ledger.final_keys, since)
-        for due in timeofday.occurrences(self.x.times, self.x.zone, since, now):
-            key = timeofday.slot_key(due)
-            if key in settled:
-                continue
-            if due + self.grace <= now:
-                with self._sole_settler(key) as mine:
-                    if not mine:
-                        continue
-                    post = self.owner.call(
-                        ledger.skip_missed, key, "scheduled", due,
-                        f"missed: the daemon was not running within {self.x.grace_s}s "
-                        "of the slot", now)
-                    if post.state not in ledger.FINAL:
-                        # Something was sent: the timeline says whether it is there.
-                        self._drive(key, "scheduled", due)
-            else:
-                self._settle(key, "scheduled", due)
-        for post in self.owner.call(ledger.open_rows, now - self.grace - timedelta(days=1)):
-            self._settle(post.slot_key, post.kind, post.due_at)   # e.g. a /tweet cut short
-
-    def post_now(self) -> Post:
-        """/tweet: posts the price now under its own key, paused or not. A second
-        /tweet in the same second gets the next free key (`…Z-2`); if X refuses
-        its text as a duplicate, the ledger says which key holds that text."""
-        now = self.clock().replace(microsecond=0)
-        base = f"manual-{timeofday.slot_key(now)}"
-        for n in itertools.count(1):
-            key = base if n == 1 else f"{base}-{n}"
-            with self._sole_settler(key) as mine:
-                if mine and self.owner.call(ledger.claim_new, key, "manual", now,
-                                            self.clock()) is not None:
-                    return self._drive(key, "manual", now)
-        raise AssertionError("unreachable")
-
-    # -- one slot ----------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _sole_settler(self, key: str) -> Iterator[bool]:
-        """Yields True if this thread is now the only one settling `key`, False
-        if another thread already is (then leave the key alone)."""
-        with self._settling_lock:
-            mine = key not in self._settling
-            self._settling.add(key)
-        try:
-            yield mine
-        finally:
-            if mine:
-                with self._settling_lock:
-                    self._settling.discard(key)
-
-    def _settle(self, key: str, kind: str, due: datetime) -> Post | None:
-        """Drives the slot to a final state, unless another thread already is;
-        then returns the row as it stands (None if not claimed yet)."""
-        with self._sole_settler(key) as mine:
-            if not mine:
-                log.debug("slot %s: another thread is settling it", key)
-                return self.owner.call(ledger.get, key)
-            return self._drive(key, kind, due)
-
-    def _drive(self, key: str, kind: str, due: datetime) -> Post:
-        """The settling loop; only ever run by the key's sole settler."""
-        post = self.owner.call(ledger.claim, key, kind, due, self.clock())
-        try:
-            return self._drive_row(post, kind, due)
-        except ledger.IllegalMove:
-            # Logged by the ledger; the row is whatever the database says.
-            return self.owner.call(ledger.get, key)
-
-    def _drive_row(self, post: Post, kind: str, due: datetime) -> Post:
-        deadline = due + self.grace
-        failures = 0
-        while post.state not in ledger.FINAL and not self._stop.is_set():
-            retry_at = None
-            if post.state == "sending":
-                post = self._settle_unknown(post)
-                if post.state == "sending" and self.clock() >= deadline:
-                    post = self._finish(post, "failed", "outcome unknown at the end of the "
-                                        f"slot's window ({post.reason})")
-            elif self.clock() >= deadline:
-                post = self._finish(post, "failed", "gave up at the end of the slot's window"
-                                    + (f" ({post.reason})" if post.reason else ""))
-            elif kind == "scheduled" and self.owner.call(state.paused_at, due):
-                post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
-            elif text := post.text or self._compose(post, due):
-                post = self.owner.call(ledger.sending, post, text, self.clock(),
-                                       self._prices.pop(post.slot_key, None))
-                post, retry_at = self._post_once(post)
-            else:
-                post = self.owner.call(ledger.get, post.slot_key)
-            if post.state not in ledger.FINAL:
-                failures += 1
-                self._wait_until(retry_at or self.clock()
-                                 + timedelta(seconds=_backoff(failures)), deadline)
-        return post
-
-    def _compose(self, post: Post, due: datetime) -> str | None:
-        """The text for a slot, or None after logging why there is none (yet)."""
-        try:
-            quote = self.prices.fetch()
-            self._prices[post.slot_key] = quote.price          # stored with the text, for the chart
-            return compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
-        except PriceError as e:
-            self.owner.call(ledger.note, post, "price-failed", f"no usable price: {e}",
-                            self.clock(), logging.ERROR)
-        except ComposeError as e:
-            self._finish(post, "failed", str(e))
-        return None
-
-    def _post_once(self, post: Post) -> tuple[Post, datetime | None]:
-        """One POST of the row's text; returns the row and, for a 429, its reset."""
-        result = self._create_tweet(post.text or "")
-        now = self.clock()
-        if isinstance(result, _Posted):
-            return self.owner.call(ledger.posted, post, result.tweet_id, result.how, now), None
-        if isinstance(result, _Duplicate):
-            return self._duplicate(post, result), None
-        if isinstance(result, _NotSent):
-            if result.not_before and result.not_before > post.due_at + self.grace:
-                return self._finish(post, "failed", f"{result.reason}; X's reset "
-                                    f"{timeofday.slot_key(result.not_before)} is after the "
-                                    "slot's window"), None
-            return self.owner.call(ledger.not_sent, post, result.reason, now), result.not_before
-        if isinstance(result, _Refused):
-            return self._finish(post, "failed", result.reason), None
-        return self.owner.call(ledger.note, post, "unknown", f"{result.reason}; settling "
-                               "before any retry", now), None
-
-    def _duplicate(self, post: Post, result: _Duplicate) -> Post:
-        """X holds this text already: whose tweet is it? Another key's (a /tweet at
-        the same price) → this slot has no tweet of its own: skipped. Our own
-        earlier attempt (this is not the first POST) → posted. Neither → someone
-        posted it outside buzzbotd: skipped too, saying so."""
-        other = self.owner.call(ledger.posted_with_text, post.text or "", post.slot_key)
-        if other is not None:
-            return self._finish(post, "skipped", f"same text as {other.slot_key} ({result.reason})")
-        if post.attempts > 1:
-            return self.owner.call(ledger.posted, post, None, f"{result.reason}: our earlier "
-                                   "attempt is already posted", self.clock())
-        return self._finish(post, "skipped", f"same text already on the account, not posted "
-                            f"by buzzbotd ({result.reason})")
-
-    def _create_tweet(self, text: str
-                      ) -> _Posted | _Duplicate | _NotSent | _Unknown | _Refused:
-        try:
-            answer = self.client.create_tweet(text=text, user_auth=True)
-        except tweepy.TooManyRequests as e:
-            return _NotSent("429 Too Many Requests", _rate_limit_reset(e.response))
-        except tweepy.TwitterServerError as e:
-            return _NotSent(f"{e.response.status_code} from X")
-        except tweepy.Forbidden as e:
-            if any("duplicate" in m.lower() for m in e.api_messages):
-                return _Duplicate("X refused the text as a duplicate")
-            return _Refused(f"403 from X: {'; '.join(e.api_messages) or e}")
-        except tweepy.HTTPException as e:
-            return _Refused(f"{e.response.status_code} from X: "
-                            f"{'; '.join(e.api_messages) or e}")
-        except requests.RequestException as e:
-            if _surely_not_sent(e):
-                return _NotSent(f"cannot connect: {type(e).__name__}")
-            return _Unknown(f"no answer: {type(e).__name__}")
-        return _Posted(str(answer["data"]["id"]), "created")
-
-    def _settle_unknown(self, post: Post) -> Post:
-        """A row in `sending`: finds its text on the account's timeline (posted),
-        proves it absent (back to claimed), or leaves it as is if X cannot be read."""
-        sent_at = self.owner.call(ledger.last_sending_at, post)
-        if sent_at is not None:
-            # A POST announced moments ago may still be on its way to X: sent by a
-            # leader killed right after (a standby takes over in a fraction of a
-            # second) or cut off from the database. Its absence proves nothing
-            # until it can no longer land, as long as our own POST would wait (never
-            # longer: the clock may have been stepped back since).
-            now = self.clock()
-            left = min((sent_at - now).total_seconds() + REQUEST_TIMEOUT_S, REQUEST_TIMEOUT_S,
-                       (post.due_at + self.grace - now).total_seconds())
-            if left > 0:
-                self._stop.wait(left)
-        now = self.clock()
-        try:
-            # The earlier of the claim and now: a clock stepped back since the claim
-            # (NTP on a Pi) must not move the window past the tweet.
-            since = min(post.created_at, now) - TIMELINE_LOOKBACK
-            tweet_id = self._find_on_timeline(post.text or "", since)
-        except (tweepy.TweepyException, requests.RequestException) as e:
-            return self.owner.call(ledger.note, post, "settle-failed",
-                                   f"cannot read the timeline: {type(e).__name__}: {e}", now)
-        if tweet_id is not None:
-            return self.owner.call(ledger.posted, post, tweet_id,
-                                   "found on the account's timeline after an unknown outcome", now)
-        return self.owner.call(ledger.not_sent, post, "not on the account's timeline: "
-                               "the earlier attempt did not post", now)
-
-    def _find_on_timeline(self, text: str, since: datetime) -> str | None:
-        if self._user_id is None:
-            self._user_id = str(self.client.get_me(user_auth=True)["data"]["id"])
-        answer = self.client.get_users_tweets(
-            self._user_id, user_auth=True, max_results=TIMELINE_MAX_RESULTS,
-            start_time=since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        for tweet in answer.get("data") or []:
-            if html.unescape(tweet["text"]) == text:    # X escapes & < > in returned text
-                return str(tweet["id"])
-        return None
-
-    # -- small parts -------------------------------------------------------------
-
-    def _finish(self, post: Post, final: str, reason: str) -> Post:
-        return self.owner.call(ledger.finish, post, final, reason, self.clock())
-
-    def _wait_until(self, until: datetime, deadline: datetime) -> None:
-        """Sleeps until `until` (never past the deadline); stop() cuts it short."""
-        seconds = (min(until, deadline) - self.clock()).total_seconds()
-        if seconds > 0:
-            self._stop.wait(seconds)
-
-
-def _backoff(failures: int) -> float:
-    base = min(RETRY_FIRST_S * 2 ** (failures - 1), RETRY_MAX_S)
-    return base * (1 + random.random() / 2)
 
 
 def _rate_limit_reset(response: requests.Response) -> datetime | None:

@@ -17,9 +17,9 @@ import pytest
 from buzzbotd import config
 from buzzbotd.db import DatabaseOwner, Meta
 from buzzbotd.db import owner as owner_module
+from buzzbotd.posting import Poster
 from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
-from buzzbotd.x import Poster
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.harness import Daemon, NotifySocket

@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import config, ledger, state, timeofday
+from buzzbotd import config, durable, ledger, timeofday
 from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import PostEvent
+from buzzbotd.posting import Poster
 from buzzbotd.price import PriceClient
-from buzzbotd.x import Poster
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.x_world import x_config
@@ -80,7 +80,7 @@ def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock, **x_
     settings = replace(settings, x=replace(settings.x, timezone=zone, **x_settings))
     owner = DatabaseOwner(tmp_path / "buzzbotd.db")
     owner.start()
-    owner.call(state.first_start, clock.now - timedelta(days=2))
+    owner.call(durable.first_start, clock.now - timedelta(days=2))
     return Poster(settings, owner, PriceClient(settings.price), clock=clock), owner
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from buzzbotd import config, state, status
+from buzzbotd import config, durable, status
 from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import Reminder, TelegramUser
 from tests.harness import write_config
@@ -24,7 +24,7 @@ def fill(count_posts: int) -> None:
     for local, enabled in (("08:00", True), ("09:00", True), ("10:00", False)):
         Reminder.create(user=user, chat_id=7, local_time=local, timezone="UTC",
                         next_due_at=NOW, enabled=enabled, created_at=NOW)
-    state.set_paused(True, NOW)
+    durable.set_paused(True, NOW)
 
 
 def test_report_counts_posts_slots_and_reminders(tmp_path: Path) -> None:

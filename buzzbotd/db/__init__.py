@@ -5,13 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from buzzbotd.db.models import MODELS, Meta, Post, PostEvent, Reminder, TelegramUser, database
-from buzzbotd.db.owner import (
-    DatabaseError,
-    DatabaseOwner,
-    DatabaseTooNew,
-    after_commit,
-    open_readonly,
-)
+from buzzbotd.db.owner import DatabaseError, DatabaseOwner, DatabaseTooNew, after_commit
+from buzzbotd.db.readonly import open_readonly
 
 if TYPE_CHECKING:
     from buzzbotd.config import Settings

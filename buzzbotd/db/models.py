@@ -10,12 +10,11 @@ from datetime import UTC, datetime
 
 import peewee
 
+# An instant is stored as the same text that keys its slot: one function for both.
+from buzzbotd.timeofday import slot_key as utc_text
+
 # Bound to the real database by DatabaseOwner (read-write) or open_readonly().
 database = peewee.DatabaseProxy()
-
-
-def utc_text(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_utc(text: str) -> datetime:

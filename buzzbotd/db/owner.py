@@ -6,8 +6,8 @@ are serialised in-process and SQLite never has two writers to arbitrate
 `BEGIN IMMEDIATE` transaction: in WAL mode a deferred transaction that reads
 and then writes fails at once with SQLITE_BUSY if anyone else wrote between,
 whereas IMMEDIATE takes the write lock up front and waits for it.
-Other processes (`buzzbotd status`) read through `open_readonly`; WAL lets
-them read while the owner writes.
+Other processes (`buzzbotd status`) read through `open_readonly` (readonly.py);
+WAL lets them read while the owner writes.
 
 When the database cannot take a write for a while (another process holds
 its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, or the
@@ -29,21 +29,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import peewee
 
 from buzzbotd import faults
-from buzzbotd.db import migrations
+from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
 from buzzbotd.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
-BACKUPS_KEPT = 7
 _STOP = object()
 _PING = object()
 # One try at the write lock waits this long inside SQLite (it notices a
@@ -206,9 +204,10 @@ class DatabaseOwner:
         state = self._unavailable
         return None if state is None else (state[0], time.monotonic() - state[1])
 
-    def backup(self, today: datetime | None = None) -> Path:
-        """An online backup into backups/, keeping the newest BACKUPS_KEPT."""
-        return self.call(self._backup, today or datetime.now(UTC), transaction=False)
+    def backup(self, today: datetime) -> Path:
+        """An online backup into backups/ named by `today` (the daemon's clock);
+        see db/backup.py."""
+        return self.call(self._backup, today, transaction=False)
 
     # -- inside the owner thread -----------------------------------------
 
@@ -339,21 +338,7 @@ class DatabaseOwner:
             raise DatabaseTooNew(f"{self.path}: {e}") from None
 
     def _backup(self, today: datetime) -> Path:
-        self.backup_dir.mkdir(mode=0o750, exist_ok=True)
-        target = self.backup_dir / f"buzzbotd-{today:%Y-%m-%d}.db"
-        partial = target.with_suffix(".db.partial")
-        destination = sqlite3.connect(partial)
-        try:
-            self._db.connection().backup(destination)
-        except BaseException:
-            destination.close()
-            partial.unlink(missing_ok=True)    # on a full disk, give the space back
-            raise
-        destination.close()
-        partial.replace(target)
-        for old in sorted(self.backup_dir.glob("buzzbotd-*.db"))[:-BACKUPS_KEPT]:
-            old.unlink()
-        return target
+        return backup.write(self._db.connection(), self.backup_dir, today)
 
     def _close(self) -> None:
         if not self._db.is_closed():
@@ -380,43 +365,3 @@ def _unavailable_reason(error: BaseException) -> str | None:
                     return f"writes failing ({_WRITE_CODES[primary]})"
         seen = seen.__context__
     return None
-
-
-def open_readonly(path: Path, writer_running: bool = True) -> peewee.SqliteDatabase:
-    """A read-only connection for another process (e.g. `buzzbotd status`).
-
-    A WAL database needs its -shm file, which a reader creates if it is
-    missing; a member of group buzzbotd cannot (the state dir is 0750), so
-    while the daemon is stopped (a clean stop removes -wal and -shm) the file
-    is opened `immutable` instead. That is safe only with no writer and no WAL
-    left to replay, which `writer_running` and the -wal file's size tell."""
-    if not Path(path).exists():
-        raise DatabaseError(f"{path}: no database yet (the daemon creates it on its first start)")
-    try:
-        return _connect_readonly(path, "mode=ro")
-    except DatabaseError:
-        wal = Path(f"{path}-wal")
-        if writer_running or (wal.exists() and wal.stat().st_size > 0):
-            raise
-    return _connect_readonly(path, "mode=ro&immutable=1")
-
-
-def _connect_readonly(path: Path, options: str) -> peewee.SqliteDatabase:
-    db = peewee.SqliteDatabase(f"file:{quote(str(path))}?{options}", uri=True,
-                               pragmas={"query_only": 1, "busy_timeout": 10_000})
-    database.initialize(db)
-    try:
-        db.connect()
-        version = migrations.schema_version(db)
-    except (peewee.DatabaseError, sqlite3.DatabaseError) as e:
-        db.close()
-        raise DatabaseError(f"{path}: cannot read the database: {e}") from None
-    if version != migrations.LATEST:
-        db.close()
-        if version > migrations.LATEST:
-            raise DatabaseTooNew(f"{path}: schema version {version}, newer than this buzzbotd "
-                                 f"knows ({migrations.LATEST}); install the newer buzzbotd "
-                                 "again or restore a backup")
-        raise DatabaseError(f"{path}: schema version {version}, this buzzbotd reads "
-                            f"{migrations.LATEST}; start the daemon once to migrate it")
-    return db

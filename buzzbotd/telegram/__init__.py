@@ -3,6 +3,7 @@
 - app.py: the life cycle (connect in the background, poll, stop), the bridge
   from job threads into the bot's loop (`run_in_loop`), the error handler;
 - commands.py: one handler per command (parse → call the domain → reply);
+- menu.py: the command menu Telegram shows under "/" (admins see more);
 - delivery.py: the reminder send round and what each Telegram answer means
   for a reminder (sent / retry / blocked / migrated / given up);
 - ratelimit.py: ChatRateLimiter, the limits every message goes through;

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
-from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram import Update
 from telegram.error import (
     Conflict,
     InvalidToken,
@@ -39,13 +39,14 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import state, status, tls
+from buzzbotd import durable, status, tls
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.metrics import METRICS
 from buzzbotd.notify import Health
 from buzzbotd.price import Quote
+from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import MESSAGES_PER_S, RETRY_AFTER_RETRIES, ChatRateLimiter
 
 log = logging.getLogger("buzzbotd.telegram")
@@ -72,22 +73,6 @@ CONNECT_MAX_S = 30.0           # at most this far apart
 TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
 PART = "telegram"              # its name in notify.Health and STATUS=
 
-PUBLIC_COMMANDS = [
-    BotCommand("price", "the Bitcoin price now"),
-    BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
-    BotCommand("reminders", "your reminders"),
-    BotCommand("unremind", "remove your reminders"),
-    BotCommand("help", "what I can do"),
-]
-ADMIN_COMMANDS = [
-    BotCommand("status", "health, posts and counts"),
-    BotCommand("tweet", "post the price tweet now"),
-    BotCommand("pause", "pause scheduled tweets"),
-    BotCommand("resume", "resume scheduled tweets"),
-    BotCommand("alerts", "alerts on or off for you: /alerts off"),
-]
-
-
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
     line: an invalid token (naming telegram.token) and a 429 that outlasted
@@ -112,9 +97,8 @@ class BotApp:
                  limiter: ChatRateLimiter | None = None) -> None:
         self.settings = settings
         self.owner = owner
-        self.prices = prices
-        self.poster = poster
-        self.report = report
+        # What /price, /tweet and /status call (the daemon's shared parts).
+        self.prices, self.poster, self.report = prices, poster, report
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
         # Set by the daemon: refreshes systemd's STATUS= after /pause, /resume or a 409.
@@ -263,21 +247,10 @@ class BotApp:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     async def _post_init(self, application: Application) -> None:
-        """Publishes the command menu; the admins' own chats also list their commands."""
-        try:
-            await application.bot.set_my_commands(PUBLIC_COMMANDS)
-        except TelegramError as e:
-            log.warning("could not publish the command menu (setMyCommands): %s", e)
-        for admin_id in sorted(self.settings.telegram.admin_ids):
-            await self._publish_admin_menu(admin_id)
+        await menu.publish(application.bot, self.settings.telegram.admin_ids)
 
     async def _publish_admin_menu(self, admin_id: int) -> None:
-        try:
-            await self.application.bot.set_my_commands(PUBLIC_COMMANDS + ADMIN_COMMANDS,
-                                                       scope=BotCommandScopeChat(admin_id))
-        except TelegramError as e:
-            # Normal until the admin has written to the bot once; /start retries.
-            log.info("admin command menu for user %d not set yet: %s", admin_id, e)
+        await menu.publish_admin(self.application.bot, admin_id)
 
     async def send_alert(self, chat_id: int, text: str) -> None:
         """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
@@ -292,7 +265,7 @@ class BotApp:
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
-                await self._db(state.put_time, state.TELEGRAM_CONFLICT, self.clock())
+                await self._db(durable.put_time, durable.TELEGRAM_CONFLICT, self.clock())
                 await self._state_changed()
             return
         if update is None and isinstance(error, NetworkError):

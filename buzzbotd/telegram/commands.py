@@ -1,5 +1,5 @@
 """The bot's commands: one handler per command, each thin: parse the message,
-call the domain (buzzbotd.reminders, state, alerts, the poster), reply.
+call the domain (buzzbotd.reminders, durable, alerts, the poster), reply.
 
 Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
 /unremind for anyone; /status, /tweet, /pause, /resume, /alerts for
@@ -24,7 +24,7 @@ from telegram.ext import (
     filters,
 )
 
-from buzzbotd import alerts, reminders, state, status
+from buzzbotd import alerts, durable, reminders, status
 from buzzbotd.price import PriceUnavailable, Quote
 from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
 from buzzbotd.telegram.texts import price_text, stale_price_text
@@ -189,7 +189,7 @@ class Commands(BotApp):
     async def _set_paused(self, update: Update, paused: bool) -> None:
         if await self._refused(update):
             return
-        await self._db(state.set_paused, paused, self.clock())
+        await self._db(durable.set_paused, paused, self.clock())
         await self._state_changed()
         log.info("admin %d: scheduled posting %s", _user_id(update),
                  "paused" if paused else "resumed")

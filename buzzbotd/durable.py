@@ -1,11 +1,13 @@
-"""Small named values in the `meta` table that must survive restarts.
+"""Durable values: small named values in the `meta` table that must survive
+restarts (the pause, the first start, the heartbeat, the Sheets sync's health).
+Not to be confused with a slot's `post.state` (ledger.py).
 
 Every function runs inside the database owner (or on a read-only connection).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from peewee import EXCLUDED
 
@@ -67,10 +69,9 @@ def paused() -> bool:
     return get(PAUSED) == "1"
 
 
-def set_paused(value: bool, now: datetime | None = None) -> None:
+def set_paused(value: bool, now: datetime) -> None:
     """/pause and /resume. The last pause's interval is kept, so a slot that
     passed while paused stays skipped even if its job runs after /resume."""
-    now = now or datetime.now(UTC)
     if value and not paused():
         put_time(PAUSED_SINCE, now)
     elif not value and paused():

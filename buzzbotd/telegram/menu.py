@@ -1,0 +1,46 @@
+"""The command menu Telegram shows under "/": the public commands for everyone,
+and in each admin's own chat the admin commands too (setMyCommands)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from telegram import Bot, BotCommand, BotCommandScopeChat
+from telegram.error import TelegramError
+
+log = logging.getLogger("buzzbotd.telegram")
+
+PUBLIC_COMMANDS = [
+    BotCommand("price", "the Bitcoin price now"),
+    BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
+    BotCommand("reminders", "your reminders"),
+    BotCommand("unremind", "remove your reminders"),
+    BotCommand("help", "what I can do"),
+]
+ADMIN_COMMANDS = [
+    BotCommand("status", "health, posts and counts"),
+    BotCommand("tweet", "post the price tweet now"),
+    BotCommand("pause", "pause scheduled tweets"),
+    BotCommand("resume", "resume scheduled tweets"),
+    BotCommand("alerts", "alerts on or off for you: /alerts off"),
+]
+
+
+async def publish(bot: Bot, admin_ids: Iterable[int]) -> None:
+    """Publishes the menu; the admins' own chats also list their commands."""
+    try:
+        await bot.set_my_commands(PUBLIC_COMMANDS)
+    except TelegramError as e:
+        log.warning("could not publish the command menu (setMyCommands): %s", e)
+    for admin_id in sorted(admin_ids):
+        await publish_admin(bot, admin_id)
+
+
+async def publish_admin(bot: Bot, admin_id: int) -> None:
+    try:
+        await bot.set_my_commands(PUBLIC_COMMANDS + ADMIN_COMMANDS,
+                                  scope=BotCommandScopeChat(admin_id))
+    except TelegramError as e:
+        # Normal until the admin has written to the bot once; /start retries.
+        log.info("admin command menu for user %d not set yet: %s", admin_id, e)
