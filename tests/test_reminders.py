@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -303,9 +304,8 @@ def test_a_reminder_due_while_stopped_arrives_once_on_start(
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    world = World(tmp_path)
-    yield world
-    world.close()
+    with closing(World(tmp_path)) as world:
+        yield world
 
 
 def test_beyond_grace_is_skipped_and_logged_within_grace_is_sent(world: World) -> None:
