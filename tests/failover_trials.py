@@ -73,9 +73,7 @@ class Seat:
         bot = {"enabled": True, "api_base": self.telegram_url, "token": TOKEN,
                "admin_ids": [ADMIN]}
         self.config = x_config(self.dir, x, price, [hhmmss(due)], telegram=bot,
-                               api_base=self.x_url)
-        with self.config.open("a") as f:
-            f.write(f'[database]\nurl = "{url}"\n')
+                               database_url=url, api_base=self.x_url)
 
     def start(self, env: dict[str, str]) -> Daemon:
         self.starts += 1

@@ -42,10 +42,7 @@ def notify_pair(tmp_path: Path) -> Iterator[tuple[NotifySocket, NotifySocket]]:
 
 def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list[str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    config = x_config(directory, x, price, times)
-    with config.open("a") as f:
-        f.write(f'[database]\nurl = "{url}"\n')
-    return config
+    return x_config(directory, x, price, times, database_url=url)
 
 
 def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
@@ -211,11 +208,8 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
         bot = {"enabled": True, "api_base": urls[name][0], "token": TOKEN, "admin_ids": [ADMIN]}
         directory = tmp_path / name
         directory.mkdir()
-        written = x_config(directory, x, price, [hhmmss(due)], telegram=bot,
-                           api_base=urls[name][1])
-        with written.open("a") as f:
-            f.write(f'[database]\nurl = "{url}"\n')
-        return written
+        return x_config(directory, x, price, [hhmmss(due)], telegram=bot, database_url=url,
+                        api_base=urls[name][1])
 
     notify_a, notify_b = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
     try:

@@ -27,13 +27,15 @@ TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
 def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
              grace_s: int = 600, telegram: dict[str, Any] | None = None,
-             **x_settings: Any) -> Path:
-    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is given."""
+             database_url: str = "", **x_settings: Any) -> Path:
+    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is
+    given; SQLite unless `database_url` names a PostgreSQL database."""
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
                         x={"enabled": True, "api_base": x.url, "times": times,
                            "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
                            **CREDENTIALS, **x_settings},
-                        telegram=telegram or {"enabled": False})
+                        telegram=telegram or {"enabled": False},
+                        **({"database": {"url": database_url}} if database_url else {}))
 
 
 def slot_in(seconds: float) -> datetime:
