@@ -232,10 +232,8 @@ def _slot_lags(n: int, database_url: str | None = None) -> list[float]:
             first = slot_in(3)
             due = [first + timedelta(seconds=i) for i in range(n)]
             slots = [when.timestamp() for when in due]
-            config = x_config(Path(d), x, price, [hhmmss(when) for when in due])
-            if database_url is not None:
-                with config.open("a") as f:
-                    f.write(f'[database]\nurl = "{database_url}"\n')
+            config = x_config(Path(d), x, price, [hhmmss(when) for when in due],
+                              database_url=database_url or "")
             daemon = Daemon(config)
             x.wait_until(lambda: x.post_attempts >= n, timeout=n + 30)
             daemon.terminate()

@@ -20,8 +20,6 @@ right for a slot; a /tweet killed before it claimed its row may have 0.
 from __future__ import annotations
 
 import random
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,9 +32,9 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import Daemon
+from tests.harness import Daemon, read_sqlite
 from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, slot_in, wait_final, x_config
+from tests.x_world import hhmmss, kill_at, slot_in, wait_final, x_config
 
 # Where the kill lands: on the journal line of a slot's ledger step, inside X's
 # handler after the tweet is stored (before the answer), at a random delay
@@ -81,7 +79,6 @@ def run_trials(n: int, workdir: Path, seed: int | None = None) -> dict[str, Any]
             finally:
                 if tweet is not None:
                     tweet.join()
-                x.on_store = None
             _settle_after_restart(config, key, daemon, telegram, after, point)
     finally:
         x.stop()
@@ -124,25 +121,14 @@ def _clock(jump: str, rng: random.Random) -> tuple[dict[str, str], dict[str, str
 
 
 def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, due, rng: random.Random) -> None:
-    if point == "stored":
-        x.on_store = lambda tweet: daemon.proc.kill()
-    try:
-        if point in ("claimed", "sending"):
-            daemon.wait_log(f"slot {key}: {point}", timeout=30)
-        elif point == "tweet":
-            line = daemon.wait_log("slot manual-", timeout=30)     # its claimed line
-            if rng.random() < 0.5:
-                manual = line.split("slot ", 1)[1].split(": ", 1)[0]
-                daemon.wait_log(f"slot {manual}: sending", timeout=30)
-        elif point == "delay":
-            # Anywhere from just before the slot to well after its POST.
-            time.sleep(max(due.timestamp() - time.time(), 0) + rng.uniform(-0.2, 0.4))
-        else:                  # killed by X at the first store: the slot's or a /tweet's
-            daemon.proc.wait(30)
-    except (AssertionError, subprocess.TimeoutExpired) as e:
-        raise AssertionError(f"waiting to kill at {point!r}: {e}") from None
-    finally:
-        daemon.kill9()
+    def at_a_tweet() -> None:
+        line = daemon.wait_log("slot manual-", timeout=30)     # its claimed line
+        if rng.random() < 0.5:
+            manual = line.split("slot ", 1)[1].split(": ", 1)[0]
+            daemon.wait_log(f"slot {manual}: sending", timeout=30)
+
+    # "delay": anywhere from just before the slot to well after its POST.
+    kill_at(point, daemon, key, x, due, (-0.2, 0.4), rng, waits={"tweet": at_a_tweet})
 
 
 def _settle_after_restart(config: Path, key: str, killed: Daemon, telegram: FakeTelegram,
@@ -154,8 +140,8 @@ def _settle_after_restart(config: Path, key: str, killed: Daemon, telegram: Fake
     try:
         again.wait_log("ready: ", timeout=30)
         database = config.parent / "state" / "buzzbotd.db"
-        if key in _open_keys(database) or not _read(database, "SELECT 1 FROM post WHERE "
-                                                    f"slot_key = '{key}'"):
+        if key in _open_keys(database) or not read_sqlite(
+                database, f"SELECT 1 FROM post WHERE slot_key = '{key}'"):
             wait_final(again, key, timeout=40)     # not settled before the kill
         if tweet_pending:        # received (again) by this daemon: wait for its answer
             again.wait_log(f"admin {ADMIN}: /tweet ", timeout=40)
@@ -169,21 +155,13 @@ def _settle_after_restart(config: Path, key: str, killed: Daemon, telegram: Fake
         again.terminate()
 
 
-def _read(database: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def _open_keys(database: Path) -> list[str]:
-    return [key for (key,) in _read(database, "SELECT slot_key FROM post WHERE state NOT IN "
+    return [key for (key,) in read_sqlite(database, "SELECT slot_key FROM post WHERE state NOT IN "
                                               "('posted', 'failed', 'skipped')")]
 
 
 def _tweets_per_row(database: Path, x: FakeX) -> dict[str, int]:
-    return tweets_per_row(_read(database, LEDGER_ROWS), x)
+    return tweets_per_row(read_sqlite(database, LEDGER_ROWS), x)
 
 
 LEDGER_ROWS = "SELECT slot_key, state, text, tweet_id FROM post ORDER BY id"

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
 from tests.harness import Daemon, NotifySocket
 from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, x_config
+from tests.x_world import hhmmss, kill_at, x_config
 
 KILL_POINTS = ("claimed", "sending", "stored", "delay", "reminders")
 REMINDERS = 4               # per trial, all due at T
@@ -74,9 +73,7 @@ class Seat:
         bot = {"enabled": True, "api_base": self.telegram_url, "token": TOKEN,
                "admin_ids": [ADMIN]}
         self.config = x_config(self.dir, x, price, [hhmmss(due)], telegram=bot,
-                               api_base=self.x_url)
-        with self.config.open("a") as f:
-            f.write(f'[database]\nurl = "{url}"\n')
+                               database_url=url, api_base=self.x_url)
 
     def start(self, env: dict[str, str]) -> Daemon:
         self.starts += 1
@@ -191,27 +188,16 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
 
 def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, telegram: FakeTelegram,
              users: set[int], due_real: datetime, rng: random.Random) -> None:
-    if point == "stored":
-        x.on_store = lambda tweet: daemon.proc.kill()
-    try:
-        if point in ("claimed", "sending"):
-            daemon.wait_log(f"slot {key}: {point}", timeout=30)
-        elif point == "delay":
-            time.sleep(max(due_real.timestamp() - time.time() + rng.uniform(-0.3, 0.6), 0))
-        elif point == "reminders":
-            # (counted among this trial's users: on a slow start the round may
-            # have begun before the standby was READY)
-            k = rng.randint(1, REMINDERS)
-            if not telegram.wait_until(
-                    lambda: sum(s.chat_id in users for s in telegram.sent) >= k, 30):
-                raise AssertionError(f"{k} reminders never went out:\n{daemon.log}")
-        else:
-            daemon.proc.wait(30)
-    except (AssertionError, subprocess.TimeoutExpired) as e:
-        raise AssertionError(f"waiting to kill at {point!r}: {e}") from None
-    finally:
-        daemon.kill9()
-        x.on_store = None
+    def in_the_reminder_round() -> None:
+        # (counted among this trial's users: on a slow start the round may
+        # have begun before the standby was READY)
+        k = rng.randint(1, REMINDERS)
+        if not telegram.wait_until(
+                lambda: sum(s.chat_id in users for s in telegram.sent) >= k, 30):
+            raise AssertionError(f"{k} reminders never went out:\n{daemon.log}")
+
+    kill_at(point, daemon, key, x, due_real, (-0.3, 0.6), rng,
+            waits={"reminders": in_the_reminder_round})
 
 
 def _seed_reminders(url: str, first: int, due: datetime) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -176,6 +177,16 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
         self.wait(10)
+
+
+def read_sqlite(database: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """`sql`'s rows from a SQLite file, on a read-only connection of this call's own
+    (another process's view: what is committed, nothing the daemon holds open)."""
+    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
 
 
 def rss_kib(pid: int) -> int:

@@ -7,7 +7,6 @@ Shared by the Sheets and export tests and by tests/benchmarks.py: no pytest here
 from __future__ import annotations
 
 import re
-import sqlite3
 import tempfile
 import threading
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.sheets import SPREADSHEET_ID, FakeSheets, ServiceAccountKey, make_key
-from tests.harness import write_config
+from tests.harness import read_sqlite, write_config
 
 # Each table as the operator sees it: header, then SQL giving the same columns.
 TABLE_SQL = {
@@ -53,12 +52,8 @@ def sheets_config(directory: Path, fake: FakeSheets, key: ServiceAccountKey,
 def database_rows(database: Path, table: str) -> tuple[list[str], list[dict[str, Any]]]:
     """The table's columns and rows, with SQLite's own types (0/1 for booleans)."""
     header, sql = TABLE_SQL[table]
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        columns = header.split(",")
-        return columns, [dict(zip(columns, row, strict=True)) for row in db.execute(sql)]
-    finally:
-        db.close()
+    columns = header.split(",")
+    return columns, [dict(zip(columns, row, strict=True)) for row in read_sqlite(database, sql)]
 
 
 def expected_sheet(database: Path, table: str) -> list[list[Any]]:

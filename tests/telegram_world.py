@@ -7,7 +7,6 @@ Shared by the Telegram and reminder tests and by tests/benchmarks.py: no pytest 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import statistics
 import tempfile
 import threading
@@ -17,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from buzzbotd import config, reminders
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import DatabaseOwner, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.price import PriceClient
 from buzzbotd.telegram import ChatRateLimiter, TelegramBot
+from tests.backends import DaemonDatabase, as_database
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.harness import Daemon, NotifySocket, rss_kib, write_config
@@ -42,26 +42,20 @@ def database_of(config_dir: Path) -> Path:
     return config_dir / "state" / "buzzbotd.db"
 
 
-def create_database(path: Path) -> None:
-    """The schema, as the daemon would make it on its first start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    owner = DatabaseOwner(path)
-    owner.start()
-    owner.stop()
-
-
 def minute_of(when: datetime) -> datetime:
     return when.replace(second=0, microsecond=0)
 
 
-def seed_reminders(path: Path, n: int, first_due: datetime, spread_s: float = 0,
-                   first_user: int = FIRST_SEEDED_USER, chat_id: int | None = None
-                   ) -> list[int]:
+def seed_reminders(database: Path | DaemonDatabase, n: int, first_due: datetime,
+                   spread_s: float = 0, first_user: int = FIRST_SEEDED_USER,
+                   chat_id: int | None = None) -> list[int]:
     """n users, each with one daily UTC reminder; reminder i is due at the minute of
-    first_due + i*spread_s/n. One bulk transaction (100k rows in about a second).
-    Returns the user ids (= their private chat ids). With `chat_id` (a group, < 0),
-    every reminder is for that chat."""
-    create_database(path)
+    first_due + i*spread_s/n. One bulk transaction (100k rows in about a second on
+    SQLite). Returns the user ids (= their private chat ids). With `chat_id` (a
+    group, < 0), every reminder is for that chat. `database`: a SQLite file, or
+    either backend (tests/backends.py)."""
+    db = as_database(database)
+    db.create()
     now = utc_text(datetime.now(UTC))
     users, rows = [], []
     for i in range(n):
@@ -70,36 +64,33 @@ def seed_reminders(path: Path, n: int, first_due: datetime, spread_s: float = 0,
         users.append(user)
         rows.append((user, chat_id or user, due.strftime("%H:%M"), "UTC", utc_text(due),
                      now))
-    db = sqlite3.connect(path)
-    with db:
-        db.executemany("INSERT INTO telegram_user (id, chat_id, timezone, blocked, created_at, "
-                       "updated_at) VALUES (?, ?, 'UTC', 0, ?, ?)",
-                       [(u, chat_id or u, now, now) for u in users])
-        db.executemany("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
-                       "next_due_at, enabled, created_at) VALUES (?, ?, ?, ?, ?, 1, ?)", rows)
-    db.close()
+    db.executemany("INSERT INTO telegram_user (id, chat_id, timezone, blocked, created_at, "
+                   "updated_at) VALUES (?, ?, 'UTC', false, ?, ?)",
+                   [(u, chat_id or u, now, now) for u in users])
+    db.executemany("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
+                   "next_due_at, enabled, created_at) VALUES (?, ?, ?, ?, ?, true, ?)", rows)
     return users
 
 
-def reminder_rows(path: Path) -> list[dict[str, Any]]:
-    """Every reminder, read as `buzzbotd status` reads (another process, read-only)."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in db.execute("SELECT * FROM reminder ORDER BY id")]
-    finally:
-        db.close()
+def reminder_rows(database: Path | DaemonDatabase) -> list[dict[str, Any]]:
+    """Every reminder, read as `buzzbotd status` reads (another process)."""
+    return as_database(database).dicts("SELECT * FROM reminder ORDER BY id")
 
 
 class World:
-    """The fakes and one daemon at a time, in `directory`."""
+    """The fakes and one daemon at a time, in `directory`, on `database` (default:
+    SQLite in directory/state)."""
 
-    def __init__(self, directory: Path, **sections: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, database: DaemonDatabase | None = None,
+                 watchdog_usec: int | None = None, **sections: dict[str, Any]) -> None:
         self.directory = directory
+        self.watchdog_usec = watchdog_usec
         self.telegram = FakeTelegram().start()
         self.price = FakePrice().start()
+        self.database = database or DaemonDatabase.sqlite(database_of(directory))
+        if self.database.url:
+            sections = {**sections, "database": {"url": self.database.url}}
         self.config = telegram_config(directory, self.telegram, self.price, **sections)
-        self.database = database_of(directory)
         self.daemon: Daemon | None = None
         self.notify: NotifySocket | None = None
         self._starts = 0
@@ -120,7 +111,7 @@ class World:
     def start(self, ready_timeout: float = 30) -> Daemon:
         self._starts += 1
         self.notify = NotifySocket(self.directory / f"notify-{self._starts}.sock")
-        self.daemon = Daemon(self.config, self.notify,
+        self.daemon = Daemon(self.config, self.notify, watchdog_usec=self.watchdog_usec,
                              env={"BUZZBOTD_TEST_CLOCK": f"file:{self.clock_file}"})
         self.notify.wait_message("READY=1", timeout=ready_timeout)
         # READY=1 does not wait for Telegram; the bot connects in the background.
@@ -144,20 +135,23 @@ class World:
 
 class BotInProcess:
     """The real TelegramBot (python-telegram-bot and its rate limiter) and a real
-    DatabaseOwner in this process, talking to the fakes, with an injected clock: a
-    reminder round runs when the test says, for the instant it says, so a test of
-    several minutes' rounds takes seconds. `limiter` and the fake's limits are
-    parameters, e.g. a group window of seconds instead of a minute."""
+    database owner (SQLite, or `database` on either backend) in this process,
+    talking to the fakes, with an injected clock: a reminder round runs when the
+    test says, for the instant it says, so a test of several minutes' rounds takes
+    seconds. `limiter` and the fake's limits are parameters, e.g. a group window of
+    seconds instead of a minute."""
 
     def __init__(self, directory: Path, limiter: ChatRateLimiter | None = None,
-                 **fake_limits: Any) -> None:
+                 database: DaemonDatabase | None = None, **fake_limits: Any) -> None:
         self.telegram = FakeTelegram(**fake_limits).start()
         self.price = FakePrice().start()
-        self.settings = config.load(telegram_config(directory, self.telegram, self.price))
-        self.database = self.settings.daemon.database
-        create_database(self.database)
+        sections = {"database": {"url": database.url}} if database and database.url else {}
+        self.settings = config.load(telegram_config(directory, self.telegram, self.price,
+                                                    **sections))
+        self.database = database or DaemonDatabase.sqlite(self.settings.daemon.database)
+        self.database.create()
         self.now = minute_of(datetime.now(UTC))
-        self.owner = DatabaseOwner(self.database)
+        self.owner = open_owner(self.settings)
         self.prices = PriceClient(self.settings.price)
         self.bot = TelegramBot(self.settings, self.owner, self.prices, None, report=dict,
                                clock=lambda: self.now, limiter=limiter)

@@ -6,7 +6,6 @@ The daemon's apparent clock is set through BUZZBOTD_TEST_CLOCK (buzzbotd/clock.p
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from buzzbotd.clock import build_date
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, NotifySocket
+from tests.harness import Daemon, NotifySocket, read_sqlite
 from tests.x_world import hhmmss, wait_final, x_config
 
 
@@ -36,11 +35,7 @@ def price() -> Any:
 
 
 def rows(config: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
+    return read_sqlite(config.parent / "state" / "buzzbotd.db", sql)
 
 
 def posts(config: Path) -> list[tuple[str, str, str]]:

@@ -40,13 +40,19 @@ def database(tmp_path: Path):
     owner.stop()
 
 
+def exported(database, table: str, form: str) -> tuple[str, list[str], list[dict]]:
+    """`export table --format form`'s output (it must succeed), and the table's
+    columns and rows as the database holds them."""
+    config, path, _ = database
+    out = export(config, table, "--format", form)
+    assert out.returncode == 0, out.stderr
+    return (out.stdout, *database_rows(path, table))
+
+
 @pytest.mark.parametrize("table", TABLES)
 def test_csv_parsed_back_equals_the_database(database, table: str) -> None:
-    config, path, _ = database
-    out = export(config, table, "--format", "csv")
-    assert out.returncode == 0, out.stderr
-    columns, rows = database_rows(path, table)
-    parsed = list(csv.reader(io.StringIO(out.stdout)))
+    stdout, columns, rows = exported(database, table, "csv")
+    parsed = list(csv.reader(io.StringIO(stdout)))
     assert parsed[0] == columns
     expected = [[_csv(column, value) for column, value in row.items()] for row in rows]
     assert parsed[1:] == expected and len(expected) > 1
@@ -54,13 +60,10 @@ def test_csv_parsed_back_equals_the_database(database, table: str) -> None:
 
 @pytest.mark.parametrize("table", TABLES)
 def test_json_parsed_back_equals_the_database(database, table: str) -> None:
-    config, path, _ = database
-    out = export(config, table, "--format", "json")
-    assert out.returncode == 0, out.stderr
-    _, rows = database_rows(path, table)
+    stdout, _, rows = exported(database, table, "json")
     expected = [{k: bool(v) if k in BOOLEAN_COLUMNS else v for k, v in row.items()}
                 for row in rows]
-    assert json.loads(out.stdout) == expected
+    assert json.loads(stdout) == expected
 
 
 def test_csv_is_the_default_and_an_empty_table_is_a_header(tmp_path: Path) -> None:

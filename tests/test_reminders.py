@@ -3,13 +3,18 @@ delivered to everyone at the rate Telegram allows.
 
 The model (buzzbotd.reminders) is tested on a real DatabaseOwner with an
 injected clock; delivery with real daemons, python-telegram-bot and the fake
-Bot API (tests/telegram_world.py)."""
+Bot API (tests/telegram_world.py). Every test with a database runs on SQLite
+and on PostgreSQL (conftest's `backend`), except those that measure SQLite
+itself or the rate limiter: the due query's plan, the group window, the
+1000-reminder burst and the memory with 100k reminders (tests/benchmarks.py
+runs the burst on both)."""
 
 from __future__ import annotations
 
 import inspect
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,6 +26,7 @@ from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
 from buzzbotd.telegram.delivery import SEND_CONCURRENCY
 from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, GROUP_PERIOD_S, ChatRateLimiter
+from tests.backends import DaemonDatabase
 from tests.fakes.base import Fault
 from tests.telegram_world import (
     BotInProcess,
@@ -232,21 +238,27 @@ def test_the_due_query_is_an_index_range_scan_at_100k() -> None:
 
 
 USER = 4242
+# The daemons run with a watchdog of WATCHDOG_USEC: its interval is half of it (6 s),
+# and the scheduler never sleeps longer than a third of that (2 s; 10 s without one).
+WATCHDOG_USEC = 12_000_000
 # How far before the reminder's minute the clock is moved: more than the scheduler's
-# longest sleep (a third of the watchdog interval, 30 s without one), so that it reads
-# the moved clock and then wakes at the minute itself.
-AHEAD = timedelta(seconds=13)
+# longest sleep, so that it reads the moved clock and then wakes at the minute itself.
+AHEAD = timedelta(seconds=5)
 
 
-@pytest.fixture(scope="module")
-def the_coming_minute(tmp_path_factory: pytest.TempPathFactory
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def the_coming_minute(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                       ) -> Iterator[tuple[World, World, datetime]]:
     """Two daemons, each with USER's reminder for the same minute in Asia/Kolkata:
     `steady` stays up across it; `restarted` is stopped before it and started after.
     The minute is ten minutes ahead; each test moves its daemon's clock to it
-    (World.move_clock) instead of waiting for it."""
-    steady = World(tmp_path_factory.mktemp("steady"), daemon={"log_level": "debug"})
-    restarted = World(tmp_path_factory.mktemp("restarted"))
+    (World.move_clock) instead of waiting for it. On each backend (each daemon a
+    database of its own)."""
+    steady_dir, restarted_dir = (tmp_path_factory.mktemp(n) for n in ("steady", "restarted"))
+    steady = World(steady_dir, _database(request, steady_dir), watchdog_usec=WATCHDOG_USEC,
+                   daemon={"log_level": "debug"})
+    restarted = World(restarted_dir, _database(request, restarted_dir),
+                      watchdog_usec=WATCHDOG_USEC)
     try:
         steady.start()
         restarted.start()
@@ -301,11 +313,20 @@ def test_a_reminder_due_while_stopped_arrives_once_on_start(
 # -- real daemons: reminders due when the daemon starts ------------------------------------
 
 
+def _database(request: pytest.FixtureRequest, directory: Path) -> DaemonDatabase:
+    """The daemon's database in `directory` on the fixture's backend (its param)."""
+    path = directory / "state" / "buzzbotd.db"
+    if request.param == "sqlite":
+        return DaemonDatabase.sqlite(path)
+    server = request.getfixturevalue("postgres_server")
+    return DaemonDatabase(request.param, path, server.create_database())
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    world = World(tmp_path)
-    yield world
-    world.close()
+def world(tmp_path: Path, daemon_db: DaemonDatabase) -> Iterator[World]:
+    """A World on each backend."""
+    with closing(World(tmp_path, daemon_db)) as world:
+        yield world
 
 
 def test_beyond_grace_is_skipped_and_logged_within_grace_is_sent(world: World) -> None:
@@ -382,8 +403,9 @@ def test_an_answer_lost_after_delivery_means_a_second_copy(world: World) -> None
 
 
 @pytest.fixture
-def bot(tmp_path: Path) -> Iterator[BotInProcess]:
-    bot = BotInProcess(tmp_path)
+def bot(tmp_path: Path, daemon_db: DaemonDatabase) -> Iterator[BotInProcess]:
+    """The bot in this process, on each backend."""
+    bot = BotInProcess(tmp_path, database=daemon_db)
     yield bot
     bot.close()
 

@@ -2,7 +2,8 @@
 time): timeofday's rules, and the real Poster posting through the real tweepy
 client to the fake X server at those instants. Also the ledger's rules that
 hold whoever drives it: one settler per key, compare-and-set moves, and the
-truth about text X refuses as a duplicate."""
+truth about text X refuses as a duplicate. Every test with a database runs on
+SQLite and on PostgreSQL (conftest's `backend`)."""
 
 from __future__ import annotations
 
@@ -73,12 +74,13 @@ class Clock:
         return self.now
 
 
-def poster(tmp_path: Path, fakes, local_time: str, zone: str, clock: Clock, **x_settings: object
-           ) -> tuple[Poster, DatabaseOwner]:
+def poster(tmp_path: Path, make_owner, fakes, local_time: str, zone: str, clock: Clock,
+           **x_settings: object) -> tuple[Poster, DatabaseOwner]:
+    """The real Poster on a new database of the test's backend (conftest.make_owner)."""
     x, price = fakes
     settings = config.load(x_config(tmp_path, x, price, [local_time]))
     settings = replace(settings, x=replace(settings.x, timezone=zone, **x_settings))
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = make_owner()
     owner.start()
     owner.call(durable.first_start, clock.now - timedelta(days=2))
     return Poster(settings, owner, PriceClient(settings.price), clock=clock), owner
@@ -93,11 +95,11 @@ def posted_keys(owner: DatabaseOwner) -> list[str]:
     ("02:30", "Europe/Berlin", "2027-03-27T23:00", "2027-03-28T01:00", "2027-03-28T22:00"),
     ("01:30", "America/New_York", "2027-11-07T04:00", "2027-11-07T05:30", "2027-11-08T04:59"),
 ])
-def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, fakes, local_time, zone,
-                                            day_start, slot, day_end) -> None:
+def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, make_owner, fakes, local_time,
+                                            zone, day_start, slot, day_end) -> None:
     x, _ = fakes
     clock = Clock(utc(day_start))
-    post, owner = poster(tmp_path, fakes, local_time, zone, clock)
+    post, owner = poster(tmp_path, make_owner, fakes, local_time, zone, clock)
     try:
         assert post.next_slot(clock.now) == utc(slot)
         # The scheduler would run it at the slot and then at every other instant of
@@ -116,10 +118,8 @@ def events_of(owner: DatabaseOwner, key: str) -> list[str]:
     return owner.call(lambda: [e.event for e in ledger.get(key).events.order_by(PostEvent.id)])
 
 
-def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(tmp_path: Path,
+def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(owner: DatabaseOwner,
                                                                    caplog) -> None:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
-    owner.start()
     now = utc("2026-11-22T08:00")
     try:
         claimed = owner.call(ledger.claim, "k", "scheduled", now, now)
@@ -148,12 +148,13 @@ def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(tmp_path: Path
         owner.stop()
 
 
-def test_a_second_settler_of_a_key_leaves_it_to_the_first(tmp_path: Path, fakes) -> None:
+def test_a_second_settler_of_a_key_leaves_it_to_the_first(tmp_path: Path, make_owner,
+                                                          fakes) -> None:
     """A /tweet's POST is at X when the scheduler's run_due finds its row open:
     the old code settled it a second time (timeline: not there yet → POST again)."""
     x, _ = fakes
     clock = Clock(utc("2026-11-22T07:59:02"))
-    post, owner = poster(tmp_path, fakes, "12:00", "UTC", clock)
+    post, owner = poster(tmp_path, make_owner, fakes, "12:00", "UTC", clock)
     at_x, release = threading.Event(), threading.Event()
 
     def hold_the_first_post(request: object) -> None:
@@ -179,12 +180,12 @@ def test_a_second_settler_of_a_key_leaves_it_to_the_first(tmp_path: Path, fakes)
     assert result["row"].state == "posted" and owner_rows == ["manual-2026-11-22T07:59:02Z"]
 
 
-def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(tmp_path: Path,
-                                                                        fakes) -> None:
+def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(
+        tmp_path: Path, make_owner, fakes) -> None:
     x, _ = fakes
     x.reject_duplicates = True
     clock = Clock(utc("2026-11-22T07:59:02"))
-    post, owner = poster(tmp_path, fakes, "08:00", "UTC", clock,
+    post, owner = poster(tmp_path, make_owner, fakes, "08:00", "UTC", clock,
                          template="Bitcoin is at ${price:,.2f} #BTC")    # no {time}
     try:
         assert post.post_now().state == "posted"                    # /tweet at 07:59:02

@@ -31,12 +31,18 @@ def database_url(postgres_server) -> str:
     return postgres_server.create_database()
 
 
+@pytest.fixture
+def notify_pair(tmp_path: Path) -> Iterator[tuple[NotifySocket, NotifySocket]]:
+    """The notify sockets of daemon a and daemon b."""
+    pair = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
+    yield pair
+    for sock in pair:
+        sock.close()
+
+
 def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list[str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    config = x_config(directory, x, price, times)
-    with config.open("a") as f:
-        f.write(f'[database]\nurl = "{url}"\n')
-    return config
+    return x_config(directory, x, price, times, database_url=url)
 
 
 def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
@@ -57,67 +63,55 @@ class _Url:
 
 
 def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
-        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
+        notify_pair: tuple[NotifySocket, NotifySocket]) -> None:
     due = slot_in(6)
-    notify_a = NotifySocket(tmp_path / "a.sock")
-    notify_b = NotifySocket(tmp_path / "b.sock")
-    try:
-        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
-                                     notify_a, notify_b)
-        line = next(s for s in notify_b.statuses() if s.startswith("standby"))
-        assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
-        # The leader dies after X stored its tweet, before the answer left.
-        x.on_store = lambda tweet: leader.proc.kill()
-        assert leader.wait(30) == -9
-        died = time.monotonic()
-        x.on_store = None
-        standby.wait_log("this daemon is the leader now", timeout=15)
-        took = time.monotonic() - died
-        line = wait_final(standby, slot_key(due), timeout=30)
-        assert "found on the account's timeline" in line, line
-        assert x.texts() == [expected_text(67890.12, -1.23, due)]
-        assert x.post_attempts == 1
-        rows = query_elsewhere(_Url(database_url),
-                               "SELECT state, count(*) FROM post GROUP BY state")
-        assert rows == [("posted", 1)], rows
-        print(f"takeover after kill -9: {took:.2f}s")
-        assert took < 15
-    finally:
-        notify_a.close()
-        notify_b.close()
+    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair)
+    line = next(s for s in notify_pair[1].statuses() if s.startswith("standby"))
+    assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
+    # The leader dies after X stored its tweet, before the answer left.
+    x.on_store = lambda tweet: leader.proc.kill()
+    assert leader.wait(30) == -9
+    died = time.monotonic()
+    x.on_store = None
+    standby.wait_log("this daemon is the leader now", timeout=15)
+    took = time.monotonic() - died
+    line = wait_final(standby, slot_key(due), timeout=30)
+    assert "found on the account's timeline" in line, line
+    assert x.texts() == [expected_text(67890.12, -1.23, due)]
+    assert x.post_attempts == 1
+    rows = query_elsewhere(_Url(database_url),
+                           "SELECT state, count(*) FROM post GROUP BY state")
+    assert rows == [("posted", 1)], rows
+    print(f"takeover after kill -9: {took:.2f}s")
+    assert took < 15
 
 
 def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
-        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str) -> None:
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
+        notify_pair: tuple[NotifySocket, NotifySocket]) -> None:
     """The leader dies with its POST on the way (sent, not yet stored by X): the
     standby, leading 0.3 s later, must not read the timeline, find nothing and
     post again before that POST can have landed."""
     due = slot_in(6)
-    notify_a = NotifySocket(tmp_path / "a.sock")
-    notify_b = NotifySocket(tmp_path / "b.sock")
-    try:
-        leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due,
-                                     notify_a, notify_b)
+    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair)
 
-        landed = threading.Event()
+    landed = threading.Event()
 
-        def land_late(request) -> None:        # X gets the POST; its sender dies; it lands
-            x.on_post = None
-            leader.proc.kill()
-            standby.wait_log("this daemon is the leader now", timeout=15)
-            time.sleep(2)
-            landed.set()
+    def land_late(request) -> None:        # X gets the POST; its sender dies; it lands
+        x.on_post = None
+        leader.proc.kill()
+        standby.wait_log("this daemon is the leader now", timeout=15)
+        time.sleep(2)
+        landed.set()
 
-        x.on_post = land_late
-        line = wait_final(standby, slot_key(due), timeout=40)
-        assert leader.wait(5) == -9 and landed.wait(20)
-        # Every POST that reached X is stored (or was refused) before it is counted.
-        assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
-        assert x.texts() == [expected_text(67890.12, -1.23, due)], line
-        assert "found on the account's timeline" in line, line
-    finally:
-        notify_a.close()
-        notify_b.close()
+    x.on_post = land_late
+    line = wait_final(standby, slot_key(due), timeout=40)
+    assert leader.wait(5) == -9 and landed.wait(20)
+    # Every POST that reached X is stored (or was refused) before it is counted.
+    assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
+    assert x.texts() == [expected_text(67890.12, -1.23, due)], line
+    assert "found on the account's timeline" in line, line
 
 
 def test_migrate_db_copies_10000_reminders_and_a_year_of_posts_and_refuses_a_full_target(
@@ -214,11 +208,8 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
         bot = {"enabled": True, "api_base": urls[name][0], "token": TOKEN, "admin_ids": [ADMIN]}
         directory = tmp_path / name
         directory.mkdir()
-        written = x_config(directory, x, price, [hhmmss(due)], telegram=bot,
-                           api_base=urls[name][1])
-        with written.open("a") as f:
-            f.write(f'[database]\nurl = "{url}"\n')
-        return written
+        return x_config(directory, x, price, [hhmmss(due)], telegram=bot, database_url=url,
+                        api_base=urls[name][1])
 
     notify_a, notify_b = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
     try:

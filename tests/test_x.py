@@ -1,4 +1,9 @@
-"""X posting against the fake X API v2 and price API, the daemon a real process."""
+"""X posting against the fake X API v2 and price API, the daemon a real process.
+
+Each test that takes `daemon_db` runs on SQLite and on PostgreSQL (conftest's
+`backend`). SQLite only, by nature: the fsync-before-POST trace (SQLite's WAL
+file) and the kill -9 trials (tests/crash_trials.py; on PostgreSQL the failover
+trials in test_standby.py kill the leader the same way)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.timeofday import slot_key
+from tests.backends import DaemonDatabase
 from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
@@ -41,33 +47,28 @@ def x() -> Iterator[FakeX]:
     fake.stop()
 
 
-def events(config: Path, key: str, daemon: Daemon) -> list[tuple[str, str]]:
+def events(database: DaemonDatabase, key: str, daemon: Daemon) -> list[tuple[str, str]]:
     """The slot's ledger events as the database holds them once the daemon stopped."""
     assert daemon.terminate() == 0, daemon.log
-    db = sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT e.event, coalesce(e.detail, '') FROM post_event e "
-                          "JOIN post p ON p.id = e.post_id WHERE p.slot_key = ? ORDER BY e.id",
-                          (key,)).fetchall()
-    finally:
-        db.close()
+    return database.rows("SELECT e.event, coalesce(e.detail, '') FROM post_event e "
+                         "JOIN post p ON p.id = e.post_id WHERE p.slot_key = ? ORDER BY e.id",
+                         (key,))
 
 
-def set_first_start(config: Path, when: datetime) -> None:
+def set_first_start(database: DaemonDatabase, when: datetime) -> None:
     """As if the daemon had first started at `when` (it has run once on this state)."""
-    db = sqlite3.connect(config.parent / "state" / "buzzbotd.db")
-    with db:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'daemon.first_start'",
-                   (slot_key(when),))
-    db.close()
+    database.execute("UPDATE meta SET value = ? WHERE key = 'daemon.first_start'",
+                     (slot_key(when),))
 
 
-def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x, price,
+                                                      daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     daemon: Daemon = spawn(config, notify)
     notify.wait_message("READY=1", timeout=20)
-    assert any("next tweet" in s for s in notify.statuses()), notify.statuses()
+    # (on PostgreSQL the first STATUS= may be "taking over", until it leads)
+    notify.wait_for(lambda m: m.startswith("STATUS=") and "next tweet" in m, timeout=10)
     line = wait_final(daemon, slot_key(due), timeout=20)
     assert line.startswith("<6>") and ": posted: tweet " in line, line
     assert x.texts() == [expected_text(67890.12, -1.23, due)]
@@ -76,7 +77,7 @@ def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x
     row = post_row(config, slot_key(due))
     assert row and row["state"] == "posted" and row["tweet_id"] == x.tweets[0].id, row
     assert x.timeline_reads == 0, "the timeline is read only for unknown outcomes"
-    assert [e for e, _ in events(config, slot_key(due), daemon)] == [
+    assert [e for e, _ in events(daemon_db, slot_key(due), daemon)] == [
         "claimed", "sending", "posted"]
     assert len(x.tweets) == 1
 
@@ -136,9 +137,10 @@ def test_each_ledger_move_is_on_disk_before_the_post_it_announces(tmp_path, noti
     assert len(syncs) >= 3, syncs        # claimed, sending, posted: one commit each
 
 
-def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, spawn, x, price,
+                                                            daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     daemon: Daemon = spawn(config, notify)
     x.on_store = lambda tweet: daemon.proc.kill()       # the answer never leaves
     assert daemon.wait(20) == -9
@@ -154,10 +156,11 @@ def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, sp
 
 @pytest.mark.parametrize("stored", [True, False], ids=["x-stored-it", "x-did-not"])
 def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
-        tmp_path, notify, spawn, x, price, stored):
-    due = slot_in(3)
+        tmp_path, notify, spawn, x, price, daemon_db, stored):
+    due = slot_in(3 + daemon_db.start_s)
     key = slot_key(due)
-    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2,
+                      database_url=daemon_db.url)
     daemon: Daemon = spawn(config, notify)
     if stored:
         x.on_store = lambda tweet: daemon.proc.kill()
@@ -178,48 +181,48 @@ def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
         assert x.tweets == []
 
 
-def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price, daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.hang(30, after=True))   # longer than the 10 s client timeout
     daemon = spawn(config, notify)
     line = wait_final(daemon, slot_key(due), timeout=40)
     assert "found on the account's timeline" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 1
     assert ("unknown", "no answer: ReadTimeout; settling before any retry") in \
-        events(config, slot_key(due), daemon)
+        events(daemon_db, slot_key(due), daemon)
 
 
 def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
-        tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+        tmp_path, notify, spawn, x, price, daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.drop())                  # before storing: nothing on X
     daemon = spawn(config, notify)
     line = wait_final(daemon, slot_key(due), timeout=30)
     assert ": posted: tweet " in line and "created" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 2 and x.timeline_reads == 1
-    assert "not on the account's timeline" in str(events(config, slot_key(due), daemon))
+    assert "not on the account's timeline" in str(events(daemon_db, slot_key(due), daemon))
 
 
-def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price, daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.status_code(503, {"title": "Service Unavailable"}), times=2)
     daemon = spawn(config, notify)
     wait_final(daemon, slot_key(due), timeout=30)
     assert len(x.tweets) == 1 and x.post_attempts == 3 and x.timeline_reads == 0
-    assert [e for e, _ in events(config, slot_key(due), daemon)] == [
+    assert [e for e, _ in events(daemon_db, slot_key(due), daemon)] == [
         "claimed", "sending", "retry", "sending", "retry", "sending", "posted"]
     assert post_row(config, slot_key(due))["attempts"] == 3
     assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 from X" in daemon.log
 
 
-def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price):
+def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price, daemon_db):
     # The slot leaves the start-up room to post before the reset, even on a loaded
     # machine (3 s was once not enough: the first POST came after the reset).
-    due = slot_in(8)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    due = slot_in(8 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     reset = due.timestamp() + 3
     x.add_fault(POST_TWEET, x.rate_limited(reset_at=reset))
     daemon = spawn(config, notify)
@@ -229,9 +232,11 @@ def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price):
     assert posts[0].at < reset <= posts[1].at, (posts[0].at, reset, posts[1].at)
 
 
-def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn, x, price):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60)
+def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn, x, price,
+                                                         daemon_db):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60,
+                      database_url=daemon_db.url)
     x.add_fault(POST_TWEET, x.rate_limited(reset_at=due.timestamp() + 3600))
     daemon = spawn(config, notify)
     line = wait_final(daemon, slot_key(due), timeout=30)
@@ -246,9 +251,10 @@ def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn
     pytest.param({"ethereum": {"usd": 3000.0}}, id="wrong-shape"),
     pytest.param(Fault.status_code(500, {"error": "boom"}), id="http-500"),
 ])
-def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, answer):
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, daemon_db,
+                                             answer):
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     if isinstance(answer, Fault):
         price.add_fault(PRICE_ROUTE, answer, times=1000)
     else:
@@ -262,22 +268,25 @@ def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, 
     price.set_price(70000.5, 2.5)
     wait_final(daemon, slot_key(due), timeout=60)
     assert x.texts() == [expected_text(70000.5, 2.5, due)]
-    ledger = [e for e, _ in events(config, slot_key(due), daemon)]
+    ledger = [e for e, _ in events(daemon_db, slot_key(due), daemon)]
     assert ledger[:2] == ["claimed", "price-failed"] and ledger[-2:] == ["sending", "posted"]
     assert set(ledger[1:-2]) == {"price-failed"}, ledger
 
 
 def test_downtime_within_grace_is_caught_up_and_after_grace_skipped(
-        tmp_path, notify, spawn, x, price):
+        tmp_path, notify, spawn, x, price, daemon_db):
     now = datetime.now(UTC).replace(microsecond=0)
     within, beyond = now - timedelta(seconds=60), now - timedelta(seconds=400)
-    config = x_config(tmp_path, x, price, [hhmmss(now + timedelta(hours=2))], grace_s=300)
+    config = x_config(tmp_path, x, price, [hhmmss(now + timedelta(hours=2))], grace_s=300,
+                      database_url=daemon_db.url)
     first = spawn(config, notify)               # the daemon ran once, an hour ago…
     notify.wait_message("READY=1", timeout=20)
+    first.wait_log("first start", timeout=20)   # (on PostgreSQL: once it leads)
     assert first.terminate() == 0
-    set_first_start(config, now - timedelta(hours=1))
+    set_first_start(daemon_db, now - timedelta(hours=1))
     # …and was down across both slots.
-    config = x_config(tmp_path, x, price, [hhmmss(within), hhmmss(beyond)], grace_s=300)
+    config = x_config(tmp_path, x, price, [hhmmss(within), hhmmss(beyond)], grace_s=300,
+                      database_url=daemon_db.url)
     daemon = spawn(config, notify)
     caught_up = wait_final(daemon, slot_key(within), timeout=20)
     assert ": posted: tweet " in caught_up, caught_up
@@ -287,26 +296,28 @@ def test_downtime_within_grace_is_caught_up_and_after_grace_skipped(
     assert x.texts() == [expected_text(67890.12, -1.23, within)]
 
 
-def test_slots_before_the_first_start_are_not_caught_up(tmp_path, notify, spawn, x, price):
+def test_slots_before_the_first_start_are_not_caught_up(tmp_path, notify, spawn, x, price,
+                                                        daemon_db):
     earlier = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
-    config = x_config(tmp_path, x, price, [hhmmss(earlier)], grace_s=300)
+    config = x_config(tmp_path, x, price, [hhmmss(earlier)], grace_s=300,
+                      database_url=daemon_db.url)
     daemon = spawn(config, notify)
     notify.wait_message("READY=1", timeout=20)
+    daemon.wait_log("first start", timeout=20)  # (on PostgreSQL: once it leads)
     assert daemon.terminate() == 0
     assert x.post_attempts == 0 and f"slot {slot_key(earlier)}" not in daemon.log
 
 
-def test_a_slot_that_passes_while_paused_is_skipped(tmp_path, notify, spawn, x, price):
-    config = x_config(tmp_path, x, price, [hhmmss(slot_in(7200))])
+def test_a_slot_that_passes_while_paused_is_skipped(tmp_path, notify, spawn, x, price,
+                                                    daemon_db):
+    config = x_config(tmp_path, x, price, [hhmmss(slot_in(7200))], database_url=daemon_db.url)
     first = spawn(config, notify)
     notify.wait_message("READY=1", timeout=20)
     assert first.terminate() == 0
-    db = sqlite3.connect(config.parent / "state" / "buzzbotd.db")
-    with db:
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('x.paused', '1')")
-    db.close()
-    due = slot_in(3)
-    config = x_config(tmp_path, x, price, [hhmmss(due)])
+    daemon_db.execute("DELETE FROM meta WHERE key = 'x.paused'")
+    daemon_db.execute("INSERT INTO meta (key, value) VALUES ('x.paused', '1')")
+    due = slot_in(3 + daemon_db.start_s)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     daemon = spawn(config, notify)
     assert any("X posting paused" in s for s in notify.statuses()) or \
         notify.wait_for(lambda m: "X posting paused" in m, timeout=20)

@@ -6,10 +6,13 @@ Shared by the X tests, the crash trials and the benchmarks: no pytest here.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +27,15 @@ TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
 def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
              grace_s: int = 600, telegram: dict[str, Any] | None = None,
-             **x_settings: Any) -> Path:
-    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is given."""
+             database_url: str = "", **x_settings: Any) -> Path:
+    """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is
+    given; SQLite unless `database_url` names a PostgreSQL database."""
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
                         x={"enabled": True, "api_base": x.url, "times": times,
                            "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
                            **CREDENTIALS, **x_settings},
-                        telegram=telegram or {"enabled": False})
+                        telegram=telegram or {"enabled": False},
+                        **({"database": {"url": database_url}} if database_url else {}))
 
 
 def slot_in(seconds: float) -> datetime:
@@ -68,6 +73,34 @@ def wait_final(daemon: Daemon, key: str, timeout: float, after: float = 0.0) -> 
     """The journal line that settles slot `key`."""
     return daemon.wait_log_any(tuple(f"slot {key}{end}" for end in FINAL_LINES), timeout,
                                after)
+
+
+def kill_at(point: str, daemon: Daemon, key: str, x: FakeX, due: datetime,
+            jitter: tuple[float, float], rng: random.Random,
+            waits: dict[str, Callable[[], None]] | None = None) -> None:
+    """Kills `daemon` with kill -9 at `point` of slot `key`'s life (the crash and
+    failover trials): "stored" (X stored the tweet, its answer never leaves),
+    "claimed" or "sending" (the slot's journal line), "delay" (a random moment
+    `jitter` seconds around `due`), a point of `waits` (its function returns once
+    the point is reached), else whenever the daemon exits by itself. A point never
+    reached is an AssertionError naming it."""
+    if point == "stored":
+        x.on_store = lambda tweet: daemon.proc.kill()
+    try:
+        if point in ("claimed", "sending"):
+            daemon.wait_log(f"slot {key}: {point}", timeout=30)
+        elif point == "delay":
+            # The moment itself is the randomness: a sleep is the point, not a hope.
+            time.sleep(max(due.timestamp() - time.time() + rng.uniform(*jitter), 0))
+        elif waits and point in waits:
+            waits[point]()
+        else:
+            daemon.proc.wait(30)
+    except (AssertionError, subprocess.TimeoutExpired) as e:
+        raise AssertionError(f"waiting to kill at {point!r}: {e}") from None
+    finally:
+        daemon.kill9()
+        x.on_store = None
 
 
 def tweets_per_slot(x: FakeX, texts: dict[str, str]) -> Counter:
