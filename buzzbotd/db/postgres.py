@@ -120,6 +120,18 @@ class _OwnedPostgres(OwnerThreadOnly, peewee.PostgresqlDatabase):
     pass
 
 
+def _lost_connection(error: BaseException, sqlstate: str | None) -> bool:
+    """psycopg's word that the server is out of reach: SQLSTATE class 08 (connection)
+    or 57 (operator intervention, e.g. a shutdown), or an error with no SQLSTATE at
+    all (the socket broke). A failed statement (a full disk is 53100) is a failed
+    write like SQLite's, not an outage to wait out."""
+    if not type(error).__module__.startswith("psycopg"):
+        return False
+    if sqlstate is None:
+        return type(error).__name__ in ("OperationalError", "InterfaceError")
+    return sqlstate[:2] in ("08", "57")
+
+
 class PostgresOwner(DatabaseOwner):
     """DatabaseOwner's interface on a PostgreSQL server."""
 
@@ -165,8 +177,7 @@ class PostgresOwner(DatabaseOwner):
                 state = getattr(candidate, "sqlstate", None)
                 if state in _RETRY_SQLSTATES:
                     return _RETRY_SQLSTATES[state]
-                if type(candidate).__name__ in ("OperationalError", "InterfaceError") or (
-                        isinstance(state, str) and state[:2] in ("08", "57")):
+                if _lost_connection(candidate, state):
                     if not self._db.is_closed():
                         self._db.close()      # a broken connection: the next try reconnects
                     return "cannot reach PostgreSQL"
