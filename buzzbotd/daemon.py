@@ -233,7 +233,8 @@ class Daemon:
             await self._leading.wait()
             self._unclean_start = await asyncio.wrap_future(
                 self.owner.submit(alerts.mark_running))
-        if not self._check_clock():
+        # Found unset before READY: say when it is set, even if that was already so.
+        if CLOCK in self.health.degraded() or not self._check_clock():
             while not self._check_clock():
                 await asyncio.sleep(CLOCK_CHECK_S)
             log.info("the clock is set now (%s); starting work", utc_text(self.clock()))
