@@ -161,8 +161,8 @@ def test_429_twice_then_success_waits_a_jittered_backoff(world: World) -> None:
 
 
 def test_backoff_is_jittered_and_capped() -> None:
-    from buzzbotd.sheets import BACKOFF_MAX_S, _QuotaClient
-    client = _QuotaClient(None, session=object())       # type: ignore[arg-type]
+    from buzzbotd.sheets_api import BACKOFF_MAX_S, QuotaClient
+    client = QuotaClient(None, session=object())       # type: ignore[arg-type]
     waits = [client.backoff(1) for _ in range(200)]
     assert min(waits) >= 0.5 and max(waits) <= 1.0 and len(set(waits)) > 150
     assert all(BACKOFF_MAX_S / 2 <= client.backoff(20) <= BACKOFF_MAX_S for _ in range(50))
