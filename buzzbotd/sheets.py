@@ -1,140 +1,59 @@
 """The Google Sheets sync: every `sheets.interval_s` the worksheets `users`,
 `reminders` and `posts` are made to hold exactly the database's rows.
 
-gspread drives the Sheets API v4 and google-auth signs the service account's
-JWT (RS256, with the pure-Python `rsa` package: no compiled code) for the
-token endpoint the key names (`token_uri`). Imported only when
-sheets.enabled: these libraries cost ~10 MiB and ~0.2 s to import.
-
 One sync:
-  GET the spreadsheet's sheets → one batchUpdate that adds the missing
-  worksheets and sizes each grid to its table exactly (which also drops the
-  rows of a longer previous table) → one values.update per worksheet with
-  all of its rows (RAW: text is never read as a formula); a table of more
-  than ~2 MB (Google's advice; it refuses 10 MB) is written in ~2 MB parts.
-A 429 (Google's per-minute quota), 408 or 5xx is retried after an
-exponential backoff with jitter, at most MAX_ATTEMPTS times, and the wait
-ends at once when the daemon stops. The rows are read through the database
-owner a page at a time and encoded to the request body as they come, so a
-sync of 100,000 reminders never holds them as Python objects all at once.
+  GET the spreadsheet's sheets, count each table's rows → one batchUpdate
+  that adds the missing worksheets and sizes each grid to its table exactly
+  (which also drops the rows of a longer previous table) → per worksheet,
+  its rows in values.update requests (RAW: text is never read as a formula)
+  of at most ~2 MB each (Google's advice; it refuses 10 MB).
+The rows are read through the database owner a page (PAGE_ROWS) at a time,
+encoded as they come, and each ~2 MB part is sent and dropped before the
+next is read: a sync of 100,000 reminders never holds more than one part and
+one page, and malloc_trim (buzzbotd.heap) hands the freed pages back after it.
+A row added or removed between the count and its page (the bot runs on)
+grows or shrinks that grid with one more batchUpdate, so the sheet still
+ends up holding exactly the rows read. The Google side (credentials,
+session, retries on 429) is buzzbotd.sheets_api.
 Any failure is recorded (status, STATUS=) and the next interval tries again:
 the sync never raises into the scheduler and never holds up anything else.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
-import random
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import gspread
-import requests
-from google.auth import exceptions as auth_exceptions
-from google.auth.transport.requests import AuthorizedSession, Request
-from google.oauth2 import service_account
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
-from buzzbotd import backoff, durable, tables
-from buzzbotd.config import ConfigError, Settings
+from buzzbotd import durable, heap, sheets_api, tables
+from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.sheets")
-SCOPES = ("https://www.googleapis.com/auth/spreadsheets",)
-GSPREAD_HOST = "https://sheets.googleapis.com"   # hard-coded in gspread.urls
-REQUEST_TIMEOUT_S = (10.0, 120.0)                # connect, read (a big write takes a while)
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_ATTEMPTS = 6
-BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 64.0        # Google's advice for its APIs: min(2^n + jitter, 64 s)
-ERROR_CHARS = 300
 MAX_BODY_BYTES = 2_000_000
+# Smaller pages than export's: each row is ~10 Python objects, and what a page
+# spreads over the allocator's arenas stays in RSS when a few long-lived objects
+# land among them. 1,000 rows: after the first sync of 100,000 reminders the
+# daemon keeps ~5.6 MiB instead of ~8.3 (5,000), at 200 owner calls instead of 40.
+PAGE_ROWS = 1000
 
 
-class SyncStopped(Exception):
-    """The daemon is stopping; the sync gave up waiting."""
-
-
-class _TimeoutSession(requests.Session):
-    """A session whose requests time out (google-auth's token request would
-    wait 120 s, gspread's forever)."""
-
-    def __init__(self, timeout: float | tuple[float, float]) -> None:
-        super().__init__()
-        self.timeout = timeout
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return super().request(method, url, *args, **kwargs)
-
-
-class _RebasedSession(AuthorizedSession):
-    """google-auth's session (bearer token, refreshed when it expires or a 401
-    comes back) that sends gspread's requests to `sheets.api_base` instead of
-    the host gspread hard-codes, and counts what it sent."""
-
-    def __init__(self, credentials: Any, api_base: str) -> None:
-        super().__init__(credentials, auth_request=Request(_TimeoutSession(REQUEST_TIMEOUT_S)))
-        self.api_base = api_base.rstrip("/")
-        self.requests_made = 0
-        self.bytes_sent = 0
-
-    def request(self, method: str, url: str, data: Any = None, headers: Any = None,
-                **kwargs: Any) -> requests.Response:
-        if url.startswith(GSPREAD_HOST):
-            url = self.api_base + url[len(GSPREAD_HOST):]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = REQUEST_TIMEOUT_S
-        response = super().request(method, url, data=data, headers=headers, **kwargs)
-        self.requests_made += 1
-        self.bytes_sent += len(response.request.body or b"")
-        return response
-
-
-class _QuotaClient(gspread.HTTPClient):
-    """gspread's HTTP client with Google's retry policy: 429/408/5xx wait
-    an exponential backoff with jitter (or Retry-After, if longer), then retry."""
-
-    def __init__(self, auth: Any, session: requests.Session | None = None) -> None:
-        super().__init__(auth, session)
-        self.stopping = threading.Event()
-        self.backoff_first_s = BACKOFF_FIRST_S
-        self.random = random.Random()
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return super().request(*args, **kwargs)
-            except gspread.exceptions.APIError as e:
-                status = e.response.status_code
-                if status not in RETRY_STATUSES or attempt == MAX_ATTEMPTS:
-                    raise
-                wait = self.backoff(attempt, e.response.headers.get("Retry-After"))
-                sent = e.response.request
-                log.warning("sheets: HTTP %d from %s %s, attempt %d of %d; retrying in %.1f s",
-                            status, sent.method, sent.path_url.split("?")[0], attempt,
-                            MAX_ATTEMPTS, wait)
-                if self.stopping.wait(wait):
-                    raise SyncStopped() from None
-        raise AssertionError("unreachable")
-
-    def backoff(self, attempt: int, retry_after: str | None = None) -> float:
-        """Half the exponential step fixed, half random ("equal jitter"): never
-        a tight loop, and daemons that hit the quota together do not retry together."""
-        wait = backoff.equal_jitter(backoff.step(attempt, self.backoff_first_s, BACKOFF_MAX_S),
-                                    self.random)
-        if retry_after and retry_after.isdigit():
-            wait = max(wait, min(float(retry_after), BACKOFF_MAX_S))
-        return wait
+@dataclass
+class _Grid:
+    """A worksheet's grid as this sync has sized it."""
+    name: str
+    sheet_id: int | None
+    rows: int
+    columns: int
 
 
 class SheetsSync:
@@ -145,13 +64,10 @@ class SheetsSync:
         self.settings = settings.sheets
         self.owner = owner
         self.clock = clock
-        self.credentials = credentials(settings)
-        self.session = _RebasedSession(self.credentials, self.settings.api_base)
-        self.client = gspread.Client(self.credentials, session=self.session,
-                                     http_client=_QuotaClient)
-        self.http: _QuotaClient = self.client.http_client  # type: ignore[assignment]
+        self.credentials = sheets_api.credentials(settings)
+        self.client, self.session, self.http = sheets_api.client(self.credentials,
+                                                                 self.settings.api_base)
         self._spreadsheet: gspread.Spreadsheet | None = None
-        self._trim = _malloc_trim()
         self._failing: bool | None = None
         self.on_change: Callable[[], None] = lambda: None   # failing ⇄ ok (STATUS=)
 
@@ -164,19 +80,19 @@ class SheetsSync:
         requests_before, bytes_before = self.session.requests_made, self.session.bytes_sent
         try:
             counts = self.sync()
-        except SyncStopped:
+        except sheets_api.SyncStopped:
             log.info("sheets: sync abandoned, the daemon is stopping")
             return False
         except Exception as e:  # noqa: BLE001 - any failure is reported, the next interval retries
             self._spreadsheet = None      # reopen next time (it may have been replaced)
-            message = describe(e, self.credentials, self.settings.spreadsheet_id)
+            message = sheets_api.describe(e, self.credentials, self.settings.spreadsheet_id)
             log.warning("sheets: sync of spreadsheet %s failed: %s",
                         self.settings.spreadsheet_id, message)
             self.owner.call(durable.record_sheets_error, message, self.clock())
             self._changed(failing=True)
             return False
         finally:
-            self._trim()
+            heap.trim()       # the parts' pages, freed in this worker thread's arena
         self.owner.call(durable.record_sheets_ok, self.clock())
         self._changed(failing=False)
         log.info("sheets: synced %s to spreadsheet %s (%d requests, %d bytes, %.2f s)",
@@ -195,103 +111,104 @@ class SheetsSync:
         if self._spreadsheet is None:
             self._spreadsheet = self.client.open_by_key(self.settings.spreadsheet_id)
         spreadsheet = self._spreadsheet
+        counts = self.owner.call(_count_rows, transaction=False)
+        grids = self._size_grids(spreadsheet, {name: n + 1 for name, n in counts.items()})
+        return {name: self._write(spreadsheet, table, grids[name])
+                for name, table in tables.TABLES.items()}
+
+    def _size_grids(self, spreadsheet: gspread.Spreadsheet, rows: dict[str, int]
+                    ) -> dict[str, _Grid]:
+        """One batchUpdate that adds the missing worksheets and gives each grid
+        `rows[name]` rows (none if every grid has its size already)."""
         existing = {ws.title: ws for ws in spreadsheet.worksheets()}
-        bodies = {name: self._body(table) for name, table in tables.TABLES.items()}
-        grid = []
-        for name, (_, rows) in bodies.items():
-            width = len(tables.TABLES[name].columns)
+        grids, changes = {}, []
+        for name, table in tables.TABLES.items():
+            grid = _Grid(name, None, rows[name], len(table.columns))
             sheet = existing.get(name)
-            size = {"rowCount": rows + 1, "columnCount": width}
             if sheet is None:
-                grid.append({"addSheet": {"properties": {
-                    "title": name, "sheetType": "GRID", "gridProperties": size}}})
-            elif (sheet.row_count, sheet.col_count) != (rows + 1, width):
-                grid.append({"updateSheetProperties": {
-                    "properties": {"sheetId": sheet.id, "gridProperties": size},
-                    "fields": "gridProperties.rowCount,gridProperties.columnCount"}})
-        if grid:
-            spreadsheet.batch_update({"requests": grid})
-        counts = {}
-        for name in list(bodies):
-            requests_, rows = bodies.pop(name)     # each body is freed once it is sent
-            while requests_:
-                a1, body = requests_.pop(0)
-                self.http.request("put", SPREADSHEET_VALUES_URL % (spreadsheet.id, quote(a1)),
-                                  params={"valueInputOption": "RAW"}, data=body,
-                                  headers={"Content-Type": "application/json; charset=utf-8"})
-            counts[name] = rows
-        return counts
+                changes.append({"addSheet": {"properties": {
+                    "title": name, "sheetType": "GRID", "gridProperties": _size(grid)}}})
+            else:
+                grid.sheet_id = sheet.id
+                if (sheet.row_count, sheet.col_count) != (grid.rows, grid.columns):
+                    changes.append(_resize(grid))
+            grids[name] = grid
+        if changes:
+            reply = spreadsheet.batch_update({"requests": changes})
+            for answer in reply.get("replies", []):
+                added = answer.get("addSheet", {}).get("properties")
+                if added and added.get("title") in grids:
+                    grids[added["title"]].sheet_id = added["sheetId"]
+        return grids
 
-    def _body(self, table: tables.Table) -> tuple[list[tuple[str, bytes]], int]:
-        """The values.update requests for `table` (its range and body each) and its
-        number of rows. One request per sheet, unless its rows exceed MAX_BODY_BYTES:
-        Google rejects a request over 10 MB and advises 2 MB."""
-        requests_: list[tuple[str, bytes]] = []
-        encoded = [json.dumps([list(table.columns)], ensure_ascii=False)[1:-1].encode()]
-        size, first_row, rows = len(encoded[0]), 1, 0
-        ids = [column.endswith("_id") for column in table.columns]
+    def _write(self, spreadsheet: gspread.Spreadsheet, table: tables.Table, grid: _Grid) -> int:
+        """Sends `table`'s rows part by part; returns how many rows it wrote."""
+        last_row = 1
+        pages = tables.pages(table, self._read, PAGE_ROWS)
+        for a1, last_row, body in parts(table, pages, MAX_BODY_BYTES):
+            if last_row > grid.rows:            # rows added since they were counted
+                self._regrid(spreadsheet, grid, last_row)
+            self.http.request("put", SPREADSHEET_VALUES_URL % (spreadsheet.id, quote(a1)),
+                              params={"valueInputOption": "RAW"}, data=body,
+                              headers={"Content-Type": "application/json; charset=utf-8"})
+            del body                            # not alive while the next part is built
+        if last_row < grid.rows:                # rows removed since they were counted
+            self._regrid(spreadsheet, grid, last_row)
+        return last_row - 1
 
-        def close() -> None:
-            a1 = f"'{table.name}'!A{first_row}"
-            head = json.dumps({"range": a1, "majorDimension": "ROWS"})[:-1].encode()
-            requests_.append((a1, b"".join([head, b',"values":[', b",".join(encoded), b"]}"])))
+    def _regrid(self, spreadsheet: gspread.Spreadsheet, grid: _Grid, rows: int) -> None:
+        log.info("sheets: %s changed during the sync; its grid goes from %d to %d rows",
+                 grid.name, grid.rows, rows)
+        grid.rows = rows
+        spreadsheet.batch_update({"requests": [_resize(grid)]})
 
-        for page in tables.pages(table, self._read):
-            cells = [[_cell(v, is_id) for v, is_id in zip(row, ids, strict=True)]
-                     for row in page]
-            chunk = json.dumps(cells, ensure_ascii=False)[1:-1].encode()
-            if rows and size + len(chunk) > MAX_BODY_BYTES:
-                close()
-                encoded, size, first_row = [], 0, rows + 2      # +1: the header, +1: 1-based
-            encoded.append(chunk)
-            size += len(chunk)
-            rows += len(page)
-        close()
-        return requests_, rows
-
-    def _read(self, table: tables.Table, after: Any) -> list[tuple]:
-        return self.owner.call(tables.read_page, table, after, transaction=False)
+    def _read(self, table: tables.Table, after: Any, rows: int) -> list[tuple]:
+        return self.owner.call(tables.read_page, table, after, rows, transaction=False)
 
 
-def credentials(settings: Settings) -> service_account.Credentials:
-    """The service account's credentials, with the key's own token_uri.
-    A key google-auth cannot use is a configuration error that shows
-    neither the key nor the parser's message (which may quote it)."""
-    sheets = settings.sheets
-    info = json.loads(sheets.service_account.reveal())
-    try:
-        return service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
-    except Exception:  # noqa: BLE001 - pyasn1/rsa raise many kinds; none may be shown
-        raise ConfigError([f"{settings.path}: sheets.service_account_file: "
-                           f"{sheets.service_account.source}: private_key is not an RSA private "
-                           "key google-auth can read (value not shown); expected the key "
-                           "file Google gave you, unchanged"]) from None
+def parts(table: tables.Table, pages: Iterable[list[tuple[tables.Value, ...]]],
+          limit: int) -> Iterator[tuple[str, int, bytes]]:
+    """The values.update requests for `table`, built from its pages as they come:
+    (range, the last row it fills, body) each. Row 1 is the header. A part
+    closes before the page that would take it past `limit` bytes, so a part
+    holds whole pages and at least one."""
+    ids = [column.endswith("_id") for column in table.columns]
+    encoded = [json.dumps([list(table.columns)], ensure_ascii=False)[1:-1].encode()]
+    size, first_row, last_row = len(encoded[0]), 1, 1
+
+    def close() -> tuple[str, int, bytes]:
+        a1 = f"'{table.name}'!A{first_row}"
+        head = json.dumps({"range": a1, "majorDimension": "ROWS"})[:-1].encode()
+        return a1, last_row, b"".join([head, b',"values":[', b",".join(encoded), b"]}"])
+
+    for page in pages:
+        cells = [[_cell(v, is_id) for v, is_id in zip(row, ids, strict=True)] for row in page]
+        chunk = json.dumps(cells, ensure_ascii=False)[1:-1].encode()
+        n = len(page)
+        del cells, page             # only the encoded rows stay while a part is sent
+        if last_row > 1 and size + len(chunk) > limit:
+            part = close()
+            encoded, size, first_row = [], 0, last_row + 1
+            yield part
+            del part
+        encoded.append(chunk)
+        size += len(chunk)
+        last_row += n
+    yield close()
 
 
-def describe(error: BaseException, creds: Any = None, spreadsheet_id: str = "") -> str:
-    """One line for the journal and status: what failed, where, and what came back."""
-    email = getattr(creds, "service_account_email", "the service account")
-    if isinstance(error, gspread.exceptions.SpreadsheetNotFound):
-        text = (f"spreadsheet {spreadsheet_id} not found (404); check sheets.spreadsheet_id "
-                f"and share the spreadsheet with {email}")
-    elif isinstance(error, PermissionError):      # gspread's answer to a 403 on open
-        text = (f"no access to spreadsheet {spreadsheet_id} (403); share it with {email} "
-                "as an editor")
-    elif isinstance(error, gspread.exceptions.APIError):
-        text = f"Sheets API answered {error.response.status_code}: {error.error.get('message')}"
-    elif isinstance(error, auth_exceptions.RefreshError | auth_exceptions.TransportError):
-        uri = getattr(creds, "_token_uri", "the token endpoint")
-        text = f"cannot get an access token from {uri}: {_first_arg(error)}"
-    elif isinstance(error, requests.RequestException):
-        text = f"cannot reach the Sheets API: {type(error).__name__}: {error}"
-    else:
-        text = f"{type(error).__name__}: {error}"
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 3] + "..."
+def _count_rows() -> dict[str, int]:
+    return {name: tables.count(table) for name, table in tables.TABLES.items()}
 
 
-def _first_arg(error: BaseException) -> str:
-    return str(error.args[0]) if error.args else type(error).__name__
+def _size(grid: _Grid) -> dict[str, int]:
+    return {"rowCount": grid.rows, "columnCount": grid.columns}
+
+
+def _resize(grid: _Grid) -> dict[str, Any]:
+    return {"updateSheetProperties": {
+        "properties": {"sheetId": grid.sheet_id, "gridProperties": _size(grid)},
+        "fields": "gridProperties.rowCount,gridProperties.columnCount"}}
 
 
 def _cell(value: tables.Value, is_id: bool) -> Any:
@@ -300,14 +217,3 @@ def _cell(value: tables.Value, is_id: bool) -> Any:
     if value is None:
         return ""
     return str(value) if is_id else value
-
-
-def _malloc_trim() -> Callable[[], None]:
-    """glibc keeps the pages of freed large buffers (the request bodies) in the
-    worker thread's arena; malloc_trim hands them back, so RSS returns to where
-    it was before the sync. A no-op elsewhere."""
-    name = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-    if trim is None:
-        return lambda: None
-    return lambda: trim(0)

@@ -72,19 +72,25 @@ def read_page(table: Table, after: Any, limit: int = PAGE_ROWS) -> list[tuple[Va
     return [table.row(raw) for raw in database.execute_sql(sql, params).fetchall()]
 
 
-def pages(table: Table, read: Callable[..., list[tuple[Value, ...]]] = read_page
-          ) -> Iterator[list[tuple[Value, ...]]]:
-    """Every row of `table`, a page at a time. `read(table, after)` reads one page
-    (e.g. through the database owner)."""
+def count(table: Table) -> int:
+    """How many rows `table` has now."""
+    return table.fields[0].model.select().count()
+
+
+def pages(table: Table, read: Callable[..., list[tuple[Value, ...]]] = read_page,
+          rows: int = PAGE_ROWS) -> Iterator[list[tuple[Value, ...]]]:
+    """Every row of `table`, a page of `rows` rows at a time. `read(table, after,
+    rows)` reads one page (e.g. through the database owner)."""
     after = None
     while True:
-        page = read(table, after)
+        page = read(table, after, rows)
         if not page:
             return
         yield page
-        if len(page) < PAGE_ROWS:
+        if len(page) < rows:
             return
         after = page[-1][0]
+        del page        # not alive while the next one is read
 
 
 def write_csv(table: Table, rows: Iterator[list[tuple[Value, ...]]], out: IO[str]) -> None:

@@ -319,6 +319,7 @@ def bench_sheets(quick: bool) -> list[Row]:
     f = sync_figures(n)
     requests, sent, wall = f["first"]
     grown = (f["rss_after"] - f["rss_before"]) / 1024
+    first_grown = (f["rss_before"] - f["rss_ready"]) / 1024
     return [
         (f"Sheets sync of {n:,} users + {n:,} reminders (the second sync)",
          f"{f['wall_s']:.1f} s, {f['requests']} requests, {f['bytes'] / 1e6:.1f} MB sent, "
@@ -330,6 +331,11 @@ def bench_sheets(quick: bool) -> list[Row]:
          f"1 s after {f['rss_after'] / 1024:.1f} MiB ({grown:+.1f} MiB)",
          "back within 2 MiB of before: " + ("met" if abs(grown) <= 2 else "NOT met"),
          f"{f['rss_after'] / f['rss_before']:.2f}×"),
+        (f"daemon RSS around the first sync of {n:,} reminders (right after start)",
+         f"at READY {f['rss_ready'] / 1024:.1f} MiB, peak {f['rss_first_peak'] / 1024:.1f} MiB, "
+         f"1 s after {f['rss_before'] / 1024:.1f} MiB ({first_grown:+.1f} MiB)",
+         "back within 2 MiB of READY: " + ("met" if abs(first_grown) <= 2 else "NOT met"),
+         f"{f['rss_before'] / f['rss_ready']:.2f}×"),
     ]
 
 

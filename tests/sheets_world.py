@@ -84,7 +84,8 @@ def sync_figures(n_reminders: int, interval_s: int = 30) -> dict[str, Any]:
     """A daemon (Telegram and X off) whose database holds `n_reminders` users
     with one reminder each, syncing to the fake every `interval_s`: the second
     sync's requests, bytes sent and wall time, and the daemon's RSS before,
-    during (peak, sampled every 20 ms) and 1 s after it."""
+    during (peak, sampled every 20 ms) and 1 s after it; also its RSS at
+    READY (before the first sync) and the first sync's peak."""
     from tests.harness import Daemon, NotifySocket, rss_kib
     from tests.telegram_world import seed_reminders
 
@@ -96,20 +97,23 @@ def sync_figures(n_reminders: int, interval_s: int = 30) -> dict[str, Any]:
                        first_due=datetime.now(UTC) + timedelta(hours=1))
         notify = NotifySocket(directory / "notify.sock")
         daemon = Daemon(config, notify)
+        peak, stop = [], threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.02):
+                peak.append(rss_kib(daemon.pid))
+
+        sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
         try:
             notify.wait_message("READY=1", timeout=60)
+            ready = rss_kib(daemon.pid)
+            sampler.start()
             first = daemon.wait_log(SYNCED, timeout=600)
             started = time.monotonic()
             time.sleep(1.0)                       # the first sync's buffers settle
+            first_peak = max(peak, default=ready)
             before = rss_kib(daemon.pid)
-            peak, stop = [before], threading.Event()
-
-            def sample() -> None:
-                while not stop.wait(0.02):
-                    peak.append(rss_kib(daemon.pid))
-
-            sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-            sampler.start()
+            peak[:] = [before]
             second = daemon.wait_log_any((SYNCED,), timeout=interval_s + 600, after=started)
             time.sleep(1.0)
             stop.set()
@@ -124,4 +128,5 @@ def sync_figures(n_reminders: int, interval_s: int = 30) -> dict[str, Any]:
     first_requests, first_sent, first_wall = _SYNC_LINE.search(first).groups()  # type: ignore[union-attr]
     return {"rows": rows, "requests": int(requests), "bytes": int(sent), "wall_s": float(wall),
             "first": (int(first_requests), int(first_sent), float(first_wall)),
+            "rss_ready": ready, "rss_first_peak": first_peak,
             "rss_before": before, "rss_peak": max(peak), "rss_after": after}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +52,15 @@ def fill() -> None:
     Post.create(slot_key="manual-2026-11-22T09:00:00Z", kind="manual", due_at=NOW,
                 state="failed", text="=HYPERLINK(\"x\")", reason="price API: 503",
                 attempts=3, created_at=NOW, updated_at=NOW)
+
+
+def many() -> None:
+    """12,000 users with a reminder each: ~1.4 MB of reminder rows."""
+    users = range(10_000_000, 10_012_000)
+    TelegramUser.insert_many([{"id": u, "chat_id": u, "timezone": "UTC", "created_at": NOW,
+                               "updated_at": NOW} for u in users]).execute()
+    Reminder.insert_many([{"user": u, "chat_id": u, "local_time": "08:00", "timezone": "UTC",
+                           "next_due_at": NOW, "created_at": NOW} for u in users]).execute()
 
 
 def change() -> None:
@@ -161,8 +170,8 @@ def test_429_twice_then_success_waits_a_jittered_backoff(world: World) -> None:
 
 
 def test_backoff_is_jittered_and_capped() -> None:
-    from buzzbotd.sheets import BACKOFF_MAX_S, _QuotaClient
-    client = _QuotaClient(None, session=object())       # type: ignore[arg-type]
+    from buzzbotd.sheets_api import BACKOFF_MAX_S, QuotaClient
+    client = QuotaClient(None, session=object())       # type: ignore[arg-type]
     waits = [client.backoff(1) for _ in range(200)]
     assert min(waits) >= 0.5 and max(waits) <= 1.0 and len(set(waits)) > 150
     assert all(BACKOFF_MAX_S / 2 <= client.backoff(20) <= BACKOFF_MAX_S for _ in range(50))
@@ -418,14 +427,6 @@ def test_a_big_table_is_written_in_parts_under_the_size_limit(world: World, monk
     in several values.update requests, each at its own start row, none twice."""
     import buzzbotd.sheets
     monkeypatch.setattr(buzzbotd.sheets, "MAX_BODY_BYTES", 300_000)
-
-    def many() -> None:
-        users = range(10_000_000, 10_012_000)
-        TelegramUser.insert_many([{"id": u, "chat_id": u, "timezone": "UTC", "created_at": NOW,
-                                   "updated_at": NOW} for u in users]).execute()
-        Reminder.insert_many([{"user": u, "chat_id": u, "local_time": "08:00", "timezone": "UTC",
-                               "next_due_at": NOW, "created_at": NOW} for u in users]).execute()
-
     world.owner.call(many)
     assert world.sync()[0]
     updates = [r for r in world.fake.calls("values.update") if "reminders" in r.path]
@@ -435,3 +436,55 @@ def test_a_big_table_is_written_in_parts_under_the_size_limit(world: World, monk
     for table in TABLES:
         assert world.fake.values(table) == expected_sheet(world.database, table), table
     assert len(world.fake.values("reminders")) == 12_001
+
+
+def _during_the_first_write(world: World, what: Callable[[], None]) -> None:
+    """`what` runs in the database after the fake has stored the sync's first
+    values.update (the first part of `users`) and before the sync gets the answer."""
+    world.fake.add_fault("values.update", Fault.status_code(
+        200, {"spreadsheetId": SPREADSHEET_ID}, after=True,
+        on_hit=lambda request: world.owner.call(what)))
+
+
+def test_rows_added_and_removed_during_the_sync_are_in_the_sheet(world: World) -> None:
+    """The sync counts the rows, sizes the grids, then reads and sends page by page:
+    a table that changed in between has its grid grown or shrunk, and every sheet
+    ends up holding exactly the database's rows."""
+    world.owner.call(fill)
+    assert world.sync()[0]
+    world.fake.requests.clear()
+
+    def meanwhile() -> None:
+        Reminder.delete().where(Reminder.local_time == "21:30").execute()
+        for minute in ("10", "11"):
+            Post.create(slot_key=f"2026-11-22T10:{minute}:00Z", kind="manual", due_at=NOW,
+                        state="posted", text="BTC $1", attempts=1, created_at=NOW,
+                        updated_at=NOW)
+
+    _during_the_first_write(world, meanwhile)
+    assert world.sync()[0]
+    for table in TABLES:
+        expected = expected_sheet(world.database, table)
+        assert world.fake.values(table) == expected, table
+        assert world.fake.sheet(table).rows == len(expected), table
+    # Nothing had changed size at the count: no batch before the writes, then
+    # reminders shrunk after they were sent and posts grown before they were.
+    assert [world.fake.route(r) for r in world.fake.requests if r.path != "/token"] == [
+        "get", "get", "values.update", "values.update", "batchUpdate", "batchUpdate",
+        "values.update"]
+
+
+def test_a_big_table_is_sent_part_by_part_as_it_is_read(world: World, monkeypatch) -> None:
+    """The first part of `users` is sent before its last page is read: a user who
+    arrives meanwhile (largest id: the last page) is in the sheet, its grid grown."""
+    import buzzbotd.sheets
+    monkeypatch.setattr(buzzbotd.sheets, "MAX_BODY_BYTES", 300_000)
+    world.owner.call(many)
+    _during_the_first_write(world, lambda: TelegramUser.create(
+        id=99_000_000, chat_id=99_000_000, timezone="UTC", created_at=NOW, updated_at=NOW))
+    assert world.sync()[0]
+    users = world.fake.values("users")
+    assert users[-1][0] == "99000000" and len(users) == 12_002
+    assert world.fake.sheet("users").rows == 12_002
+    for table in TABLES:
+        assert world.fake.values(table) == expected_sheet(world.database, table), table
