@@ -54,7 +54,8 @@ def bare_import() -> tuple[float, int]:
             "open('/proc/self/status') if l.startswith('VmHWM:')))")
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, env={**os.environ, "MALLOC_ARENA_MAX": "2"}  # as the daemon's
+                         ).stdout.split()
     return time.monotonic() - started, int(out[1])
 
 

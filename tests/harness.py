@@ -108,6 +108,7 @@ class Daemon:
                                 "CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG")
                    and not k.startswith("BUZZBOTD_TEST_")}
         environ["PYTHONPATH"] = str(REPO)
+        environ["MALLOC_ARENA_MAX"] = "2"      # as the unit sets it
         if notify is not None:
             environ["NOTIFY_SOCKET"] = notify.path
         if watchdog_usec is not None:
