@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from buzzbotd import backoff, durable, ledger, timeofday, x
+from buzzbotd import backoff, durable, ledger, timeofday, tweet, x
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
@@ -177,11 +177,11 @@ class Poster:
         try:
             quote = self.prices.fetch()
             self._prices[post.slot_key] = quote.price          # stored with the text, for the chart
-            return x.compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
+            return tweet.compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
         except PriceError as e:
             self.owner.call(ledger.note, post, "price-failed", f"no usable price: {e}",
                             self.clock(), logging.ERROR)
-        except x.ComposeError as e:
+        except tweet.ComposeError as e:
             self._finish(post, "failed", str(e))
         return None
 

@@ -7,7 +7,7 @@ reset, no connection made); Duplicate (X's 403 "duplicate content"); Unknown
 (timeout, dropped connection: it may have reached X); Refused (401, 400, any
 other 403: no retry helps). `find_on_timeline` reads the account's recent
 tweets for a text, which settles an unknown outcome; it costs money on X's
-pay-per-use plan. `compose` makes a slot's text and refuses one X would not take.
+pay-per-use plan.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from typing import Any
 import requests
 import tweepy
 
-from buzzbotd import timeofday
-from buzzbotd.config import Settings, XSettings
-from buzzbotd.price import PriceClient, Quote
-from buzzbotd.tweet import TWEET_MAX_CHARS, render_template
+from buzzbotd.config import XSettings
 
 TWEEPY_HOST = "https://api.twitter.com"   # hard-coded in tweepy.Client.request
 REQUEST_TIMEOUT_S = 10.0
@@ -128,25 +125,6 @@ def find_on_timeline(client: tweepy.Client, user_id: str, text: str, since: date
         if html.unescape(tweet["text"]) == text:    # X escapes & < > in returned text
             return str(tweet["id"])
     return None
-
-
-class ComposeError(Exception):
-    pass
-
-
-def compose(template: str, quote: Quote, when_label: str) -> str:
-    """The tweet text; too long is an error, never a truncated post."""
-    text = render_template(template, quote.price, quote.change_24h, when_label)
-    if len(text) > TWEET_MAX_CHARS:
-        raise ComposeError(f"the tweet would be {len(text)} characters; X allows "
-                           f"{TWEET_MAX_CHARS} (x.template)")
-    return text
-
-
-def compose_now(settings: Settings, prices: PriceClient, now: datetime) -> str:
-    """What `buzzbotd tweet --dry-run` prints."""
-    return compose(settings.x.template, prices.fetch(),
-                   timeofday.local_label(now.replace(microsecond=0), settings.x.zone))
 
 
 def _rate_limit_reset(response: requests.Response) -> datetime | None:
