@@ -4,21 +4,31 @@ random point of claim → post → confirm or of a reminder round.
 
 Two seats, each with its own state directory (so its own lock file) and its
 own URLs of the fake X and the fake Telegram (so every request is known to
-be the one daemon's or the other's; one bot token). Each trial:
+be the one daemon's or the other's; one bot token). Both daemons run the
+whole series, as systemd would run them: the one a trial kills is started
+again as the new standby, and the next trial kills the survivor.
 
-  - picks an instant T on a whole minute of the daemons' clock (shifted with
-    BUZZBOTD_TEST_CLOCK so that T is ~9 s away: the slot and the minute's
-    reminder round come together, without waiting for real minutes), seeds
-    REMINDERS users whose reminder is due at T, and gives both seats a slot
-    at T;
-  - starts one seat (the leader: they alternate), then the other (READY as a
-    standby), and kills the leader with SIGKILL on its `slot <key>: claimed`
-    or `sending` journal line, inside X's handler once the tweet is stored
-    (before the answer), at a random delay around T, or after a random
-    number of the round's reminders reached Telegram;
+Trial k has its instant T_k = T_0 + k minutes: every seat's config has a slot
+at each T_k, so the slot and the minute's reminder round come together. The
+daemons' clock is one file (BUZZBOTD_TEST_CLOCK=file:…) that a trial moves to
+LEAD_S before T_k, so no trial waits for a real minute; a watchdog interval of
+WATCHDOG_S makes the scheduler look at the clock often (it notices a jump on
+its next beat). Each trial:
+
+  - seeds REMINDERS users whose reminder is due at T_k and moves the clock;
+  - kills the leader with SIGKILL on its `slot <key>: claimed` or `sending`
+    journal line, inside X's handler once the tweet is stored (before the
+    answer), at a random delay around T_k, or after a random number of the
+    round's reminders reached Telegram;
   - waits for the survivor's "leader now" line (the takeover time, from the
-    kill), for the slot to be settled and every reminder to have arrived,
-    then restarts the killed seat, which must come back as a standby.
+    kill), restarts the killed seat, waits for every reminder to have
+    arrived and for the restarted seat to be READY as a standby.
+
+A trial does not wait for its slot to be settled: a survivor that found a
+`sending` row waits until that POST can no longer land (up to 10 s) before it
+reads the timeline, and the next trial may kill it meanwhile, so a kill can
+also come in the middle of a settlement. After the last trial every slot must
+be settled (its grace, 600 s, is not over by then).
 
 The result counts slots with 0, 1 and 2+ tweets (only 1 is right: 0 is a
 slot lost within grace), reminders with 0, 1 and 2+ messages (delivery is
@@ -26,11 +36,12 @@ at-least-once: 2 is possible for one killed between Telegram's answer and
 the record), getUpdates calls that overlapped another live one (must be 0),
 and the takeover times.
 
-    python -m tests.failover_trials 20        # make bench runs 100
+    python -m tests.failover_trials 20        # make test runs 20, make bench 100
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import sys
@@ -53,8 +64,10 @@ from tests.telegram_world import ADMIN
 from tests.x_world import hhmmss, kill_at, x_config
 
 KILL_POINTS = ("claimed", "sending", "stored", "delay", "reminders")
-REMINDERS = 4               # per trial, all due at T
-LEAD_S = 9.0                # from a trial's start to T (two daemons start meanwhile)
+REMINDERS = 4               # per trial, all due at T_k
+LEAD_S = 1.0                # from the clock's move to T_k
+WATCHDOG_S = 2.0            # WATCHDOG_USEC: the scheduler beats every WATCHDOG_S / 6
+BEFORE_FIRST_S = 300.0      # the clock while the daemons first start: T_0 minus this
 FIRST_USER = 50_000_000
 
 
@@ -68,17 +81,26 @@ class Seat:
         self.notify: NotifySocket | None = None
         self.starts = 0
 
-    def configure(self, x: FakeX, price: FakePrice, url: str, due: datetime) -> None:
+    def configure(self, x: FakeX, price: FakePrice, url: str, slots: list[datetime]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         bot = {"enabled": True, "api_base": self.telegram_url, "token": TOKEN,
                "admin_ids": [ADMIN]}
-        self.config = x_config(self.dir, x, price, [hhmmss(due)], telegram=bot,
+        self.config = x_config(self.dir, x, price, [hhmmss(t) for t in slots], telegram=bot,
                                database_url=url, api_base=self.x_url)
 
     def start(self, env: dict[str, str]) -> Daemon:
+        self.launch(env)
+        return self.ready()
+
+    def launch(self, env: dict[str, str]) -> None:
+        self.stop()
         self.starts += 1
         self.notify = NotifySocket(self.dir / f"notify{self.starts}.sock")
-        self.daemon = Daemon(self.config, self.notify, env=env)
+        self.daemon = Daemon(self.config, self.notify, env=env,
+                             watchdog_usec=int(WATCHDOG_S * 1e6))
+
+    def ready(self) -> Daemon:
+        assert self.notify is not None and self.daemon is not None
         self.notify.wait_message("READY=1", timeout=60)
         return self.daemon
 
@@ -95,6 +117,28 @@ class Seat:
             self.notify = None
 
 
+class TrialClock:
+    """The daemons' clock file: an offset from the real clock that only grows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0.0
+
+    def set_to(self, instant: datetime) -> None:
+        """Makes the daemons' clock read `instant` now (and run on from it)."""
+        self.offset = (instant - datetime.now(UTC)).total_seconds()
+        part = self.path.with_suffix(".part")
+        part.write_text(f"{self.offset:.3f}\n")
+        os.replace(part, self.path)        # never read half-written
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def real(self, instant: datetime) -> datetime:
+        """The real instant at which the daemons' clock reads `instant`."""
+        return instant - timedelta(seconds=self.offset)
+
+
 def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     x = FakeX(reject_duplicates=False).start()
@@ -102,41 +146,45 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
     telegram = FakeTelegram().start()
     seats = [Seat("a", workdir, telegram.url, x.url),
              Seat("b", workdir, telegram.another_url(), x.another_url())]
+    first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=2)
+    slots = [first + timedelta(minutes=k) for k in range(n)]
+    clock = TrialClock(workdir / "clock")
+    clock.set_to(first - timedelta(seconds=BEFORE_FIRST_S))
+    env = {"BUZZBOTD_TEST_CLOCK": f"file:{clock.path}"}
+    x.clock = clock.now
     points: Counter = Counter()
+    chosen: list[str] = []
+    lengths: list[float] = []
     takeovers: list[float] = []
-    slots: list[str] = []
     users: list[int] = []
-    offset = 0.0
     started = time.monotonic()
     schema = PostgresOwner(url)          # the schema, as a first start would make it
     schema.start()
     schema.stop()
     try:
-        for trial in range(n):
+        for seat in seats:
+            seat.configure(x, price, url, slots)
+        daemon = seats[0].start(env)
+        assert not seats[0].standing_by(), f"seat a did not lead: {daemon.log}"
+        daemon = seats[1].start(env)
+        assert seats[1].standing_by(), f"seat b is not a standby: {daemon.log}"
+        for trial, due in enumerate(slots):
             point = rng.choice(KILL_POINTS)
             points[point] += 1
-            # T: the first whole minute of the daemons' clock at least LEAD_S ahead of
-            # now on it; the offset only grows (the ledger's clock never goes back).
-            now = datetime.now(UTC) + timedelta(seconds=offset + LEAD_S)
-            due = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-            offset = (due - datetime.now(UTC)).total_seconds() - LEAD_S
-            env = {"BUZZBOTD_TEST_CLOCK": f"+{offset:.3f}@0"}
-            key = slot_key(due)
-            slots.append(key)
+            chosen.append(point)
+            began = time.monotonic()
             mine = _seed_reminders(url, FIRST_USER + trial * REMINDERS, due)
             users += mine
-            for seat in seats:
-                seat.configure(x, price, url, due)
             leader, standby = seats[trial % 2], seats[1 - trial % 2]
+            clock.set_to(due - timedelta(seconds=LEAD_S))
             try:
-                took = _trial(point, leader, standby, env, key, due - timedelta(seconds=offset),
-                              x, telegram, url, mine, rng)
+                takeovers.append(_trial(point, leader, standby, env, slot_key(due),
+                                        clock.real(due), x, telegram, url, mine, rng))
             except AssertionError as e:
                 raise AssertionError(f"trial {trial} (kill at {point!r}): {e}") from None
-            finally:
-                for seat in seats:
-                    seat.stop()
-            takeovers.append(took)
+            lengths.append(time.monotonic() - began)
+        unsettled = _wait_settled(url, [slot_key(due) for due in slots], timeout=60)
+        assert not unsettled, f"slots never settled: {unsettled}"
     finally:
         for seat in seats:
             seat.stop()
@@ -144,17 +192,22 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
         price.stop()
         telegram.stop()
     counts = tweets_per_row(_pg(url, LEDGER_ROWS), x)
-    per_slot = Counter(counts.get(key, 0) for key in slots)
+    per_slot = Counter(counts.get(slot_key(due), 0) for due in slots)
+    repeated = [f"{k}:{chosen[k]}" for k, due in enumerate(slots)
+                if counts.get(slot_key(due), 0) != 1]
     sent = Counter(s.chat_id for s in telegram.sent)
     per_user = Counter(min(sent[u], 2) for u in users)
     return {"trials": n, "kill_points": dict(points),
             "slots_with_0": per_slot[0], "slots_with_1": per_slot[1],
             "slots_with_2_or_more": sum(v for c, v in per_slot.items() if c >= 2),
+            "slots_not_1": repeated,             # trial:kill point, to look into
             "reminders": len(users), "reminders_with_0": per_user[0],
             "reminders_with_1": per_user[1], "reminders_with_2_or_more": per_user[2],
             "overlapping_getupdates": len(telegram.overlapping_polls),
             "takeover_median_s": round(statistics.median(takeovers), 2),
             "takeover_max_s": round(max(takeovers), 2),
+            "trial_median_s": round(statistics.median(lengths), 1),
+            "trial_max_s": round(max(lengths), 1),
             "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -162,24 +215,18 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
            due_real: datetime, x: FakeX, telegram: FakeTelegram, url: str,
            users: list[int], rng: random.Random) -> float:
     """One kill and takeover; returns the takeover time (kill → "leader now")."""
-    first = leader.start(env)
-    assert not leader.standing_by(), f"seat {leader.name} did not lead: {first.log}"
-    survivor = standby.start(env)
-    assert standby.standing_by(), f"seat {standby.name} is not a standby: {survivor.log}"
-    _kill_at(point, first, key, x, telegram, set(users), due_real, rng)
+    assert leader.daemon is not None and standby.daemon is not None
+    survivor = standby.daemon
+    _kill_at(point, leader.daemon, key, x, telegram, set(users), due_real, rng)
     died = time.monotonic()
     survivor.wait_log("this daemon is the leader now", timeout=15)
     took = time.monotonic() - died
-    if _pg(url, f"SELECT 1 FROM post WHERE slot_key = '{key}' AND state IN "
-                "('posted', 'failed', 'skipped')") == []:
-        from tests.x_world import wait_final
-        wait_final(survivor, key, timeout=60)
+    leader.launch(env)                       # as systemd restarts it, while the survivor catches up
     wanted = set(users)
     if not telegram.wait_until(lambda: wanted <= {s.chat_id for s in telegram.sent}, 60):
         missing = wanted - {s.chat_id for s in telegram.sent}
         raise AssertionError(f"reminders never sent to {sorted(missing)}:\n{survivor.log}")
-    leader.stop()
-    again = leader.start(env)                # as systemd restarts it
+    again = leader.ready()
     assert leader.standing_by(), (f"the restarted seat {leader.name} is not a standby: "
                                   f"{leader.notify.statuses()}\n{again.log}\nthe survivor:"
                                   f"\n{survivor.log}")
@@ -198,6 +245,18 @@ def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, telegram: FakeTeleg
 
     kill_at(point, daemon, key, x, due_real, (-0.3, 0.6), rng,
             waits={"reminders": in_the_reminder_round})
+
+
+def _wait_settled(url: str, keys: list[str], timeout: float) -> list[str]:
+    """Waits until every slot's row is final; returns those that are not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        final = {key for key, in _pg(url, "SELECT slot_key FROM post WHERE state IN "
+                                          "('posted', 'failed', 'skipped')")}
+        left = [key for key in keys if key not in final]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 def _seed_reminders(url: str, first: int, due: datetime) -> list[int]:

@@ -12,8 +12,10 @@ runs the burst on both)."""
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -424,6 +426,31 @@ def test_a_delivered_reminder_whose_record_fails_is_not_sent_again(
     [row] = reminder_rows(bot.database)
     assert row["next_due_at"] == utc_text(due + timedelta(days=1))
     assert row["last_sent_local_date"] == due.date().isoformat()
+
+
+def test_a_slow_database_write_holds_up_no_send_and_the_records_follow(
+        bot: BotInProcess) -> None:
+    """A commit can take most of a second (an fsync on a busy disk, PostgreSQL's WAL
+    flush): the round keeps sending while its records wait, and writes them after."""
+    n = 3 * SEND_CONCURRENCY
+    users = seed_reminders(bot.database, n, bot.now, first_user=1151)
+    bot.start()
+    gate = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="round") as pool:
+        tally = pool.submit(bot.round, bot.now)
+        assert bot.telegram.wait_until(lambda: len(bot.telegram.sent) >= 1, 15)
+        held = bot.owner.submit(gate.wait, 30, transaction=False)   # the slow write
+        try:
+            all_sent = bot.telegram.wait_until(lambda: len(bot.telegram.sent) >= n, 15)
+            sent_while_held = len(bot.telegram.sent)
+        finally:
+            gate.set()
+        held.result(10)
+        assert all_sent, f"{sent_while_held} of {n} sent while a write was held"
+        assert tally.result(30).sent == n
+    assert sorted(m.chat_id for m in bot.telegram.sent) == users
+    assert all(r["next_due_at"] == utc_text(bot.now + timedelta(days=1))
+               for r in reminder_rows(bot.database))
 
 
 def test_a_group_upgraded_to_a_supergroup_gets_its_reminders_there(bot: BotInProcess) -> None:

@@ -5,8 +5,10 @@ buzzbotd.reminders.dispatch picks the due reminders a page at a time and hands
 each page to `send_reminders` in the bot's loop. Each reminder ends in one of
 (SPEC "Telegram's real behaviour"):
 
-- sent: recorded at once (mark_sent); if that write fails, it is kept in
-  `_delivered` and only the write is retried, never the message;
+- sent: recorded as soon as the database can take it (mark_sent; the records
+  that come in while one transaction is being written go together in the
+  next); if that write fails, it is kept in `_delivered` and only the write
+  is retried, never the message;
 - retry next minute (failed): a network error SEND_ATTEMPTS times, a 429 that
   outlasted the rate limiter's retries, or a refused token (the round stops);
 - blocked (403 Forbidden): the chat's reminders are disabled until the user
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from telegram.error import (
     BadRequest,
@@ -53,6 +56,11 @@ class _Page:
     refused: set[int] = field(default_factory=set)        # chats that answered 403
     moved: dict[int, int] = field(default_factory=dict)   # group → its supergroup
     token_refused: bool = False                            # 401: the rest waits
+    # Delivered, waiting for the next transaction (see Delivery._record), and the
+    # task that writes them.
+    unwritten: list[tuple[reminders.Due, asyncio.Future[None]]] = field(default_factory=list)
+    writer: asyncio.Task | None = None
+    recording: list[asyncio.Task] = field(default_factory=list)   # _record_sent of each sent
 
 
 class Delivery(BotApp):
@@ -117,6 +125,7 @@ class Delivery(BotApp):
             await asyncio.gather(*(worker() for _ in range(min(SEND_CONCURRENCY,
                                                                len(by_chat)))))
         finally:
+            await asyncio.gather(*page_.recording)   # the page's tally counts its records
             self._rounds.discard(task)
         return page_.tally
 
@@ -124,7 +133,7 @@ class Delivery(BotApp):
         tally = page.tally
         if (due.id, due.due_at) in self._delivered:
             # Telegram has it already; only the database write failed. Never twice.
-            await self._record_sent(due, tally, delivered_now=False)
+            await self._record_sent(due, page, delivered_now=False)
             return
         chat_id = page.moved.get(due.chat_id, due.chat_id)
         for attempt in range(1, SEND_ATTEMPTS + 1):
@@ -172,21 +181,24 @@ class Delivery(BotApp):
                 await asyncio.sleep(backoff.step(attempt, SEND_BACKOFF_S))
             else:
                 self._delivered.add((due.id, due.due_at))
-                await self._record_sent(due, tally, delivered_now=True)
+                # Recorded meanwhile: the next message need not wait for the write.
+                page.recording.append(asyncio.create_task(
+                    self._record_sent(due, page, delivered_now=True)))
                 return
         log.warning("user %d: reminder %d not sent: the chat moved %d times in a row; "
                     "retried next minute", due.user_id, due.id, SEND_ATTEMPTS)
         tally.failed += 1
 
-    async def _record_sent(self, due: reminders.Due, tally: reminders.Tally,
-                           delivered_now: bool) -> None:
+    async def _record_sent(self, due: reminders.Due, page: _Page, delivered_now: bool
+                           ) -> None:
         """Records a delivered reminder. If the write fails (disk full, I/O error), the
         reminder stays due and later rounds retry only this write: _delivered keeps the
         message from being sent again while the process lives."""
+        tally = page.tally
         if delivered_now:
             tally.sent += 1
         try:
-            await self._db(reminders.mark_sent, due.id, due.due_at, self.clock())
+            await self._record(due, page)
         except Exception as e:  # noqa: BLE001 - any failed write: Telegram has the message
             log.error("user %d: reminder %d was delivered but could not be recorded (%s: %s); "
                       "it is not sent again, the record is retried next minute",
@@ -199,3 +211,39 @@ class Delivery(BotApp):
         else:
             log.info("user %d: reminder %d, delivered earlier, is recorded now", due.user_id,
                      due.id)
+
+    async def _record(self, due: reminders.Due, page: _Page) -> None:
+        """mark_sent for `due`, in the page's next transaction. One transaction per
+        record made the owner's commits the bottleneck of a burst on PostgreSQL:
+        each commit waits for its WAL flush (an fsync, tens of ms and at times
+        most of a second on a busy disk), at 28 messages a second, behind one
+        owner thread. Here the records that arrive while one transaction is being
+        written go together in the next (group commit): each is written as soon as
+        the database can take it, and a slow commit holds up no send."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        page.unwritten.append((due, done))
+        if page.writer is None or page.writer.done():
+            page.writer = asyncio.create_task(self._write_records(page))
+        await done
+
+    async def _write_records(self, page: _Page) -> None:
+        while page.unwritten:
+            batch, page.unwritten = page.unwritten, []
+            try:
+                # One owner call: one transaction (fenced on PostgreSQL) for the batch.
+                await self._db(_mark_all_sent, [(d.id, d.due_at) for d, _ in batch],
+                               self.clock())
+            except Exception as e:  # noqa: BLE001 - each waiting record reports it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(e)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+def _mark_all_sent(sent: list[tuple[int, datetime]], now: datetime) -> None:
+    """In the owner, in one transaction: reminders.mark_sent for each (id, due_at)."""
+    for reminder_id, due_at in sent:
+        reminders.mark_sent(reminder_id, due_at, now)

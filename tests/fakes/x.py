@@ -49,6 +49,10 @@ class FakeX(FakeAPI):
         # Called with each POST /2/tweets before anything is stored (e.g. to hold it
         # back, read the daemon's database, or kill the daemon before X stores it).
         self.on_post: Callable[[Request], None] | None = None
+        # What X stamps a tweet with (`created_at`, which the timeline's start_time
+        # filters on): a test whose daemons run on a shifted clock sets that clock,
+        # since X and a daemon share the real one.
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._ids = itertools.count(1_800_000_000_000_000_001)
         self._store_lock = threading.Lock()
 
@@ -99,7 +103,7 @@ class FakeX(FakeAPI):
         with self._store_lock:
             if self.reject_duplicates and any(t.text == text for t in self.tweets):
                 return Response(403, DUPLICATE)
-            tweet = Tweet(str(next(self._ids)), text)
+            tweet = Tweet(str(next(self._ids)), text, self.clock())
             self.tweets.append(tweet)
         if self.on_store is not None:
             self.on_store(tweet)
