@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import peewee
-
 from buzzbotd import __version__, state, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db.models import Post, Reminder, TelegramUser
+from buzzbotd.db import tally
+from buzzbotd.db.models import Post
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
@@ -32,9 +31,7 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             after = timeofday.next_occurrence(x.times, x.zone, after)
             next_slots.append({"slot_key": timeofday.slot_key(after),
                                "local": timeofday.local_label(after, x.zone)})
-    reminders = {bool(enabled): count for enabled, count in
-                 Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
-                 .group_by(Reminder.enabled).tuples()}
+    reminders = tally.reminders()      # kept by triggers: no scan of every reminder
     meta = state.snapshot()
     heartbeat = state.as_time(meta.get(state.HEARTBEAT))
     conflict = state.as_time(meta.get(state.TELEGRAM_CONFLICT))
@@ -53,9 +50,9 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
         },
         "telegram": {
             "enabled": settings.telegram.enabled,
-            "users": TelegramUser.select().count(),
-            "reminders_enabled": reminders.get(True, 0),
-            "reminders_disabled": reminders.get(False, 0),
+            "users": tally.users(),
+            "reminders_enabled": reminders[True],
+            "reminders_disabled": reminders[False],
             "last_conflict_at": meta.get(state.TELEGRAM_CONFLICT),
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),

@@ -1,0 +1,29 @@
+"""Counts of reminders and users, read from the tables the database's own
+triggers keep (migration 5): O(timezones) per read instead of a scan of every
+reminder, and as fresh as the rows, since a trigger runs in the transaction
+that changed them. Read inside the database owner or on a read-only connection.
+"""
+
+from __future__ import annotations
+
+from buzzbotd.db.models import database
+
+
+def reminders_by_zone() -> list[tuple[bool, str, int]]:
+    """(enabled, timezone, how many) for every pair that has reminders."""
+    rows = database.execute_sql(
+        "SELECT enabled, timezone, n FROM reminder_tally WHERE n > 0").fetchall()
+    return [(bool(enabled), zone, n) for enabled, zone, n in rows]
+
+
+def reminders(rows: list[tuple[bool, str, int]] | None = None) -> dict[bool, int]:
+    """{True: enabled reminders, False: disabled ones}, from `rows` if already read."""
+    counts = {True: 0, False: 0}
+    for enabled, _, n in reminders_by_zone() if rows is None else rows:
+        counts[enabled] += n
+    return counts
+
+
+def users() -> int:
+    row = database.execute_sql("SELECT n FROM user_tally WHERE id = 1").fetchone()
+    return row[0] if row else 0
