@@ -356,15 +356,24 @@ def bench_http(quick: bool) -> list[Row]:
     from tests.x_world import seed_posts
     n = 2 if quick else 5
     seconds = 5 if quick else 60
-    rss: dict[str, list[int]] = {"off": [], "on": []}
+    rss: dict[str, list[int]] = {"off": [], "on": [], "used": []}
     with Fakes() as fakes:
         for _ in range(n):
             for mode in ("off", "on"):
                 with tempfile.TemporaryDirectory() as d:
-                    listen = f"127.0.0.1:{free_port()}" if mode == "on" else ""
+                    port = free_port()
+                    listen = f"127.0.0.1:{port}" if mode == "on" else ""
                     run = Run(Path(d), **_all_on(Path(d), fakes), http={"listen": listen})
                     fakes["telegram"].wait_for_polls(1)
                     rss[mode].append(rss_kib(run.daemon.pid))
+                    if mode == "on":
+                        # tornado and prometheus_client load at first use: RSS once
+                        # every endpoint has answered, as under a scraper.
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                        for path in ("/health", "/", "/metrics", "/api/status"):
+                            _get_ms(conn, path, 1)
+                        conn.close()
+                        rss["used"].append(rss_kib(run.daemon.pid))
                     run.stop()
         # Idle CPU: both daemons at once over the same window, so noise hits both.
         with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
@@ -378,10 +387,14 @@ def bench_http(quick: bool) -> list[Row]:
             for r in runs.values():
                 r.stop()
     off, on = statistics.median(rss["off"]), statistics.median(rss["on"])
+    used = statistics.median(rss["used"])
     rows = [
         (f"RSS after READY, [http] on (X and Telegram on, median of {n})",
          f"{on / 1024:.1f} MiB (+{(on - off) / 1024:.2f} MiB)",
          f"[http] off {off / 1024:.1f} MiB; goal ≤ +1 MiB", f"{(on - off) / 1024:.1f}× goal"),
+        (f"RSS after READY and one GET of each endpoint, [http] on (median of {n})",
+         f"{used / 1024:.1f} MiB (+{(used - off) / 1024:.2f} MiB)",
+         f"[http] off {off / 1024:.1f} MiB; goal ≤ +1 MiB", f"{(used - off) / 1024:.1f}× goal"),
         (f"CPU while idle over {seconds} s, [http] on (X and Telegram on)",
          f"{cpu['on']:.4f}% of a core ({cpu['on'] - cpu['off']:+.4f}%)",
          f"[http] off {cpu['off']:.4f}%; goal ≤ +0.002%",
