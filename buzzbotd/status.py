@@ -14,16 +14,22 @@ from typing import Any
 from buzzbotd import __version__, state, timeofday
 from buzzbotd.config import Settings
 from buzzbotd.db import tally
-from buzzbotd.db.models import Post
+from buzzbotd.db.models import utc_text
+from buzzbotd.db.raw import rows
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
 CONFLICT_SHOWN_FOR = timedelta(minutes=3)
+POST_COLUMNS = ("slot_key", "kind", "state", "tweet_id", "text", "reason", "attempts")
 
 
 def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     x = settings.x
-    posts = Post.select().order_by(Post.due_at.desc(), Post.id.desc()).limit(LAST_POSTS)
+    # Plain SQL: this runs twice a minute for the STATUS= line (buzzbotd.db.raw).
+    posts = rows(f"SELECT {', '.join(POST_COLUMNS)} FROM post ORDER BY due_at DESC, id DESC "
+                 "LIMIT ?", LAST_POSTS)
+    failed = rows("SELECT COUNT(*) FROM post WHERE state = 'failed' AND due_at > ?",
+                  utc_text(now - timedelta(days=1)))[0][0]
     next_slots = []
     if x.enabled:
         after = now
@@ -41,12 +47,9 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
         "x": {
             "enabled": x.enabled,
             "paused": meta.get(state.PAUSED) == "1",
-            "last_posts": [{"slot_key": p.slot_key, "kind": p.kind, "state": p.state,
-                            "tweet_id": p.tweet_id, "text": p.text, "reason": p.reason,
-                            "attempts": p.attempts} for p in posts],
+            "last_posts": [dict(zip(POST_COLUMNS, p, strict=True)) for p in posts],
             "next_slots": next_slots,
-            "failed_last_day": Post.select().where(
-                (Post.state == "failed") & (Post.due_at > now - timedelta(days=1))).count(),
+            "failed_last_day": failed,
         },
         "telegram": {
             "enabled": settings.telegram.enabled,

@@ -6,24 +6,23 @@ that changed them. Read inside the database owner or on a read-only connection.
 
 from __future__ import annotations
 
-from buzzbotd.db.models import database
+from buzzbotd.db.raw import rows
 
 
 def reminders_by_zone() -> list[tuple[bool, str, int]]:
     """(enabled, timezone, how many) for every pair that has reminders."""
-    rows = database.execute_sql(
-        "SELECT enabled, timezone, n FROM reminder_tally WHERE n > 0").fetchall()
-    return [(bool(enabled), zone, n) for enabled, zone, n in rows]
+    return [(bool(enabled), zone, n) for enabled, zone, n in
+            rows("SELECT enabled, timezone, n FROM reminder_tally WHERE n > 0")]
 
 
-def reminders(rows: list[tuple[bool, str, int]] | None = None) -> dict[bool, int]:
-    """{True: enabled reminders, False: disabled ones}, from `rows` if already read."""
+def reminders() -> dict[bool, int]:
+    """{True: enabled reminders, False: disabled ones}."""
     counts = {True: 0, False: 0}
-    for enabled, _, n in reminders_by_zone() if rows is None else rows:
+    for enabled, _, n in reminders_by_zone():
         counts[enabled] += n
     return counts
 
 
 def users() -> int:
-    row = database.execute_sql("SELECT n FROM user_tally WHERE id = 1").fetchone()
-    return row[0] if row else 0
+    found = rows("SELECT n FROM user_tally WHERE id = 1")
+    return found[0][0] if found else 0
