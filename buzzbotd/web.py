@@ -127,10 +127,12 @@ class WebServer:
         return await asyncio.wait_for(asyncio.wrap_future(self.owner.submit(fn, *args)),
                                       DB_TIMEOUT_S)
 
-    async def parts(self) -> dict[str, str]:
+    async def parts(self, owner_answered: bool = False) -> dict[str, str]:
         """Each part: "ok", or what is wrong. The watchdog's judgement (the loop turns:
         we are answering; the scheduler beats; the database owner answers), plus
-        Telegram, X and the price API as "degraded" when they fail."""
+        Telegram, X and the price API as "degraded" when they fail. With
+        `owner_answered` (the request's own owner call just came back) the owner is
+        not asked again: each hop to its thread and back costs a wake-up of both."""
         parts = {"loop": "ok", "scheduler": "ok", "database": "ok"}
         for problem in self.health.stale():
             parts[problem.split()[0]] = problem
@@ -138,7 +140,8 @@ class WebServer:
             if problem.startswith("database"):
                 parts["database"] = problem
         try:
-            await self.db(_nothing)
+            if not owner_answered:
+                await self.db(_nothing)
         except TimeoutError:
             parts["database"] = f"database owner does not answer within {DB_TIMEOUT_S:g}s"
         s = self.settings

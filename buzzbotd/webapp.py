@@ -78,7 +78,7 @@ class MetricsHandler(_Handler):
     async def get(self) -> None:
         web = self.web
         gauges = await web.db(page.gauges, web.settings, web.clock())
-        parts = await web.parts()
+        parts = await web.parts(owner_answered=True)
         body = web.exposition().render(gauges, parts)
         self.set_header("Content-Type", PROMETHEUS_TEXT)
         self.finish(body)
@@ -88,7 +88,7 @@ class PageHandler(_Handler):
     async def get(self) -> None:
         web = self.web
         data = await web.db(page.collect, web.settings, web.clock())
-        parts = await web.parts()
+        parts = await web.parts(owner_answered=True)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_POLICY)
         self.finish(page.render(data, parts, web.clock()))
