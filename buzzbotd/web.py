@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import importlib.util
 import logging
 import socket
 import sys
@@ -69,6 +70,12 @@ class WebServer:
                    if e.errno == errno.EADDRINUSE else e.strerror or str(e))
             raise ListenError(f"{self.settings.path}: http.listen = \"{self.settings.http.listen}\""
                               f": cannot listen on {host}:{port}: {why}") from None
+        # Both are loaded at first use; a broken install must still stop the start.
+        for library in ("tornado", "prometheus_client"):
+            if sys.modules.get(library, 0) is None or importlib.util.find_spec(library) is None:
+                raise ListenError(f"{self.settings.path}: http.listen = "
+                                  f"\"{self.settings.http.listen}\": the HTTP server needs "
+                                  f"{library}, which is not installed (reinstall buzzbotd)")
         # python-telegram-bot, imported after this, loads tornado.web for its webhook
         # server whenever it can (+2.6 MiB at start); we poll, so it must not. Our own
         # import lifts this (_first_connection).
