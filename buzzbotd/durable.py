@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from peewee import EXCLUDED
-
 from buzzbotd.db.models import Meta, parse_utc, utc_text
+from buzzbotd.db.raw import execute, rows
 
 PAUSED = "x.paused"
 PAUSED_SINCE = "x.paused_since"
@@ -33,15 +32,18 @@ def put(key: str, value: str) -> None:
 
 
 def put_many(values: dict[str, str]) -> None:
-    # An upsert both backends speak (SQLite's INSERT OR REPLACE is not PostgreSQL).
-    Meta.insert_many([{"key": k, "value": v} for k, v in values.items()]) \
-        .on_conflict(conflict_target=[Meta.key], update={Meta.value: EXCLUDED.value}).execute()
+    # An upsert both backends speak (SQLite's INSERT OR REPLACE is not PostgreSQL);
+    # plain SQL, as the heartbeat writes it twice a minute (buzzbotd.db.raw).
+    if values:
+        execute("INSERT INTO meta (key, value) VALUES " + ", ".join(["(?, ?)"] * len(values))
+                + " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                *(item for pair in values.items() for item in pair))
 
 
 def snapshot() -> dict[str, str]:
     """Every value in one query (status reads several; building each query costs
     more than running it)."""
-    return dict(Meta.select(Meta.key, Meta.value).tuples())
+    return dict(rows("SELECT key, value FROM meta"))
 
 
 def as_time(value: str | None) -> datetime | None:

@@ -3,7 +3,7 @@
 The parts call one-line hooks (`METRICS.inc(...)`, `METRICS.observe(...)`,
 `METRICS.problem(...)`/`METRICS.clear(...)`) from any thread. They are plain
 dictionaries under one lock: no import of prometheus_client here, so a daemon
-with `[http]` off pays nothing for them; buzzbotd.web turns them into the
+with `[http]` off pays nothing for them; buzzbotd.exposition turns them into the
 exposition format when scraped.
 
 `problem(part, reason)` / `clear(part)` track conditions an operator must hear

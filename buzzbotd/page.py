@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-import peewee
-
 from buzzbotd import durable, status, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db.models import Post, Reminder, TelegramUser
+from buzzbotd.db import tally
+from buzzbotd.db.models import Post
 
 REFRESH_S = 60
 CHART_DAYS = 30
@@ -30,19 +29,17 @@ TWEET_URL = "https://x.com/i/web/status/{}"
 
 
 def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
-    """The values /metrics reads from the database at each scrape."""
-    # COUNT(*), not COUNT(id): SQLite counts the covering index's entries only.
-    reminders = {bool(enabled): count for enabled, count in
-                 Reminder.select(Reminder.enabled, peewee.fn.COUNT(peewee.SQL("*")))
-                 .group_by(Reminder.enabled).tuples()}
+    """The values /metrics reads from the database at each scrape: counts kept by
+    triggers (buzzbotd.db.tally) and one index lookup, whatever the database's size."""
+    reminders = tally.reminders()
     last_row = (Post.select(Post.updated_at).where(Post.state == "posted")
                 .order_by(Post.updated_at.desc()).first())
     last = last_row.updated_at if last_row else None
     x = settings.x
     return {
-        "users": TelegramUser.select().count(),
-        "reminders_enabled": reminders.get(True, 0),
-        "reminders_disabled": reminders.get(False, 0),
+        "users": tally.users(),
+        "reminders_enabled": reminders[True],
+        "reminders_disabled": reminders[False],
         "last_post": last.timestamp() if last else None,
         "next_slot": (timeofday.next_occurrence(x.times, x.zone, now).timestamp()
                       if x.enabled else None),
@@ -62,11 +59,8 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
                 .where(Post.state.in_(("failed", "skipped"))
                        & (Post.due_at > now - timedelta(days=1)))
                 .order_by(Post.due_at.desc()).limit(FAILURES_SHOWN)]
-    count = peewee.fn.COUNT(peewee.SQL("*"))
-    by_zone = list(Reminder.select(Reminder.timezone, count)
-                   .where(Reminder.enabled == True)  # noqa: E712 - peewee expression
-                   .group_by(Reminder.timezone)
-                   .order_by(count.desc(), Reminder.timezone).tuples())
+    by_zone = sorted(((zone, n) for enabled, zone, n in tally.reminders_by_zone() if enabled),
+                     key=lambda row: (-row[1], row[0]))
     return {"report": status.collect(settings, now), "chart": chart, "failures": failures,
             "reminders_by_zone": by_zone}
 

@@ -11,20 +11,25 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import peewee
-
 from buzzbotd import __version__, durable, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db.models import Post, Reminder, TelegramUser
+from buzzbotd.db import tally
+from buzzbotd.db.models import utc_text
+from buzzbotd.db.raw import rows
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
 CONFLICT_SHOWN_FOR = timedelta(minutes=3)
+POST_COLUMNS = ("slot_key", "kind", "state", "tweet_id", "text", "reason", "attempts")
 
 
 def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     x = settings.x
-    posts = Post.select().order_by(Post.due_at.desc(), Post.id.desc()).limit(LAST_POSTS)
+    # Plain SQL: this runs twice a minute for the STATUS= line (buzzbotd.db.raw).
+    posts = rows(f"SELECT {', '.join(POST_COLUMNS)} FROM post ORDER BY due_at DESC, id DESC "
+                 "LIMIT ?", LAST_POSTS)
+    failed = rows("SELECT COUNT(*) FROM post WHERE state = 'failed' AND due_at > ?",
+                  utc_text(now - timedelta(days=1)))[0][0]
     next_slots = []
     if x.enabled:
         after = now
@@ -32,9 +37,7 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             after = timeofday.next_occurrence(x.times, x.zone, after)
             next_slots.append({"slot_key": timeofday.slot_key(after),
                                "local": timeofday.local_label(after, x.zone)})
-    reminders = {bool(enabled): count for enabled, count in
-                 Reminder.select(Reminder.enabled, peewee.fn.COUNT(Reminder.id))
-                 .group_by(Reminder.enabled).tuples()}
+    reminders = tally.reminders()      # kept by triggers: no scan of every reminder
     meta = durable.snapshot()
     heartbeat = durable.as_time(meta.get(durable.HEARTBEAT))
     conflict = durable.as_time(meta.get(durable.TELEGRAM_CONFLICT))
@@ -44,18 +47,15 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
         "x": {
             "enabled": x.enabled,
             "paused": meta.get(durable.PAUSED) == "1",
-            "last_posts": [{"slot_key": p.slot_key, "kind": p.kind, "state": p.state,
-                            "tweet_id": p.tweet_id, "text": p.text, "reason": p.reason,
-                            "attempts": p.attempts} for p in posts],
+            "last_posts": [dict(zip(POST_COLUMNS, p, strict=True)) for p in posts],
             "next_slots": next_slots,
-            "failed_last_day": Post.select().where(
-                (Post.state == "failed") & (Post.due_at > now - timedelta(days=1))).count(),
+            "failed_last_day": failed,
         },
         "telegram": {
             "enabled": settings.telegram.enabled,
-            "users": TelegramUser.select().count(),
-            "reminders_enabled": reminders.get(True, 0),
-            "reminders_disabled": reminders.get(False, 0),
+            "users": tally.users(),
+            "reminders_enabled": reminders[True],
+            "reminders_disabled": reminders[False],
             "last_conflict_at": meta.get(durable.TELEGRAM_CONFLICT),
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),

@@ -6,45 +6,39 @@ The socket is bound before READY (`bind`, in the main thread, so a bad or
 busy address stops the start with a clear error) and served once the loop
 runs (`serve`). The Prometheus text comes from prometheus_client, built at
 each scrape from buzzbotd.metrics and a few counts read through the database
-owner.
+owner (buzzbotd.exposition).
+
+What costs memory is loaded when first used, not at start: tornado (+2.6 MiB,
+buzzbotd.webapp) at the first connection, prometheus_client (+1 MiB) at the
+first GET /metrics. Until then the loop only watches the listening socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
+import importlib.util
 import logging
-import os
 import socket
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import tornado.httpserver
-import tornado.netutil
-import tornado.web
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-
-from buzzbotd import page, status
 from buzzbotd.config import ListenError, Settings
 from buzzbotd.db import DatabaseOwner
-from buzzbotd.metrics import COUNTERS, HISTOGRAMS, METRICS, Metrics
+from buzzbotd.metrics import METRICS, Metrics
 from buzzbotd.notify import Health, Watchdog
 
+if TYPE_CHECKING:
+    import tornado.httpserver
+
+    from buzzbotd.exposition import Exposition
+
 log = logging.getLogger("buzzbotd.http")
-PREFIX = "buzzbotd_"
 DB_TIMEOUT_S = 2.0          # a /health or page that waits longer says the database is stuck
 WATCHDOG_PARTS = ("loop", "scheduler", "database")   # the parts whose failure systemd acts on
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-# Everything the page needs is inline: this also proves it loads nothing from elsewhere.
-PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+BACKLOG = 64
 
 
 class WebServer:
@@ -58,11 +52,9 @@ class WebServer:
         self.clock = clock
         self.metrics = metrics
         self._sockets: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: tornado.httpserver.HTTPServer | None = None
-        self.scrape: MetricsHandler | None = None    # the scrape being answered
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(self))
-        ProcessCollector(namespace="buzzbotd", registry=self.registry)
+        self._exposition: Exposition | None = None
 
     # -- life ------------------------------------------------------------------
 
@@ -72,44 +64,82 @@ class WebServer:
         assert address is not None
         host, port = address
         try:
-            self._sockets = tornado.netutil.bind_sockets(port, host or None, backlog=64)
+            self._sockets = _bind(host, port)
         except OSError as e:
             why = ("it is in use (another buzzbotd, or another program: ss -ltnp)"
                    if e.errno == errno.EADDRINUSE else e.strerror or str(e))
             raise ListenError(f"{self.settings.path}: http.listen = \"{self.settings.http.listen}\""
                               f": cannot listen on {host}:{port}: {why}") from None
+        # Both are loaded at first use; a broken install must still stop the start.
+        for library in ("tornado", "prometheus_client"):
+            if sys.modules.get(library, 0) is None or importlib.util.find_spec(library) is None:
+                raise ListenError(f"{self.settings.path}: http.listen = "
+                                  f"\"{self.settings.http.listen}\": the HTTP server needs "
+                                  f"{library}, which is not installed (reinstall buzzbotd)")
+        # python-telegram-bot, imported after this, loads tornado.web for its webhook
+        # server whenever it can (+2.6 MiB at start); we poll, so it must not. Our own
+        # import lifts this (_first_connection).
+        sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
         return self.settings.http.listen
 
     def serve(self) -> None:
-        """In the event loop: starts answering on the bound sockets."""
-        app = tornado.web.Application([
-            (r"/", PageHandler, {"web": self}),
-            (r"/health", HealthHandler, {"web": self}),
-            (r"/metrics", MetricsHandler, {"web": self}),
-            (r"/api/status", StatusHandler, {"web": self}),
-        ], log_function=_log_request, compress_response=False, xsrf_cookies=False)
-        self._server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)
-        self._server.add_sockets(self._sockets)
+        """In the event loop: answers on the bound sockets from the first connection on."""
+        self._loop = asyncio.get_running_loop()
+        for sock in self._sockets:
+            self._loop.add_reader(sock.fileno(), self._first_connection)
         log.info("serving http://%s/ (/health, /metrics, /api/status)",
                  self.settings.http.listen)
+
+    def _first_connection(self) -> None:
+        """A client is waiting in the backlog: hand the sockets to tornado, which
+        accepts it (and every later one) in the same loop turn's next poll."""
+        assert self._loop is not None
+        for sock in self._sockets:
+            self._loop.remove_reader(sock.fileno())
+        if "tornado" in sys.modules and sys.modules["tornado"] is None:
+            del sys.modules["tornado"]
+        # tornado.log imports curses for coloured terminal logs we never use
+        # (ncurses and tinfo: +0.4 MiB); it is kept out while tornado loads.
+        hide_curses = "curses" not in sys.modules
+        if hide_curses:
+            sys.modules["curses"] = None  # type: ignore[assignment]
+        try:
+            from buzzbotd import webapp
+        finally:
+            if hide_curses:
+                del sys.modules["curses"]
+        self._server = webapp.serve(self, self._sockets)
+        log.debug("http: tornado started at the first connection")
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
             await asyncio.wait_for(self._server.close_all_connections(), 2.0)
+        elif self._loop is not None:
+            for sock in self._sockets:
+                self._loop.remove_reader(sock.fileno())
         for sock in self._sockets:
             sock.close()
 
     # -- what the handlers answer -------------------------------------------------
 
+    def exposition(self) -> Exposition:
+        """The Prometheus registry, made (and prometheus_client imported) at the first scrape."""
+        if self._exposition is None:
+            from buzzbotd.exposition import Exposition
+            self._exposition = Exposition(self.metrics)
+        return self._exposition
+
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.wait_for(asyncio.wrap_future(self.owner.submit(fn, *args)),
                                       DB_TIMEOUT_S)
 
-    async def parts(self) -> dict[str, str]:
+    async def parts(self, owner_answered: bool = False) -> dict[str, str]:
         """Each part: "ok", or what is wrong. The watchdog's judgement (the loop turns:
         we are answering; the scheduler beats; the database owner answers), plus
-        Telegram, X and the price API as "degraded" when they fail."""
+        Telegram, X and the price API as "degraded" when they fail. With
+        `owner_answered` (the request's own owner call just came back) the owner is
+        not asked again: each hop to its thread and back costs a wake-up of both."""
         parts = {"loop": "ok", "scheduler": "ok", "database": "ok"}
         for problem in self.health.stale():
             parts[problem.split()[0]] = problem
@@ -117,7 +147,8 @@ class WebServer:
             if problem.startswith("database"):
                 parts["database"] = problem
         try:
-            await self.db(_nothing)
+            if not owner_answered:
+                await self.db(_nothing)
         except TimeoutError:
             parts["database"] = f"database owner does not answer within {DB_TIMEOUT_S:g}s"
         s = self.settings
@@ -135,131 +166,34 @@ class WebServer:
         return parts
 
 
-class _Handler(tornado.web.RequestHandler):
-    def initialize(self, web: WebServer) -> None:
-        self.web = web
-
-    def set_default_headers(self) -> None:
-        self.clear_header("Server")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
-
-    def compute_etag(self) -> None:
-        return None       # every answer is fresh (Cache-Control: no-store)
-
-    def write_json(self, value: Any, code: int = 200) -> None:
-        self.set_status(code)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(value, indent=2) + "\n")
-
-
-class HealthHandler(_Handler):
-    async def get(self) -> None:
-        parts = await self.web.parts()
-        failing = {k: v for k, v in parts.items() if v != "ok"}
-        if not failing:
-            self.write_json({"status": "ok", "parts": parts})
-            return
-        verdict = ("unhealthy" if any(k in WATCHDOG_PARTS for k in failing) else "degraded")
-        self.write_json({"status": verdict, "failing": sorted(failing), "parts": parts}, 503)
-
-
-class StatusHandler(_Handler):
-    async def get(self) -> None:
-        web = self.web
-        report = await web.db(status.collect, web.settings, web.clock())
-        report["health"]["pid"] = os.getpid()   # as `buzzbotd status --json` shows it
-        self.write_json(report)
-
-
-class MetricsHandler(_Handler):
-    async def get(self) -> None:
-        web = self.web
-        self._gauges = await web.db(page.gauges, web.settings, web.clock())
-        self._parts = await web.parts()
-        web.scrape = self    # read by _Collector within generate_latest (no await between)
-        body = generate_latest(web.registry)
-        self.set_header("Content-Type", PROMETHEUS_TEXT)
-        self.finish(body)
-
-
-class PageHandler(_Handler):
-    async def get(self) -> None:
-        web = self.web
-        data = await web.db(page.collect, web.settings, web.clock())
-        parts = await web.parts()
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Content-Security-Policy", PAGE_POLICY)
-        self.finish(page.render(data, parts, web.clock()))
-
-
-class _Collector:
-    """buzzbotd's own series, from buzzbotd.metrics and the scrape's database counts."""
-
-    def __init__(self, web: WebServer) -> None:
-        self.web = web
-
-    def collect(self) -> Iterator[Metric]:
-        scrape = self.web.scrape
-        assert scrape is not None
-        counters, histograms, _ = self.web.metrics.snapshot()
-        families: dict[str, CounterMetricFamily] = {}
-        for (name, labels), value in sorted(counters.items()):
-            help_text, label_names = COUNTERS.get(name, (name, ()))
-            family = families.get(name)
-            if family is None:
-                # prometheus_client appends _total itself.
-                family = families[name] = CounterMetricFamily(
-                    PREFIX + name.removesuffix("_total"), help_text, labels=label_names)
-            family.add_metric(list(labels), value)
-        yield from families.values()
-        for name, h in histograms.items():
-            cumulative, buckets = 0, []
-            for bound, n in zip((*h.bounds, float("inf")), h.counts, strict=True):
-                cumulative += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            family = HistogramMetricFamily(PREFIX + name, HISTOGRAMS[name][0])
-            family.add_metric([], buckets, h.total)
-            yield family
-        g = scrape._gauges
-        yield GaugeMetricFamily(PREFIX + "users", "Telegram users known to the bot",
-                                value=g["users"])
-        reminders = GaugeMetricFamily(PREFIX + "reminders", "Stored reminders, by state",
-                                      labels=["state"])
-        reminders.add_metric(["enabled"], g["reminders_enabled"])
-        reminders.add_metric(["disabled"], g["reminders_disabled"])
-        yield reminders
-        if g["last_post"] is not None:
-            yield GaugeMetricFamily(PREFIX + "last_post_timestamp_seconds",
-                                    "When the last tweet was confirmed posted (Unix time)",
-                                    value=g["last_post"])
-        if g["next_slot"] is not None:
-            yield GaugeMetricFamily(PREFIX + "next_slot_timestamp_seconds",
-                                    "The next scheduled slot (Unix time)", value=g["next_slot"])
-        paused = GaugeMetricFamily(PREFIX + "x_paused", "1 while posting is paused (/pause)",
-                                   value=1 if g["paused"] else 0)
-        yield paused
-        up = GaugeMetricFamily(PREFIX + "up", "1 when the part is healthy, 0 otherwise",
-                               labels=["part"])
-        for part, verdict in sorted(scrape._parts.items()):
-            up.add_metric([part], 1 if verdict == "ok" else 0)
-        yield up
-        info = GaugeMetricFamily(PREFIX + "build_info", "The running version",
-                                 labels=["version"])
-        info.add_metric([status.__version__], 1)
-        yield info
-
-
-def _log_request(handler: tornado.web.RequestHandler) -> None:
-    # A scraper every 15 s would fill the journal: requests are logged at debug,
-    # errors as warnings.
-    request = handler.request
-    level = logging.WARNING if handler.get_status() >= 500 else logging.DEBUG
-    if log.isEnabledFor(level):
-        log.log(level, "%s %s %d %.1fms", request.method, request.uri, handler.get_status(),
-                1000 * request.request_time())
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address `host` resolves to ("" = all), as
+    tornado.netutil.bind_sockets makes them, without importing tornado yet."""
+    sockets: list[socket.socket] = []
+    seen = set()
+    try:
+        for family, _, _, _, address in socket.getaddrinfo(
+                host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                socket.AI_PASSIVE):
+            if family not in (socket.AF_INET, socket.AF_INET6) or (family, address) in seen:
+                continue
+            seen.add((family, address))
+            try:
+                sock = socket.create_server(address, family=family, backlog=BACKLOG)
+            except OSError as e:
+                # "localhost" may resolve to ::1 on a host without IPv6 (as tornado skips it).
+                if e.errno == errno.EADDRNOTAVAIL and host == "localhost" and family == \
+                        socket.AF_INET6:
+                    continue
+                raise
+            sock.setblocking(False)
+            sockets.append(sock)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _nothing() -> None:
     return None
-

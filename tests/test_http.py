@@ -333,3 +333,48 @@ def test_a_start_after_kill_9_alerts_the_admins_who_did_not_mute(tmp_path, spawn
     finally:
         telegram.stop()
         price.stop()
+
+
+# -- freshness: the counts are kept by the database's triggers, not cached ---------------
+
+
+def series(port: int, name: str) -> float:
+    """One sample of /metrics, read right now."""
+    code, text, _ = get(f"http://127.0.0.1:{port}/metrics")
+    assert code == 200, text
+    found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(found) == 1, (name, text)
+    return float(found[0])
+
+
+def test_metrics_and_page_show_a_reminder_as_soon_as_the_bot_confirms_it(tmp_path, spawn,
+                                                                         notify) -> None:
+    """Counts at 100k reminders come from tables the triggers keep (buzzbotd.db.tally);
+    the bound is zero: the answer after the bot's reply already counts the change."""
+    seed_reminders(tmp_path / "state" / "buzzbotd.db", 1000,
+                   datetime.now(UTC) + timedelta(hours=3), spread_s=3600)
+    telegram = FakeTelegram().start()
+    price = FakePrice().start()
+    try:
+        port = free_port()
+        config = write_config(tmp_path, price={"url": price.endpoint, "timeout_s": 2},
+                              telegram={"enabled": True, "api_base": telegram.url,
+                                        "token": TOKEN},
+                              http={"listen": f"127.0.0.1:{port}"})
+        spawn(config, notify)
+        notify.wait_message("READY=1", timeout=30)
+        enabled, users = 'buzzbotd_reminders{state="enabled"}', "buzzbotd_users"
+        assert (series(port, enabled), series(port, users)) == (1000, 1000)
+        user = ADMIN + 1
+        assert telegram.ask(user, "/remind 08:30 Asia/Kolkata").startswith("Done!")
+        assert (series(port, enabled), series(port, users)) == (1001, 1001)
+        assert re.search(r"<td>Asia/Kolkata</td><td>1</td>",
+                         get(f"http://127.0.0.1:{port}/")[1]), "reminders by timezone"
+        assert telegram.ask(user, "/unremind") == "Removed 1 reminder."
+        assert series(port, enabled) == 1000
+        db = database(config)
+        assert db.execute("SELECT count(*) FROM reminder WHERE enabled").fetchone()[0] == 1000
+        db.close()
+    finally:
+        telegram.stop()
+        price.stop()

@@ -49,3 +49,21 @@ def test_report_counts_posts_slots_and_reminders(tmp_path: Path) -> None:
     text = status.render(report, pid=None)
     assert "Telegram bot: 1 user, 2 reminders on, 1 off" in text
     assert "PAUSED" in text and "daemon: not running" in text
+
+
+def test_the_report_and_the_heartbeat_read_alike_on_both_backends(owner, tmp_path: Path) -> None:
+    """status.collect and durable.put_many are plain SQL (run twice a minute): the same
+    answers from SQLite and PostgreSQL."""
+    settings = config.load(write_config(tmp_path, x={"times": ["08:00"]}))
+    settings = replace(settings, x=replace(settings.x, enabled=True))
+    owner.call(fill, 7)
+    owner.call(durable.put_many, {durable.HEARTBEAT: "2026-11-22T09:29:50Z", durable.HEALTH: ""})
+    owner.call(durable.put_many, {durable.HEARTBEAT: "2026-11-22T09:30:00Z"})
+    report = owner.call(status.collect, settings, NOW)
+    assert report["x"]["last_posts"][0] == {"slot_key": "slot-0", "kind": "scheduled",
+                                           "state": "failed", "tweet_id": "0", "text": "t",
+                                           "reason": None, "attempts": 0}
+    assert report["x"]["failed_last_day"] == 1 and report["x"]["paused"] is True
+    assert (report["telegram"]["users"], report["telegram"]["reminders_enabled"],
+            report["telegram"]["reminders_disabled"]) == (1, 2, 1)
+    assert report["health"]["heartbeat_age_s"] == 0

@@ -1,0 +1,104 @@
+"""The tornado application behind buzzbotd.web: the four routes and their handlers.
+
+Imported by WebServer at the first connection (see buzzbotd.web), so tornado
+is loaded only once someone asks something of the server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from buzzbotd import page, status
+from buzzbotd.web import WATCHDOG_PARTS, WebServer
+
+log = logging.getLogger("buzzbotd.http")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+# Everything the page needs is inline: this also proves it loads nothing from elsewhere.
+PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+
+def serve(web: WebServer, sockets: list[socket.socket]) -> tornado.httpserver.HTTPServer:
+    """Starts answering on the bound `sockets`, in the running loop."""
+    app = tornado.web.Application([
+        (r"/", PageHandler, {"web": web}),
+        (r"/health", HealthHandler, {"web": web}),
+        (r"/metrics", MetricsHandler, {"web": web}),
+        (r"/api/status", StatusHandler, {"web": web}),
+    ], log_function=_log_request, compress_response=False, xsrf_cookies=False)
+    server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)
+    server.add_sockets(sockets)
+    return server
+
+
+class _Handler(tornado.web.RequestHandler):
+    def initialize(self, web: WebServer) -> None:
+        self.web = web
+
+    def set_default_headers(self) -> None:
+        self.clear_header("Server")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def compute_etag(self) -> None:
+        return None       # every answer is fresh (Cache-Control: no-store)
+
+    def write_json(self, value: Any, code: int = 200) -> None:
+        self.set_status(code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(value, indent=2) + "\n")
+
+
+class HealthHandler(_Handler):
+    async def get(self) -> None:
+        parts = await self.web.parts()
+        failing = {k: v for k, v in parts.items() if v != "ok"}
+        if not failing:
+            self.write_json({"status": "ok", "parts": parts})
+            return
+        verdict = ("unhealthy" if any(k in WATCHDOG_PARTS for k in failing) else "degraded")
+        self.write_json({"status": verdict, "failing": sorted(failing), "parts": parts}, 503)
+
+
+class StatusHandler(_Handler):
+    async def get(self) -> None:
+        web = self.web
+        report = await web.db(status.collect, web.settings, web.clock())
+        report["health"]["pid"] = os.getpid()   # as `buzzbotd status --json` shows it
+        self.write_json(report)
+
+
+class MetricsHandler(_Handler):
+    async def get(self) -> None:
+        web = self.web
+        gauges = await web.db(page.gauges, web.settings, web.clock())
+        parts = await web.parts(owner_answered=True)
+        body = web.exposition().render(gauges, parts)
+        self.set_header("Content-Type", PROMETHEUS_TEXT)
+        self.finish(body)
+
+
+class PageHandler(_Handler):
+    async def get(self) -> None:
+        web = self.web
+        data = await web.db(page.collect, web.settings, web.clock())
+        parts = await web.parts(owner_answered=True)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", PAGE_POLICY)
+        self.finish(page.render(data, parts, web.clock()))
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    # A scraper every 15 s would fill the journal: requests are logged at debug,
+    # errors as warnings.
+    request = handler.request
+    level = logging.WARNING if handler.get_status() >= 500 else logging.DEBUG
+    if log.isEnabledFor(level):
+        log.log(level, "%s %s %d %.1fms", request.method, request.uri, handler.get_status(),
+                1000 * request.request_time())
