@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
@@ -54,6 +55,13 @@ class _Handler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(value, indent=2) + "\n")
 
+    async def read_with_parts(self, collect: Callable[..., Any]) -> tuple[Any, dict[str, str]]:
+        """What `collect(settings, now)` reads through the database owner, and each
+        part's health (the owner has just answered: it is not asked again)."""
+        web = self.web
+        data = await web.db(collect, web.settings, web.clock())
+        return data, await web.parts(owner_answered=True)
+
 
 class HealthHandler(_Handler):
     async def get(self) -> None:
@@ -76,22 +84,17 @@ class StatusHandler(_Handler):
 
 class MetricsHandler(_Handler):
     async def get(self) -> None:
-        web = self.web
-        gauges = await web.db(page.gauges, web.settings, web.clock())
-        parts = await web.parts(owner_answered=True)
-        body = web.exposition().render(gauges, parts)
+        gauges, parts = await self.read_with_parts(page.gauges)
         self.set_header("Content-Type", PROMETHEUS_TEXT)
-        self.finish(body)
+        self.finish(self.web.exposition().render(gauges, parts))
 
 
 class PageHandler(_Handler):
     async def get(self) -> None:
-        web = self.web
-        data = await web.db(page.collect, web.settings, web.clock())
-        parts = await web.parts(owner_answered=True)
+        data, parts = await self.read_with_parts(page.collect)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_POLICY)
-        self.finish(page.render(data, parts, web.clock()))
+        self.finish(page.render(data, parts, self.web.clock()))
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
