@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.harness import read_sqlite
 
 
@@ -106,3 +108,14 @@ def _pg(sql: str) -> str:
 def as_database(database: Path | DaemonDatabase) -> DaemonDatabase:
     """A SQLite file given by its path, or the database itself."""
     return database if isinstance(database, DaemonDatabase) else DaemonDatabase.sqlite(database)
+
+
+def on_backend(backend: str, directory: Path, request: pytest.FixtureRequest) -> DaemonDatabase:
+    """The database of a daemon whose config is written in `directory`, on `backend`:
+    SQLite at directory/state/buzzbotd.db (url ""), or a fresh database on the test
+    server (the session's postgres_server fixture)."""
+    path = directory / "state" / "buzzbotd.db"
+    if backend == "sqlite":
+        return DaemonDatabase.sqlite(path)
+    return DaemonDatabase(backend, path,
+                          request.getfixturevalue("postgres_server").create_database())

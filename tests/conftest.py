@@ -74,16 +74,10 @@ def make_owner(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 
 @pytest.fixture
 def daemon_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
-    """The database of a daemon whose config is written in tmp_path, on `backend`:
-    SQLite at tmp_path/state/buzzbotd.db (url ""), or a fresh database on the test
-    server (tests/backends.py)."""
-    from tests.backends import DaemonDatabase
+    """The database of a daemon whose config is written in tmp_path, on `backend`."""
+    from tests.backends import on_backend
 
-    path = tmp_path / "state" / "buzzbotd.db"
-    if backend == "sqlite":
-        return DaemonDatabase.sqlite(path)
-    return DaemonDatabase(backend, path,
-                          request.getfixturevalue("postgres_server").create_database())
+    return on_backend(backend, tmp_path, request)
 
 
 @pytest.fixture

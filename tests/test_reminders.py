@@ -28,7 +28,7 @@ from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
 from buzzbotd.telegram.delivery import SEND_CONCURRENCY
 from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, GROUP_PERIOD_S, ChatRateLimiter
-from tests.backends import DaemonDatabase
+from tests.backends import DaemonDatabase, on_backend
 from tests.fakes.base import Fault
 from tests.telegram_world import (
     BotInProcess,
@@ -257,9 +257,9 @@ def the_coming_minute(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     (World.move_clock) instead of waiting for it. On each backend (each daemon a
     database of its own)."""
     steady_dir, restarted_dir = (tmp_path_factory.mktemp(n) for n in ("steady", "restarted"))
-    steady = World(steady_dir, _database(request, steady_dir), watchdog_usec=WATCHDOG_USEC,
-                   daemon={"log_level": "debug"})
-    restarted = World(restarted_dir, _database(request, restarted_dir),
+    steady = World(steady_dir, on_backend(request.param, steady_dir, request),
+                   watchdog_usec=WATCHDOG_USEC, daemon={"log_level": "debug"})
+    restarted = World(restarted_dir, on_backend(request.param, restarted_dir, request),
                       watchdog_usec=WATCHDOG_USEC)
     try:
         steady.start()
@@ -313,15 +313,6 @@ def test_a_reminder_due_while_stopped_arrives_once_on_start(
 
 
 # -- real daemons: reminders due when the daemon starts ------------------------------------
-
-
-def _database(request: pytest.FixtureRequest, directory: Path) -> DaemonDatabase:
-    """The daemon's database in `directory` on the fixture's backend (its param)."""
-    path = directory / "state" / "buzzbotd.db"
-    if request.param == "sqlite":
-        return DaemonDatabase.sqlite(path)
-    server = request.getfixturevalue("postgres_server")
-    return DaemonDatabase(request.param, path, server.create_database())
 
 
 @pytest.fixture

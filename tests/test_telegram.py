@@ -16,6 +16,7 @@ import pytest
 
 from buzzbotd.price import Quote
 from buzzbotd.telegram.texts import age_text, stale_price_text
+from tests.backends import on_backend
 from tests.fakes.base import Fault
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX
@@ -28,9 +29,13 @@ ADMIN_ONLY = ["status", "tweet", "pause", "resume", "alerts"]
 _users = itertools.count(2000)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    world = World(tmp_path_factory.mktemp("telegram"),
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    """One daemon for the module's command tests, on each backend: what /remind,
+    /unremind, /pause and a 403 store is read back from that database."""
+    directory = tmp_path_factory.mktemp("telegram")
+    world = World(directory, on_backend(request.param, directory, request),
                   telegram={"default_timezone": "Europe/Berlin"})
     world.start()
     yield world
