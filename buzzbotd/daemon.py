@@ -64,6 +64,7 @@ class Daemon:
                  clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or from_environment(environ)
+        self.launched = self.clock()        # see _start_work: the first start
         self.built = build_date()
         self.notifier = Notifier(environ)
         self.health = Health(wall=self.clock)
@@ -238,7 +239,11 @@ class Daemon:
             while not self._check_clock():
                 await asyncio.sleep(CLOCK_CHECK_S)
             log.info("the clock is set now (%s); starting work", utc_text(self.clock()))
-        first = await asyncio.wrap_future(self.owner.submit(durable.first_start, self.clock()))
+        # A slot that fell due while this start opened the database (seconds on a
+        # Pi's SD card) is this daemon's: its first start is when it was launched,
+        # or, if the clock was not set then, when it was.
+        since = self.launched if is_sane(self.launched, self.built) else self.clock()
+        first = await asyncio.wrap_future(self.owner.submit(durable.first_start, since))
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
         self._catch_up()
