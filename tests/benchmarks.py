@@ -264,7 +264,7 @@ def _slot_lags(n: int, database_url: str | None = None) -> list[float]:
 def _postgres() -> Iterator[str]:
     """An empty database on a PostgreSQL server started for the benchmark (tests/postgres.py)."""
     from tests.postgres import start_server
-    server = start_server()
+    server = start_server(durable_commits=True)     # each commit's flush is in the figures
     try:
         yield server.create_database()
     finally:

@@ -5,6 +5,14 @@ temporary directory, on 127.0.0.1 and a free port, as an unprivileged user
 
 With env CI set, a missing server is a failure (CI installs the package);
 elsewhere the tests that need it are skipped with a loud reason. Never a mock.
+
+The tests' server commits without waiting for its WAL flush
+(synchronous_commit=off): a committed row is at once visible to every
+connection and survives a kill -9 of a daemon, which is what the tests
+do; only a crash of PostgreSQL itself (which no test makes) could lose the
+last commits. It keeps a disk that stalls for seconds at a fsync (a busy CI
+machine) out of the timing of tests about the daemon. `make bench` starts
+its server with durable commits, so its figures include each commit's flush.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class PostgresServer:
     root: Path
     port: int
     host: str = "127.0.0.1"
+    durable_commits: bool = False     # synchronous_commit (see the module's doc)
 
     @property
     def data(self) -> Path:
@@ -94,7 +103,8 @@ class PostgresServer:
                  "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8")
         options = (f"-c listen_addresses={self.host} -p {self.port} "
                    f"-c unix_socket_directories={self.root} -c max_connections=200 "
-                   "-c fsync=on")
+                   "-c fsync=on -c synchronous_commit="
+                   + ("on" if self.durable_commits else "off"))
         self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                  "-t", "60", "-o", options, "start")
 
@@ -123,9 +133,9 @@ class PostgresServer:
         return self.url(name)
 
 
-def start_server() -> PostgresServer:
+def start_server(durable_commits: bool = False) -> PostgresServer:
     server = PostgresServer(require_postgres(), Path(tempfile.mkdtemp(prefix="buzzbotd-pg-")),
-                            free_port())
+                            free_port(), durable_commits=durable_commits)
     try:
         server.start()
     except BaseException:
