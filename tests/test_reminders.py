@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buzzbotd import faults, reminders
+from buzzbotd.daemon import STOP_BUDGET_S
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
 from buzzbotd.telegram.delivery import SEND_CONCURRENCY
@@ -534,11 +535,19 @@ def test_a_stop_mid_burst_then_a_restart_delivers_each_exactly_once(world: World
     users = seed_reminders(world.database, 400, datetime.now(UTC), first_user=20_000)
     world.start()
     assert world.telegram.wait_until(lambda: len(world.telegram.sent) >= 50, 20)
-    stopping = time.monotonic()
+    stopping, sent_at_stop = time.monotonic(), len(world.telegram.sent)
     assert world.stop_daemon() == 0
-    assert time.monotonic() - stopping < 3, "a reminder round must not hold up the stop"
-    assert "abandoned" not in world.daemon.log
     delivered_before_stop = len(world.telegram.sent)
+    print(f"\nstop: {time.monotonic() - stopping:.1f}s, "
+          f"{delivered_before_stop - sent_at_stop} message(s) arrived after SIGTERM")
+    # The round starts no new send at the stop: only those in flight arrive (and
+    # the few begun between our count and the daemon's signal handler: 8 is 0.3 s
+    # of a burst), and nothing is abandoned (the job ends inside its JOB_GRACE_S,
+    # its records written).
+    assert delivered_before_stop - sent_at_stop <= SEND_CONCURRENCY + 8, \
+        "a reminder round must not hold up the stop"
+    assert "abandoned" not in world.daemon.log
+    assert time.monotonic() - stopping < STOP_BUDGET_S
     assert delivered_before_stop < len(users), "the stop came too late to test anything"
     daemon = world.start()
     assert world.telegram.wait_until(lambda: len(world.telegram.sent) >= len(users), 40)
