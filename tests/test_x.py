@@ -7,6 +7,7 @@ trials in test_standby.py kill the leader the same way)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -236,14 +237,23 @@ def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price, daemon_db):
     clock = SlotClock(tmp_path, x)
     due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
-    reset = due + timedelta(seconds=3)              # on X's clock, the daemon's
-    x.add_fault(POST_TWEET, x.rate_limited(reset_at=reset.timestamp()))
+    # X's window resets 3 s after the first POST (on X's clock, the daemon's), however
+    # late a loaded machine makes that POST.
+    limited = x.rate_limited(reset_at=0)
+    resets: list[int] = []
+
+    def reset_in_3s(request) -> None:
+        resets.append(math.ceil(x.clock().timestamp() + 3))
+        limited.headers["x-rate-limit-reset"] = str(resets[-1])
+
+    limited.on_hit = reset_in_3s
+    x.add_fault(POST_TWEET, limited)
     daemon = spawn(config, notify, **clock.daemon_args())
     clock.arrive(daemon)
     wait_final(daemon, slot_key(due), timeout=30)
     posts = [r for r in x.requests if x.route(r) == POST_TWEET]
     assert len(posts) == 2 and len(x.tweets) == 1
-    reset_at = clock.real(reset)                    # the requests' instants are real
+    reset_at = clock.real(datetime.fromtimestamp(resets[0], UTC))   # requests are real
     assert posts[0].at < reset_at <= posts[1].at, (posts[0].at, reset_at, posts[1].at)
 
 
