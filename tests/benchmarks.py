@@ -245,6 +245,8 @@ def _slot_lags(n: int, database_url: str | None = None) -> list[float]:
             daemon = Daemon(config, notify, **clock.daemon_args())
             try:
                 notify.wait_message("READY=1", timeout=60)
+                if not database_url:    # the start's backup (fsyncs) is not the slots' lag
+                    daemon.wait_log("database backed up to", timeout=60)
                 clock.arrive(daemon, timeout=60)
                 slots = [clock.real(when) for when in due]
                 if not x.wait_until(lambda: x.post_attempts >= n, timeout=n + 30):
