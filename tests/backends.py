@@ -27,14 +27,6 @@ class DaemonDatabase:
     path: Path                   # the SQLite file (with SQLite: the database itself)
     url: str = ""                # [database] url: "" for SQLite
 
-    @property
-    def start_s(self) -> float:
-        """How much later than on SQLite a daemon starting now begins its work: on
-        PostgreSQL it first takes the leadership lock, on its heartbeat (about a
-        second on an idle machine, measured; three allow for a loaded one). A slot
-        due before the work begins is before the first start: never posted."""
-        return 3.0 if self.url else 0.0
-
     @classmethod
     def sqlite(cls, path: Path) -> DaemonDatabase:
         return cls("sqlite", path)

@@ -23,7 +23,7 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.harness import Daemon, NotifySocket
-from tests.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
+from tests.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
 
 WATCHDOG_USEC = 1_000_000          # WatchdogSec=1s: pings due every 0.5 s, killed after 1 s
 WATCHDOG_S = WATCHDOG_USEC / 1_000_000
@@ -89,18 +89,20 @@ def slot_events(database: Path, key: str) -> list[str]:
 def test_an_outside_lock_costs_no_restart_and_loses_or_repeats_nothing(
         tmp_path: Path, notify: NotifySocket, spawn, world: tuple[FakeX, FakePrice]) -> None:
     x, price = world
-    due = slot_in(6)                               # falls inside the lock
+    clock = SlotClock(tmp_path, x)
+    due = clock.due                                # falls inside the lock
     config = x_config(tmp_path, x, price, [hhmmss(due)])
-    daemon: Daemon = spawn(config, notify, watchdog_usec=WATCHDOG_USEC)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args(watchdog_usec=WATCHDOG_USEC))
     ready_at = notify.wait_message("READY=1", timeout=20)
+    daemon.wait_log("database backed up to", timeout=10)   # the start's backup is done
     database = tmp_path / "state" / "buzzbotd.db"
     # An operator's shell: `sqlite3 buzzbotd.db` then `BEGIN EXCLUSIVE;`, left open.
     shell = sqlite3.connect(database, isolation_level=None, timeout=10)
     shell.execute("BEGIN EXCLUSIVE")
     locked_at = time.monotonic()
-    assert time.time() < due.timestamp() - 1, "READY came too late to lock before the slot"
+    due_at = clock.arrive(daemon)                  # the slot comes a second into the lock
     # Held LOCK_S, and at least 2 s past the slot, so the slot's job waits on it.
-    hold_s = max(LOCK_S, due.timestamp() + 2 - time.time())
+    hold_s = max(LOCK_S, due_at + 2 - time.time())
     try:
         daemon.wait_log("locked by another process", timeout=LOCK_S + 10)
         notify.wait_for(lambda m: m.startswith("STATUS=degraded: database locked by another "
@@ -148,14 +150,15 @@ def test_a_full_disk_costs_no_restart_and_loses_or_repeats_nothing(
         tmp_path: Path, notify: NotifySocket, small_fs: Path, spawn,
         world: tuple[FakeX, FakePrice]) -> None:
     x, price = world
-    due = slot_in(8)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)])
-    daemon: Daemon = spawn(config, notify, watchdog_usec=WATCHDOG_USEC)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args(watchdog_usec=WATCHDOG_USEC))
     ready_at = notify.wait_message("READY=1", timeout=20)
     daemon.wait_log("database backed up to", timeout=10)   # the start's backup is done
     filler = fill(small_fs)
     full_at = time.monotonic()
-    assert time.time() < due.timestamp() - 1, "READY came too late to fill the disk first"
+    clock.arrive(daemon)                                   # the slot comes on a full disk
     daemon.wait_log("database or disk is full", timeout=20)
     notify.wait_for(lambda m: m.startswith("STATUS=degraded: database writes failing "
                                            "(database or disk is full) for "), timeout=5,

@@ -32,7 +32,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
 from tests.harness import REPO, Daemon, free_port, write_config
 from tests.telegram_world import ADMIN, seed_reminders
-from tests.x_world import TEMPLATE, hhmmss, seed_posts, slot_in, wait_final
+from tests.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
 
 ARTIFACTS = Path(os.environ.get("BUZZBOTD_ARTIFACTS", tempfile.gettempdir())) / "buzzbotd-http"
 
@@ -75,14 +75,16 @@ def x_http_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
                         http={"listen": f"127.0.0.1:{port}"}, **sections)
 
 
-def start_and_post_one_slot(tmp_path: Path, spawn, notify, x: FakeX, price: FakePrice
-                            ) -> tuple[Path, int, datetime]:
-    """A daemon with [http] on and one slot a few seconds ahead, once it is posted."""
+def start_and_post_one_slot(tmp_path: Path, spawn, notify, x: FakeX, price: FakePrice,
+                            clock: SlotClock | None = None) -> tuple[Path, int, datetime]:
+    """A daemon with [http] on and one slot (`clock`'s), once it is posted."""
     port = free_port()
-    due = slot_in(4)
+    clock = clock or SlotClock(tmp_path, x)
+    due = clock.due
     config = x_http_config(tmp_path, x, price, [hhmmss(due)], port)
-    daemon: Daemon = spawn(config, notify)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     notify.wait_message("READY=1", timeout=20)
+    clock.arrive(daemon)
     assert ": posted" in wait_final(daemon, slot_key(due), timeout=30)
     return config, port, due
 
@@ -207,8 +209,10 @@ def test_the_page_in_headless_chromium_at_desktop_and_phone_widths(tmp_path, spa
                                                                    price) -> None:
     need("chromium")
     seed_reminders(tmp_path / "state" / "buzzbotd.db", 3, datetime.now(UTC) + timedelta(hours=3))
-    shown = seed_posts(tmp_path / "state" / "buzzbotd.db", datetime.now(UTC))
-    config, port, due = start_and_post_one_slot(tmp_path, spawn, notify, x, price)
+    # Seeded back from the slot: the chart's 30 days end at the daemon's clock, near it.
+    clock = SlotClock(tmp_path, x)
+    shown = seed_posts(tmp_path / "state" / "buzzbotd.db", clock.due)
+    config, port, due = start_and_post_one_slot(tmp_path, spawn, notify, x, price, clock)
     url = f"http://127.0.0.1:{port}/"
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -281,7 +285,8 @@ def test_a_failing_slot_alerts_once_and_its_recovery_is_told(tmp_path, spawn, no
                                                              price) -> None:
     telegram = FakeTelegram().start()
     try:
-        first = slot_in(10)
+        clock = SlotClock(tmp_path, x)
+        first = clock.due
         slots = [first, first + timedelta(seconds=3), first + timedelta(seconds=6)]
         config = write_config(
             tmp_path, price={"url": price.endpoint, "timeout_s": 2},
@@ -291,8 +296,9 @@ def test_a_failing_slot_alerts_once_and_its_recovery_is_told(tmp_path, spawn, no
                       "admin_ids": [ADMIN], "alert_admins": True})
         x.add_fault(POST_TWEET, Fault.status_code(403, {"title": "Forbidden", "status": 403,
                                                         "detail": "app suspended"}), times=2)
-        daemon: Daemon = spawn(config, notify)
+        daemon: Daemon = spawn(config, notify, **clock.daemon_args())
         notify.wait_message("READY=1", timeout=30)
+        clock.arrive(daemon)
         assert ": failed" in wait_final(daemon, slot_key(slots[0]), timeout=30)
         message = telegram.wait_for_message(ADMIN, "X posting", timeout=10)
         assert slot_key(slots[0]) in message.text and "403" in message.text, message.text

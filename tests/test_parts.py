@@ -22,7 +22,7 @@ from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
 from tests.harness import Daemon, NotifySocket, write_config
 from tests.telegram_world import ADMIN
-from tests.x_world import TEMPLATE, hhmmss, post_row, slot_in, status_json, wait_final
+from tests.x_world import TEMPLATE, SlotClock, hhmmss, post_row, status_json, wait_final
 
 
 @pytest.fixture
@@ -57,15 +57,17 @@ def test_telegram_down_at_start_does_not_delay_x_and_the_bot_connects_later(
     x, price = fakes
     port = free_port()
     telegram = FakeTelegram()                  # not listening yet: connections refused
-    due = slot_in(6)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     daemon: Daemon = spawn(config(tmp_path, x, price, f"http://127.0.0.1:{port}",
-                                  [hhmmss(due)]), notify)
+                                  [hhmmss(due)]), notify, **clock.daemon_args())
     try:
         ready_at = notify.wait_message("READY=1", timeout=20)
         assert ready_at - daemon.started_at < 10
         _, line = notify.wait_for(lambda m: m.startswith("STATUS=degraded: telegram: cannot "
                                                          "reach Telegram"), timeout=10)
         assert "since 20" in line, line
+        clock.arrive(daemon)
         assert wait_final(daemon, slot_key(due), timeout=30).endswith(": posted: tweet "
                                                                       f"{x.tweets[0].id}: created")
         assert len(x.tweets) == 1
@@ -90,15 +92,18 @@ def test_a_refused_token_stops_only_the_bot(tmp_path: Path, notify: NotifySocket
                                             fakes) -> None:
     x, price = fakes
     telegram = FakeTelegram(token="123:the-real-one").start()   # ours is refused: 401
-    due = slot_in(5)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     try:
-        daemon: Daemon = spawn(config(tmp_path, x, price, telegram.url, [hhmmss(due)]), notify)
+        daemon: Daemon = spawn(config(tmp_path, x, price, telegram.url, [hhmmss(due)]), notify,
+                               **clock.daemon_args())
         notify.wait_message("READY=1", timeout=20)
         line = daemon.wait_log("telegram.token refused", timeout=20)
         assert line.startswith("<3>") and str(daemon_config(tmp_path)) in line, line
         assert "401 Unauthorized" in line and "every 10 min" in line
         notify.wait_for(lambda m: m.startswith("STATUS=degraded: telegram: telegram.token "
                                                "refused (401 Unauthorized)"), timeout=10)
+        clock.arrive(daemon)
         assert ": posted: tweet" in wait_final(daemon, slot_key(due), timeout=30)
         assert len(x.tweets) == 1
         row = post_row(daemon_config(tmp_path), slot_key(due))
@@ -151,13 +156,15 @@ def test_a_stop_with_a_post_in_flight_ends_within_the_budget_and_loses_nothing(
     x, price = fakes
     telegram = FakeTelegram().start()
     try:
-        due = slot_in(4)
+        clock = SlotClock(tmp_path, x)
+        due = clock.due
         path = config(tmp_path, x, price, telegram.url, [hhmmss(due)])
         # X stores the tweet and then answers nothing (for longer than any budget).
         stored = threading.Event()
         x.add_fault(POST_TWEET, Fault.hang(60, after=True, on_hit=lambda _: stored.set()))
-        daemon: Daemon = spawn(path, notify)
+        daemon: Daemon = spawn(path, notify, **clock.daemon_args())
         notify.wait_message("READY=1", timeout=20)
+        clock.arrive(daemon)
         assert stored.wait(20) and len(x.tweets) == 1
         took = stop_and_time(daemon, notify)
         assert took < STOP_BUDGET_S, f"stop took {took:.1f}s\n{daemon.log}"
@@ -167,7 +174,7 @@ def test_a_stop_with_a_post_in_flight_ends_within_the_budget_and_loses_nothing(
         # The next start settles it from X's timeline: posted, never posted twice.
         notify2 = NotifySocket(tmp_path / "notify2.sock")
         try:
-            again: Daemon = spawn(path, notify2)
+            again: Daemon = spawn(path, notify2, **clock.daemon_args())
             line = wait_final(again, slot_key(due), timeout=30)
             assert ": posted: tweet " in line and "timeline" in line, line
             assert len(x.tweets) == 1

@@ -367,14 +367,15 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
     from tests.fakes.price import FakePrice
     from tests.fakes.telegram import TOKEN, FakeTelegram
     from tests.fakes.x import CREDENTIALS, FakeX
-    from tests.x_world import TEMPLATE, expected_text, hhmmss, slot_in, status_json, wait_final
+    from tests.x_world import TEMPLATE, SlotClock, expected_text, hhmmss, status_json, wait_final
 
     sheets, key = start_fake(tmp_path / "keys")
     sheets.token_down = True
     x, price, telegram = FakeX().start(), FakePrice(67890.12, -1.23).start(), \
         FakeTelegram().start()
     try:
-        due = slot_in(8)
+        clock = SlotClock(tmp_path, x)
+        due = clock.due
         config = sheets_config(
             tmp_path, sheets, key, interval_s=30,
             price={"url": price.endpoint, "timeout_s": 2},
@@ -382,7 +383,7 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
                "template": TEMPLATE, **CREDENTIALS},
             telegram={"enabled": True, "api_base": telegram.url, "token": TOKEN,
                       "admin_ids": [1000]})
-        daemon = spawn(config, notify, env={"TZ": "Europe/Berlin"})
+        daemon = spawn(config, notify, **clock.daemon_args(TZ="Europe/Berlin"))
         notify.wait_message("READY=1", timeout=30)
         failed = daemon.wait_log("sheets: sync of spreadsheet", timeout=30)
         assert "failed: cannot get an access token from " + sheets.token_uri in failed
@@ -391,6 +392,7 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
                         timeout=5)
         # The bot answers and the slot is posted while the sync keeps failing.
         assert "67,890.12" in telegram.ask(user_id=555, text="/price", contains="67,890")
+        clock.arrive(daemon)
         assert ": posted: tweet " in wait_final(daemon, slot_key(due), timeout=30)
         assert x.texts() == [expected_text(67890.12, -1.23, due)]
         report = status_json(config)["sheets"]

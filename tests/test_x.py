@@ -7,6 +7,7 @@ trials in test_standby.py kill the leader the same way)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -14,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from tests.fakes.price import ROUTE as PRICE_ROUTE
 from tests.fakes.x import POST_TWEET, FakeX
 from tests.harness import REPO, Daemon
 from tests.x_world import (
+    SlotClock,
     expected_text,
     hhmmss,
     post_row,
@@ -63,17 +64,19 @@ def set_first_start(database: DaemonDatabase, when: datetime) -> None:
 
 def test_a_slot_posts_one_tweet_with_the_served_price(tmp_path, notify, spawn, x, price,
                                                       daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
-    daemon: Daemon = spawn(config, notify)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     notify.wait_message("READY=1", timeout=20)
     # (on PostgreSQL the first STATUS= may be "taking over", until it leads)
     notify.wait_for(lambda m: m.startswith("STATUS=") and "next tweet" in m, timeout=10)
+    due_at = clock.arrive(daemon)
     line = wait_final(daemon, slot_key(due), timeout=20)
     assert line.startswith("<6>") and ": posted: tweet " in line, line
     assert x.texts() == [expected_text(67890.12, -1.23, due)]
     posted_at = x.requests[-1].at
-    assert posted_at >= due.timestamp(), "posted before its slot"
+    assert posted_at >= due_at, "posted before its slot"
     row = post_row(config, slot_key(due))
     assert row and row["state"] == "posted" and row["tweet_id"] == x.tweets[0].id, row
     assert x.timeline_reads == 0, "the timeline is read only for unknown outcomes"
@@ -93,7 +96,8 @@ def test_each_ledger_move_is_on_disk_before_the_post_it_announces(tmp_path, noti
     not prove: that the disk honours fsync (a real power cut is not simulated)."""
     strace = shutil.which("strace")
     assert strace, "this test needs strace (apt-get install strace)"
-    due = slot_in(4)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     key = slot_key(due)
     config = x_config(tmp_path, x, price, [hhmmss(due)])
     database = config.parent / "state" / "buzzbotd.db"
@@ -111,8 +115,9 @@ def test_each_ledger_move_is_on_disk_before_the_post_it_announces(tmp_path, noti
     trace = tmp_path / "strace.txt"
     daemon = Daemon(config, notify, prefix=(
         strace, "-f", "-ttt", "-qq", "-yy", "-s", "96", "-o", str(trace),
-        "-e", "trace=fsync,fdatasync,pwrite64,write,sendto"))
+        "-e", "trace=fsync,fdatasync,pwrite64,write,sendto"), **clock.daemon_args())
     try:
+        clock.arrive(daemon, timeout=40)
         line = wait_final(daemon, key, timeout=40)
     finally:
         # SIGTERM to strace would detach it and leave the daemon running: stop the daemon.
@@ -139,14 +144,16 @@ def test_each_ledger_move_is_on_disk_before_the_post_it_announces(tmp_path, noti
 
 def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, spawn, x, price,
                                                             daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
-    daemon: Daemon = spawn(config, notify)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     x.on_store = lambda tweet: daemon.proc.kill()       # the answer never leaves
+    clock.arrive(daemon)
     assert daemon.wait(20) == -9
     assert len(x.tweets) == 1
     x.on_store = None
-    again = spawn(config, notify)
+    again = spawn(config, notify, **clock.daemon_args())
     line = wait_final(again, slot_key(due), timeout=20)
     assert "found on the account's timeline" in line, line
     assert x.texts() == [expected_text(67890.12, -1.23, due)]
@@ -157,20 +164,22 @@ def test_kill_9_after_x_stored_the_tweet_before_it_answered(tmp_path, notify, sp
 @pytest.mark.parametrize("stored", [True, False], ids=["x-stored-it", "x-did-not"])
 def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
         tmp_path, notify, spawn, x, price, daemon_db, stored):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     key = slot_key(due)
     config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2,
                       database_url=daemon_db.url)
-    daemon: Daemon = spawn(config, notify)
+    daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     if stored:
         x.on_store = lambda tweet: daemon.proc.kill()
     else:                                       # killed at the POST, before X stores it
         x.add_fault(POST_TWEET, Fault.drop(on_hit=lambda request: daemon.proc.kill()))
+    clock.arrive(daemon)
     assert daemon.wait(20) == -9
     x.on_store = None
     # Down until the slot's window has passed: the row is found `sending` at the restart.
-    time.sleep(max(due.timestamp() + 2.5 - time.time(), 0))
-    line = wait_final(spawn(config, notify), key, timeout=20)
+    clock.set_to(max(clock.now(), due + timedelta(seconds=2.5)))
+    line = wait_final(spawn(config, notify, **clock.daemon_args()), key, timeout=20)
     assert x.timeline_reads == 1 and x.post_attempts == 1
     if stored:
         assert ": posted: tweet " in line and "found on the account's timeline" in line, line
@@ -182,10 +191,12 @@ def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
 
 
 def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price, daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.hang(30, after=True))   # longer than the 10 s client timeout
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     line = wait_final(daemon, slot_key(due), timeout=40)
     assert "found on the account's timeline" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 1
@@ -195,10 +206,12 @@ def test_x_stores_the_tweet_and_never_answers(tmp_path, notify, spawn, x, price,
 
 def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
         tmp_path, notify, spawn, x, price, daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.drop())                  # before storing: nothing on X
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     line = wait_final(daemon, slot_key(due), timeout=30)
     assert ": posted: tweet " in line and "created" in line, line
     assert len(x.tweets) == 1 and x.post_attempts == 2 and x.timeline_reads == 1
@@ -206,10 +219,12 @@ def test_a_dropped_connection_whose_tweet_was_not_stored_is_posted_once(
 
 
 def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price, daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     x.add_fault(POST_TWEET, Fault.status_code(503, {"title": "Service Unavailable"}), times=2)
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     wait_final(daemon, slot_key(due), timeout=30)
     assert len(x.tweets) == 1 and x.post_attempts == 3 and x.timeline_reads == 0
     assert [e for e, _ in events(daemon_db, slot_key(due), daemon)] == [
@@ -219,26 +234,38 @@ def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price, daemon_
 
 
 def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price, daemon_db):
-    # The slot leaves the start-up room to post before the reset, even on a loaded
-    # machine (3 s was once not enough: the first POST came after the reset).
-    due = slot_in(8 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
-    reset = due.timestamp() + 3
-    x.add_fault(POST_TWEET, x.rate_limited(reset_at=reset))
-    daemon = spawn(config, notify)
+    # X's window resets 3 s after the first POST (on X's clock, the daemon's), however
+    # late a loaded machine makes that POST.
+    limited = x.rate_limited(reset_at=0)
+    resets: list[int] = []
+
+    def reset_in_3s(request) -> None:
+        resets.append(math.ceil(x.clock().timestamp() + 3))
+        limited.headers["x-rate-limit-reset"] = str(resets[-1])
+
+    limited.on_hit = reset_in_3s
+    x.add_fault(POST_TWEET, limited)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     wait_final(daemon, slot_key(due), timeout=30)
     posts = [r for r in x.requests if x.route(r) == POST_TWEET]
     assert len(posts) == 2 and len(x.tweets) == 1
-    assert posts[0].at < reset <= posts[1].at, (posts[0].at, reset, posts[1].at)
+    reset_at = clock.real(datetime.fromtimestamp(resets[0], UTC))   # requests are real
+    assert posts[0].at < reset_at <= posts[1].at, (posts[0].at, reset_at, posts[1].at)
 
 
 def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn, x, price,
                                                          daemon_db):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60,
                       database_url=daemon_db.url)
     x.add_fault(POST_TWEET, x.rate_limited(reset_at=due.timestamp() + 3600))
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     line = wait_final(daemon, slot_key(due), timeout=30)
     assert line.startswith("<3>") and ": failed: 429" in line and "after the slot's window" in line
     assert x.tweets == []
@@ -253,13 +280,15 @@ def test_a_429_resetting_after_the_window_fails_the_slot(tmp_path, notify, spawn
 ])
 def test_a_bad_price_answer_is_never_tweeted(tmp_path, notify, spawn, x, price, daemon_db,
                                              answer):
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
     if isinstance(answer, Fault):
         price.add_fault(PRICE_ROUTE, answer, times=1000)
     else:
         price.serve_raw(answer)
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
+    clock.arrive(daemon)
     line = daemon.wait_log(f"slot {slot_key(due)}: price-failed", timeout=30)
     assert line.startswith("<3>"), line
     assert x.post_attempts == 0
@@ -316,11 +345,13 @@ def test_a_slot_that_passes_while_paused_is_skipped(tmp_path, notify, spawn, x, 
     assert first.terminate() == 0
     daemon_db.execute("DELETE FROM meta WHERE key = 'x.paused'")
     daemon_db.execute("INSERT INTO meta (key, value) VALUES ('x.paused', '1')")
-    due = slot_in(3 + daemon_db.start_s)
+    clock = SlotClock(tmp_path, x)
+    due = clock.due
     config = x_config(tmp_path, x, price, [hhmmss(due)], database_url=daemon_db.url)
-    daemon = spawn(config, notify)
+    daemon = spawn(config, notify, **clock.daemon_args())
     assert any("X posting paused" in s for s in notify.statuses()) or \
         notify.wait_for(lambda m: "X posting paused" in m, timeout=20)
+    clock.arrive(daemon)
     line = wait_final(daemon, slot_key(due), timeout=20)
     assert ": skipped: posting was paused" in line, line
     assert x.post_attempts == 0

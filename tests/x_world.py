@@ -6,6 +6,7 @@ Shared by the X tests, the crash trials and the benchmarks: no pytest here.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import subprocess
@@ -41,6 +42,67 @@ def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
 def slot_in(seconds: float) -> datetime:
     """A whole-second UTC instant `seconds` from now."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
+
+
+# A slot test's daemon runs on a clock the test moves (BUZZBOTD_TEST_CLOCK=file:…):
+# it starts BEFORE_S ahead of its slot however slow its start is (seconds of fsyncs
+# on this VM's disk or a Pi's SD card), and the test moves it to LEAD_S before the
+# slot once the daemon has begun its work. The scheduler looks at the clock on each
+# beat, every WATCHDOG_USEC/6 (0.33 s here): the jump is seen well within LEAD_S.
+SLOT_BEFORE_S = 300.0
+SLOT_LEAD_S = 1.0
+SLOT_WATCHDOG_USEC = 2_000_000
+
+
+class SlotClock:
+    """The clock of a daemon under test, for a slot `due` (its config's time).
+
+    The daemon reads the real clock plus `offset` from the file; so does the fake X
+    it is given (tweets' `created_at`, which the timeline's start_time filters on),
+    as X and the daemon share one clock in life. The fakes record requests at real
+    instants (`Request.at`): compare them with `real(...)`."""
+
+    def __init__(self, directory: Path, x: FakeX | None = None,
+                 before_s: float = SLOT_BEFORE_S) -> None:
+        self.path = directory / "clock"
+        self.due = slot_in(before_s)
+        self.set_offset(0.0)
+        if x is not None:
+            x.clock = self.now
+
+    def daemon_args(self, watchdog_usec: int = SLOT_WATCHDOG_USEC,
+                    **env: str) -> dict[str, Any]:
+        """Daemon(...)/spawn(...) keywords: this clock, a scheduler beat often enough
+        to see it move, and any other `env`."""
+        return {"watchdog_usec": watchdog_usec,
+                "env": {"BUZZBOTD_TEST_CLOCK": f"file:{self.path}", **env}}
+
+    def arrive(self, daemon: Daemon, lead: float = SLOT_LEAD_S, timeout: float = 30) -> float:
+        """Once `daemon` has begun its work (its "first start" line: the slot is
+        scheduled; on PostgreSQL it leads), moves the clock to `lead` seconds before
+        the slot. Returns the real epoch at which the daemon's clock reads `due`."""
+        daemon.wait_log("first start", timeout)
+        return self.set_to(self.due - timedelta(seconds=lead))
+
+    def set_to(self, instant: datetime) -> float:
+        """Makes the clock read `instant` now and run on from it; returns the real
+        epoch at which it reads `due`."""
+        self.set_offset((instant - datetime.now(UTC)).total_seconds())
+        return self.real(self.due)
+
+    def set_offset(self, seconds: float) -> None:
+        text = f"{seconds:.6f}"
+        self.offset = float(text)            # exactly what the daemon reads
+        part = self.path.with_suffix(".part")
+        part.write_text(text + "\n")
+        os.replace(part, self.path)          # never read half-written
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset)
+
+    def real(self, instant: datetime) -> float:
+        """The real epoch at which this clock reads `instant`."""
+        return instant.timestamp() - self.offset
 
 
 def hhmmss(when: datetime) -> str:
