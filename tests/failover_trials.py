@@ -254,7 +254,12 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
     and the settled roles (leader, standby) for the next trial."""
     assert leader.daemon is not None and standby.daemon is not None
     survivor = standby.daemon
-    _kill_at(point, leader.daemon, key, x, telegram, set(users), due_real, rng)
+    try:
+        _kill_at(point, leader.daemon, key, x, telegram, set(users), due_real, rng)
+    except AssertionError:
+        if leader.lost_by_itself() is None:
+            raise
+        _lost(leader, f"{label}, before its kill", lost)       # it never reached the point
     died = time.monotonic()
     line = survivor.wait_log_any((LEADER_NOW, LOST), timeout=15)
     took = time.monotonic() - died if LEADER_NOW in line else None
@@ -287,11 +292,10 @@ def _settle(one: Seat, other: Seat, url: str, env: dict[str, str], lost: list[st
             assert seat.daemon is not None
             if seat.daemon.proc.poll() is None:
                 continue
-            reason = seat.lost_by_itself()
-            assert reason is not None, (f"seat {seat.name} exited with status "
-                                        f"{seat.daemon.proc.returncode}:\n{seat.daemon.log}")
-            lost.append(f"{label}: seat {seat.name} (pid {seat.daemon.pid}): "
-                        f"{reason.split(LOST, 1)[1].strip(' :')}")
+            assert seat.lost_by_itself() is not None, (
+                f"seat {seat.name} exited with status {seat.daemon.proc.returncode}:"
+                f"\n{seat.daemon.log}")
+            _lost(seat, label, lost)
             seat.launch(env)
         holder = _lock_holder(url)
         for leader, standby in ((one, other), (other, one)):
@@ -306,6 +310,14 @@ def _settle(one: Seat, other: Seat, url: str, env: dict[str, str], lost: list[st
                 f"pid {holder}); seat {one.name}:\n{one.daemon and one.daemon.log}\n"
                 f"seat {other.name}:\n{other.daemon and other.daemon.log}")
         time.sleep(0.2)
+
+
+def _lost(seat: Seat, label: str, lost: list[str]) -> None:
+    """Records that `seat`'s daemon lost its leadership by itself, and why."""
+    assert seat.daemon is not None
+    reason = seat.lost_by_itself() or ""
+    lost.append(f"{label}: seat {seat.name} (pid {seat.daemon.pid}): "
+                f"{reason.split(LOST, 1)[-1].strip(' :')}")
 
 
 def _lock_holder(url: str) -> int | None:
