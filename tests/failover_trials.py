@@ -198,6 +198,12 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
         seats[0].start(env)                    # a leads (alone), then b stands by
         seats[1].start(env)
         leader, standby = _settle(seats[0], seats[1], url, env, lost, "start")
+        a = seats[0].daemon
+        if not lost and a is not None and "cannot reach PostgreSQL yet" not in a.log:
+            # (else a stall decided who leads: a lost its session, or its first try failed)
+            assert leader is seats[0], f"seat a did not lead: {a.log}"
+            assert standby.came_back_as_standby(), (
+                f"seat b is not a standby: {standby.notify and standby.notify.statuses()}")
         for trial, due in enumerate(slots):
             point = rng.choice(KILL_POINTS)
             points[point] += 1
