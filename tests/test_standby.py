@@ -148,7 +148,8 @@ def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeat
     x.on_post = land_late
     move_to_just_before(clock, due)
     line = wait_final(standby, slot_key(due), timeout=40)
-    assert leader.wait(5) == -9 and landed.wait(20)
+    assert leader.wait(5) == -9, f"the leader was not killed:\n{leader.log}"
+    assert landed.wait(20)
     # Every POST that reached X is stored (or was refused) before it is counted.
     assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
     assert x.texts() == [expected_text(67890.12, -1.23, due)], line
