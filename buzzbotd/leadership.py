@@ -21,11 +21,17 @@ Fencing: every write the leader's owner makes checks, in its own
 transaction, that the row still holds its epoch (db.postgres.check_epoch),
 so a leader that was cut off and has not noticed yet cannot commit a post.
 It notices within LOSE_AFTER_S: the heartbeat on the lock's connection must
-answer, and a watcher thread does not wait for a hung socket. A leader that
-loses leadership stops acting at once by ending its process (exit 1:
-systemd restarts it, and it comes back as a standby): nothing it had in
-flight can act afterwards, and the ledger already settles a killed leader's
-work (a `sending` row is looked up on X).
+answer, and a watcher thread does not wait for a hung socket. The heartbeat
+proves the session and the epoch, which live in the server's memory, so its
+commits do not wait for the server's disk (synchronous_commit off on this
+connection; the takeover's epoch bump alone waits): a WAL fsync stalled for
+seconds (a busy disk, an SD card) slows the server, it does not cut a leader
+off, and must not make it give up.
+
+A leader that loses leadership stops acting at once by ending its process
+(exit 1: systemd restarts it, and it comes back as a standby): nothing it
+had in flight can act afterwards, and the ledger already settles a killed
+leader's work (a `sending` row is looked up on X).
 """
 
 from __future__ import annotations
@@ -141,7 +147,9 @@ class Leadership:
                 self._lose(f"no answer from PostgreSQL for {LOSE_AFTER_S:.0f}s")
 
     def _connect(self) -> None:
-        self._conn = connect(self.url, self._password)
+        conn = connect(self.url, self._password)
+        conn.execute("SET synchronous_commit = off")      # see the module's doc
+        self._conn = conn
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -157,6 +165,7 @@ class Leadership:
         if self.epoch is None:
             if conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
                 with conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = on")  # durable, then act
                     old = conn.execute("SELECT host, pid FROM leadership WHERE id = 1"
                                        ).fetchone()
                     epoch = conn.execute(

@@ -299,7 +299,8 @@ def bench_failover_trials(quick: bool) -> list[Row]:
              f"{r['reminders_with_0']} / {r['reminders_with_1']} / "
              f"{r['reminders_with_2_or_more']}; overlapping getUpdates: "
              f"{r['overlapping_getupdates']}; takeover median {r['takeover_median_s']} s, "
-             f"max {r['takeover_max_s']} s",
+             f"max {r['takeover_max_s']} s; leaderships lost to stalls: "
+             f"{len(r['leaderships_lost'])}",
              f"{n} / {n} slots with exactly 1; 0 overlaps; takeover ≤ 15 s",
              f"{r['slots_with_1'] / n:.2f}")]
 

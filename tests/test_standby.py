@@ -1,17 +1,24 @@
 """PostgreSQL with a leader and a standby (SPEC "Database: SQLite or
 PostgreSQL, and a standby"): real daemons, one real PostgreSQL database, the
-fake X; the leader is killed with kill -9."""
+fake X; the leader is killed with kill -9.
+
+The daemons run on one injected clock (BUZZBOTD_TEST_CLOCK=file:…): they
+start minutes before their slot, and only once both are READY (and a test's
+kill hook is armed) is the clock moved to just before it. No test depends on
+how fast a daemon starts (seconds, when the disk stalls)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from buzzbotd.timeofday import slot_key
+from tests.failover_trials import TrialClock
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
 from tests.harness import Daemon, NotifySocket
@@ -24,6 +31,32 @@ def x() -> Iterator[FakeX]:
     fake = FakeX(reject_duplicates=False).start()     # a second POST would show
     yield fake
     fake.stop()
+
+
+# The slot is this far out at the start (a start never takes that long); the clock
+# is moved to LEAD_S before it once the daemons are READY.
+SLOT_AFTER_S = 300
+LEAD_S = 1.0
+WATCHDOG_USEC = 2_000_000      # the scheduler beats every 2/6 s: it sees the move at once
+
+
+@pytest.fixture
+def clock(tmp_path: Path, x: FakeX) -> TrialClock:
+    """The daemons' clock file (X's clock too), reading the real time until moved."""
+    shared = TrialClock(tmp_path / "clock")
+    shared.set_to(datetime.now(UTC))
+    x.clock = shared.now
+    return shared
+
+
+def clocked(clock: TrialClock) -> dict:
+    """spawn()'s arguments for a daemon on `clock`."""
+    return {"env": {"BUZZBOTD_TEST_CLOCK": f"file:{clock.path}"},
+            "watchdog_usec": WATCHDOG_USEC}
+
+
+def move_to_just_before(clock: TrialClock, due: datetime, lead_s: float = LEAD_S) -> None:
+    clock.set_to(due - timedelta(seconds=lead_s))
 
 
 @pytest.fixture
@@ -46,14 +79,18 @@ def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list
 
 
 def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
-               notify_a: NotifySocket, notify_b: NotifySocket) -> tuple[Daemon, Daemon]:
-    """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY, with
-    a slot at `due`."""
-    leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a)
-    notify_a.wait_message("READY=1", timeout=30)
+               notify_a: NotifySocket, notify_b: NotifySocket,
+               clock: TrialClock) -> tuple[Daemon, Daemon]:
+    """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY on
+    `clock`, with a slot at `due` (still minutes away on that clock)."""
+    leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a,
+                           **clocked(clock))
+    notify_a.wait_message("READY=1", timeout=60)
     assert not any(s.startswith("standby") for s in notify_a.statuses())
-    standby: Daemon = spawn(pg_config(tmp_path / "b", url, x, price, [hhmmss(due)]), notify_b)
-    notify_b.wait_message("READY=1", timeout=30)
+    standby: Daemon = spawn(pg_config(tmp_path / "b", url, x, price, [hhmmss(due)]), notify_b,
+                            **clocked(clock))
+    notify_b.wait_message("READY=1", timeout=60)
+    assert clock.now() < due - timedelta(seconds=LEAD_S), "the slot passed while they started"
     return leader, standby
 
 
@@ -64,13 +101,15 @@ class _Url:
 
 def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket]) -> None:
-    due = slot_in(6)
-    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair)
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: TrialClock) -> None:
+    due = slot_in(SLOT_AFTER_S)
+    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair,
+                                 clock)
     line = next(s for s in notify_pair[1].statuses() if s.startswith("standby"))
     assert f"(pid {leader.pid})" in line and line.startswith("standby: leader "), line
     # The leader dies after X stored its tweet, before the answer left.
     x.on_store = lambda tweet: leader.proc.kill()
+    move_to_just_before(clock, due)
     assert leader.wait(30) == -9
     died = time.monotonic()
     x.on_store = None
@@ -89,12 +128,13 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
 
 def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket]) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: TrialClock) -> None:
     """The leader dies with its POST on the way (sent, not yet stored by X): the
     standby, leading 0.3 s later, must not read the timeline, find nothing and
     post again before that POST can have landed."""
-    due = slot_in(6)
-    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair)
+    due = slot_in(SLOT_AFTER_S)
+    leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair,
+                                 clock)
 
     landed = threading.Event()
 
@@ -106,8 +146,10 @@ def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeat
         landed.set()
 
     x.on_post = land_late
+    move_to_just_before(clock, due)
     line = wait_final(standby, slot_key(due), timeout=40)
-    assert leader.wait(5) == -9 and landed.wait(20)
+    assert leader.wait(5) == -9, f"the leader was not killed:\n{leader.log}"
+    assert landed.wait(20)
     # Every POST that reached X is stored (or was refused) before it is counted.
     assert x.wait_until(lambda: len(x.tweets) >= x.post_attempts, 10)
     assert x.texts() == [expected_text(67890.12, -1.23, due)], line
@@ -189,7 +231,7 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
 
 def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_once(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, postgres_server,
-        database_url: str) -> None:
+        database_url: str, clock: TrialClock) -> None:
     """A partition between the leader and PostgreSQL (a TCP proxy, cut): the
     leader stops acting within 5 s, the standby takes over within 15 s and
     posts the slot due after the cut once; healed, the old leader (restarted
@@ -202,7 +244,7 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
     proxy = TcpProxy(postgres_server.host, postgres_server.port)
     via_proxy = database_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
     urls = {"a": (telegram.url, x.url), "b": (telegram.another_url(), x.another_url())}
-    due = slot_in(25)          # time for both to start; the cut comes ~8 s before it
+    due = slot_in(SLOT_AFTER_S)    # on the daemons' clock; the cut comes 8 s before it
 
     def config(name: str, url: str) -> Path:
         bot = {"enabled": True, "api_base": urls[name][0], "token": TOKEN, "admin_ids": [ADMIN]}
@@ -214,16 +256,15 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
     notify_a, notify_b = NotifySocket(tmp_path / "a.sock"), NotifySocket(tmp_path / "b.sock")
     try:
         config_a = config("a", via_proxy)
-        leader: Daemon = spawn(config_a, notify_a)
-        notify_a.wait_message("READY=1", timeout=30)
-        standby: Daemon = spawn(config("b", database_url), notify_b)
-        notify_b.wait_message("READY=1", timeout=30)
+        leader: Daemon = spawn(config_a, notify_a, **clocked(clock))
+        notify_a.wait_message("READY=1", timeout=60)
+        standby: Daemon = spawn(config("b", database_url), notify_b, **clocked(clock))
+        notify_b.wait_message("READY=1", timeout=60)
         assert any(s.startswith("standby: leader") for s in notify_b.statuses())
         assert telegram.wait_until(lambda: _polls(telegram, urls["a"][0]), 20), "no poll"
         assert not _polls(telegram, urls["b"][0]), "a standby polled Telegram"
-        left = due.timestamp() - time.time()
-        assert left > 6, f"the daemons took too long to start ({left:.1f}s left)"
-        time.sleep(left - 8)           # the cut: 8 s before the slot
+        assert clock.now() < due - timedelta(seconds=8), "the slot came while they started"
+        move_to_just_before(clock, due, 8)     # the cut: 8 s before the slot
         cut_wall, cut = time.time(), time.monotonic()
         proxy.cut()
         assert leader.wait(10) == 1, leader.log       # exit 1: systemd restarts it
@@ -247,8 +288,8 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
         proxy.heal()
         notify_a.close()
         notify_a = NotifySocket(tmp_path / "a2.sock")
-        spawn(config_a, notify_a)
-        notify_a.wait_message("READY=1", timeout=30)
+        spawn(config_a, notify_a, **clocked(clock))
+        notify_a.wait_message("READY=1", timeout=60)
         status = next(s for s in notify_a.statuses() if s.startswith("standby"))
         assert f"(pid {standby.pid})" in status, status
         assert x.texts() == [expected_text(67890.12, -1.23, due)]
@@ -257,6 +298,53 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
         notify_b.close()
         proxy.stop()
         telegram.stop()
+
+
+def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice,
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: TrialClock) -> None:
+    """A server whose commits wait (as on a disk whose fsync stalls for seconds)
+    has not cut its leader off: the leader's heartbeat does not wait for the
+    disk, so it keeps leading and the standby stays a standby. The stall here:
+    synchronous_standby_names names a standby that never comes, so every commit
+    that waits for durability waits (no statement_timeout ends that wait) until
+    the setting is reset — on a server of this test's own: it is server-wide."""
+    from buzzbotd.db.postgres import load_driver
+    from buzzbotd.leadership import LOSE_AFTER_S
+    from tests.postgres import start_server
+
+    server = start_server()
+    try:
+        url = server.create_database()
+        leader, standby = start_pair(tmp_path, spawn, x, price, url, slot_in(SLOT_AFTER_S),
+                                     *notify_pair, clock)
+        leader.wait_log("this daemon is the leader now", timeout=30)
+        with load_driver().connect(server.url(), autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+            admin.execute("SELECT pg_reload_conf()")
+            committed = threading.Event()
+
+            def commit() -> None:
+                with load_driver().connect(url, autocommit=True) as probe:
+                    probe.execute("CREATE TABLE stalled (n int)")
+                committed.set()
+
+            try:
+                began = time.monotonic()
+                threading.Thread(target=commit, name="stalled-commit", daemon=True).start()
+                assert not committed.wait(1), "commits do not stall"
+                # The stall's length is the point, not a hope: the leader is looked at after.
+                time.sleep(max(2 * LOSE_AFTER_S - (time.monotonic() - began), 0))
+                assert leader.proc.poll() is None, f"the leader gave up:\n{leader.log}"
+            finally:
+                admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
+                admin.execute("SELECT pg_reload_conf()")
+            assert committed.wait(15), "the stall never ended"
+        assert "leadership lost" not in leader.log, leader.log
+        assert "leader now" not in standby.log, standby.log
+        assert any(s.startswith("standby: leader") for s in notify_pair[1].statuses())
+    finally:
+        server.stop()            # the daemons are killed by the spawn fixture
 
 
 def _polls(telegram, via: str) -> list:
@@ -276,7 +364,7 @@ def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice
         == (0, FAILOVER_TRIALS, 0), result
     assert result["reminders_with_0"] == 0, result
     assert result["overlapping_getupdates"] == 0, result
-    assert result["takeover_max_s"] < 15, result
+    assert result["takeovers_timed"] > 0 and result["takeover_max_s"] < 15, result
 
 
 FAILOVER_TRIALS = 20
