@@ -116,6 +116,18 @@ def posted(row: Post, tweet_id: str | None, how: str, now: datetime) -> Post:
     return post
 
 
+def posted_as_found(row: Post, tweet_ids: list[str], how: str, now: datetime) -> Post | None:
+    """posted() with the first of `tweet_ids` (the timeline's tweets of the row's
+    text) that no other row holds, or None if there is none: a /tweet in a slot's
+    own second words the same text, and each row owns its own tweet, never one
+    tweet for both. Checked and written in one owner call, so two settlers cannot
+    take the same tweet."""
+    held = {tweet_id for (tweet_id,) in Post.select(Post.tweet_id).where(
+        Post.tweet_id.in_(tweet_ids) & (Post.id != row.id)).tuples()} if tweet_ids else set()
+    free = [tweet_id for tweet_id in tweet_ids if tweet_id not in held]
+    return posted(row, free[0], how, now) if free else None
+
+
 def finish(row: Post, state: str, reason: str, now: datetime) -> Post:
     """Marks the slot failed or skipped for good."""
     if state not in ("failed", "skipped"):

@@ -240,13 +240,14 @@ class Poster:
             since = min(post.created_at, now) - TIMELINE_LOOKBACK
             if self._user_id is None:
                 self._user_id = x.own_user_id(self.client)
-            tweet_id = x.find_on_timeline(self.client, self._user_id, post.text or "", since)
+            found = x.find_on_timeline(self.client, self._user_id, post.text or "", since)
         except x.READ_ERRORS as e:
             return self.owner.call(ledger.note, post, "settle-failed",
                                    f"cannot read the timeline: {type(e).__name__}: {e}", now)
-        if tweet_id is not None:
-            return self.owner.call(ledger.posted, post, tweet_id,
-                                   "found on the account's timeline after an unknown outcome", now)
+        settled = self.owner.call(ledger.posted_as_found, post, found,
+                                  "found on the account's timeline after an unknown outcome", now)
+        if settled is not None:
+            return settled
         return self.owner.call(ledger.not_sent, post, "not on the account's timeline: "
                                "the earlier attempt did not post", now)
 

@@ -116,15 +116,15 @@ def own_user_id(client: tweepy.Client) -> str:
 
 
 def find_on_timeline(client: tweepy.Client, user_id: str, text: str, since: datetime
-                     ) -> str | None:
-    """The id of the account's tweet of `text` since `since`, or None; raises READ_ERRORS."""
+                     ) -> list[str]:
+    """The ids of the account's tweets of `text` since `since`, newest first (more
+    than one when a /tweet in a slot's own second worded the same text); raises
+    READ_ERRORS."""
     answer = client.get_users_tweets(
         user_id, user_auth=True, max_results=TIMELINE_MAX_RESULTS,
         start_time=since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    for tweet in answer.get("data") or []:
-        if html.unescape(tweet["text"]) == text:    # X escapes & < > in returned text
-            return str(tweet["id"])
-    return None
+    return [str(tweet["id"]) for tweet in answer.get("data") or []
+            if html.unescape(tweet["text"]) == text]    # X escapes & < > in returned text
 
 
 def _rate_limit_reset(response: requests.Response) -> datetime | None:

@@ -23,7 +23,7 @@ from buzzbotd.db.models import PostEvent
 from buzzbotd.posting import Poster
 from buzzbotd.price import PriceClient
 from tests.fakes.price import FakePrice
-from tests.fakes.x import FakeX
+from tests.fakes.x import FakeX, Tweet
 from tests.x_world import x_config
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -202,3 +202,35 @@ def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(
     assert slot.state == "skipped" and slot.tweet_id is None
     assert slot.reason.startswith("same text as manual-2026-11-22T07:59:02Z "), slot.reason
     assert len(x.tweets) == 1 and x.post_attempts == 3
+
+
+def test_two_rows_of_one_text_found_on_the_timeline_each_get_their_own_tweet(
+        tmp_path: Path, make_owner, fakes) -> None:
+    """A /tweet in a slot's own second words the slot's text. Killed after X stored
+    both POSTs and before either answer was recorded, the restart finds two tweets
+    of that text: each row gets its own. (The old code gave both rows the newest
+    and left the other tweet nobody's: the kill -9 trials counted it as a second
+    tweet of the slot.)"""
+    x, _ = fakes
+    due = utc("2026-11-22T08:00:00")
+    clock = Clock(due)
+    post, owner = poster(tmp_path, make_owner, fakes, "08:00", "UTC", clock)
+    text = "BTC $67,890.12 (-1.23% 24h) at 08:00 UTC"
+    keys = (timeofday.slot_key(due), f"manual-{timeofday.slot_key(due)}")
+
+    def both_sending() -> None:
+        for key, kind in zip(keys, ("scheduled", "manual"), strict=True):
+            ledger.sending(ledger.claim(key, kind, due, due), text, due)
+
+    owner.call(both_sending)
+    x.tweets += [Tweet("1800000000000000001", text, due), Tweet("1800000000000000002", text, due)]
+    clock.now = due + timedelta(seconds=30)     # the restart, within the slot's grace
+    try:
+        post.run_due()
+        rows = [owner.call(ledger.get, key) for key in keys]
+    finally:
+        owner.stop()
+    assert [row.state for row in rows] == ["posted", "posted"]
+    assert sorted(row.tweet_id for row in rows) == ["1800000000000000001",
+                                                     "1800000000000000002"]
+    assert x.post_attempts == 0 and x.timeline_reads == 2
