@@ -313,7 +313,7 @@ def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
     from buzzbotd.leadership import LOSE_AFTER_S
     from tests.postgres import start_server
 
-    server = start_server()
+    server = start_server(durable_commits=True)     # its commits wait, as a daemon's do
     try:
         url = server.create_database()
         leader, standby = start_pair(tmp_path, spawn, x, price, url, slot_in(SLOT_AFTER_S),
