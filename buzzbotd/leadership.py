@@ -221,7 +221,9 @@ class Leadership:
                      (self.name, self.host, self.pid, role, now))
 
     def _lose(self, reason: str) -> None:
-        if self._lost:
+        # stop() closes the session under a heartbeat that may be in flight: its
+        # error is the daemon's own clean stop, not a lost leadership (exit 1).
+        if self._lost or self._stop.is_set():
             return
         self._lost = True
         log.error("leadership lost: %s; stopping at once (a standby takes over)", reason)

@@ -368,3 +368,41 @@ def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice
 
 
 FAILOVER_TRIALS = 20
+
+
+def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
+        database_url: str) -> None:
+    """stop() closes the leadership session; a heartbeat in flight then fails. That
+    is the daemon's own stop (exit 0), not a leadership loss (exit 1, the unit
+    marked failed): a PostgreSQL leader's `systemctl stop` at times exited 1."""
+    from buzzbotd.clock import utc_now
+    from buzzbotd.db.postgres import PostgresOwner, load_driver
+    from buzzbotd.leadership import Leadership
+
+    schema = PostgresOwner(database_url)         # the schema, as a first start makes it
+    schema.start()
+    schema.stop()
+    gained, lost = threading.Event(), []
+    leadership = Leadership(database_url, None, on_gained=gained.set, on_lost=lost.append,
+                            wall=utc_now)
+    leadership.start()
+    blocker = load_driver().connect(database_url)
+    try:
+        assert gained.wait(10), "never led"
+        # The next heartbeat's presence write waits behind this row lock: a beat in flight.
+        blocker.execute("SELECT * FROM daemon_node WHERE name = %s FOR UPDATE",
+                        (leadership.name,))
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        with load_driver().connect(database_url, autocommit=True) as probe:
+            deadline = time.monotonic() + 5
+            while probe.execute(waiting).fetchone()[0] == 0:
+                assert time.monotonic() < deadline, "the heartbeat never waited on the lock"
+                time.sleep(0.05)
+        leadership.stop()
+        for thread in threading.enumerate():      # the failed beat, then both threads end
+            if thread.name in ("leadership", "leadership-watch"):
+                thread.join(5)
+                assert not thread.is_alive(), f"{thread.name} did not stop"
+    finally:
+        blocker.close()
+    assert lost == []
