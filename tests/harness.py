@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -23,12 +24,29 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 
 
+SO_TIMESTAMPNS = 35     # Linux (asm-generic/socket.h); the socket module does not name it
+
+
+def _sent_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's stamp of a datagram (SCM_TIMESTAMPNS: a struct timespec of the
+    wall clock) on the monotonic clock the tests use."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return time.monotonic() - (time.time() - (seconds + nanoseconds / 1e9))
+    return time.monotonic()
+
+
 class NotifySocket:
     def __init__(self, path: Path) -> None:
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
         self.sock.settimeout(0.2)
+        # Each message is stamped by the kernel when the daemon sent it, as systemd
+        # would see it, not when this process got round to reading it (a loaded
+        # machine delayed that by up to a second: a false watchdog gap).
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.messages: list[tuple[float, str]] = []   # (monotonic, "KEY=value")
         self._cond = threading.Condition()
         self._stop = False
@@ -38,12 +56,12 @@ class NotifySocket:
     def _read(self) -> None:
         while not self._stop:
             try:
-                data = self.sock.recv(65536)
+                data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
             except TimeoutError:
                 continue
             except OSError:
                 return
-            now = time.monotonic()
+            now = _sent_at(ancillary)
             with self._cond:
                 for line in data.decode().splitlines():
                     self.messages.append((now, line))
