@@ -47,7 +47,7 @@ from buzzbotd.metrics import METRICS
 from buzzbotd.notify import Health
 from buzzbotd.price import Quote
 from buzzbotd.telegram import menu
-from buzzbotd.telegram.ratelimit import MESSAGES_PER_S, RETRY_AFTER_RETRIES, ChatRateLimiter
+from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -115,9 +115,7 @@ class BotApp:
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
-        limiter = limiter or ChatRateLimiter(overall_max_rate=1,
-                                             overall_time_period=1 / MESSAGES_PER_S,
-                                             max_retries=RETRY_AFTER_RETRIES)
+        limiter = limiter or ChatRateLimiter()
         self.application = (
             ApplicationBuilder()
             .token(t.token.reveal())

@@ -15,6 +15,8 @@ Knobs, as Telegram behaves:
   - limits: more than `overall_per_s` messages in any second, or a second
     message to a chat within `chat_interval_s`, is answered 429 with
     `retry_after` (counted in `too_many`);
+  - `inbound_jitter_s`: each sendMessage spends a random 0..inbound_jitter_s on
+    its way in, and is counted for the limits when it arrives;
   - groups (chat id < 0): more than `group_per_window` messages to one group in
     any `group_window_s` is answered 429 too (counted in `too_many["group"]`);
   - `block(chat_id)`: 403 "Forbidden: bot was blocked by the user";
@@ -38,6 +40,7 @@ Faults from tests.fakes.base apply per method name, e.g.
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -74,8 +77,10 @@ class FakeTelegram(FakeAPI):
 
     def __init__(self, token: str = TOKEN, overall_per_s: int = 30,
                  chat_interval_s: float = 1.0, group_per_window: int = 20,
-                 group_window_s: float = 60.0) -> None:
+                 group_window_s: float = 60.0, inbound_jitter_s: float = 0.0) -> None:
         super().__init__()
+        self.inbound_jitter_s = inbound_jitter_s
+        self._jitter = random.Random(13)
         self.token = token
         self.overall_per_s = overall_per_s
         self.chat_interval_s = chat_interval_s
@@ -288,6 +293,10 @@ class FakeTelegram(FakeAPI):
     def _send_message(self, fields: dict[str, Any]) -> Response:
         chat_id = int(fields["chat_id"])
         text = str(fields["text"])
+        if self.inbound_jitter_s:
+            with self._lock:
+                delay = self._jitter.uniform(0, self.inbound_jitter_s)
+            time.sleep(delay)
         now = time.monotonic()
         with self._lock:
             if chat_id in self._blocked:
