@@ -321,7 +321,8 @@ def bench_reminders(quick: bool) -> list[Row]:
            f"{b['msg_per_s']:.1f}/s, {b['delivered']} delivered, exactly once: "
            f"{b['exactly_once']}, max {b['max_in_any_second']} in any second, "
            f"429s {sum(b['too_many'].values())}",
-           "the server's limit 30/s (ours: 29 in any second); goal ≥ 27/s", f"{b['msg_per_s'] / 30:.2f}")
+           "the server's limit 30/s (ours: 29 in any second); goal ≥ 27/s",
+           f"{b['msg_per_s'] / 30:.2f}")
           for backend, b in (("SQLite", b), ("PostgreSQL", b_pg))],
         (f"dispatch query with {n_stored:,} reminders ({q['rows']} due)",
          f"{q['ms']:.2f} ms median", "index reminder_due used: " + str(uses_index), "—"),
