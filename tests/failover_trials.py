@@ -53,7 +53,6 @@ and the takeover times.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import sys
@@ -72,7 +71,7 @@ from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, NotifySocket
+from tests.harness import ClockFile, Daemon, NotifySocket
 from tests.telegram_world import ADMIN
 from tests.x_world import hhmmss, kill_at, x_config
 
@@ -147,28 +146,6 @@ class Seat:
             self.notify = None
 
 
-class TrialClock:
-    """The daemons' clock file: an offset from the real clock that only grows."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0.0
-
-    def set_to(self, instant: datetime) -> None:
-        """Makes the daemons' clock read `instant` now (and run on from it)."""
-        self.offset = (instant - datetime.now(UTC)).total_seconds()
-        part = self.path.with_suffix(".part")
-        part.write_text(f"{self.offset:.3f}\n")
-        os.replace(part, self.path)        # never read half-written
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
-
-    def real(self, instant: datetime) -> datetime:
-        """The real instant at which the daemons' clock reads `instant`."""
-        return instant - timedelta(seconds=self.offset)
-
-
 def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     x = FakeX(reject_duplicates=False).start()
@@ -178,9 +155,9 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
              Seat("b", workdir, telegram.another_url(), x.another_url())]
     first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=2)
     slots = [first + timedelta(minutes=k) for k in range(n)]
-    clock = TrialClock(workdir / "clock")
-    clock.set_to(first - timedelta(seconds=BEFORE_FIRST_S))
-    env = {"BUZZBOTD_TEST_CLOCK": f"file:{clock.path}"}
+    clock = ClockFile(workdir / "clock")       # the daemons' clock: its offset only grows
+    clock.move_to(first - timedelta(seconds=BEFORE_FIRST_S))
+    env = clock.env
     x.clock = clock.now
     points: Counter = Counter()
     chosen: list[str] = []
@@ -211,10 +188,11 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
             began = time.monotonic()
             mine = _seed_reminders(url, FIRST_USER + trial * REMINDERS, due)
             users += mine
-            clock.set_to(due - timedelta(seconds=LEAD_S))
+            clock.move_to(due - timedelta(seconds=LEAD_S))
+            due_real = datetime.fromtimestamp(clock.real(due), UTC)
             try:
                 took, leader, standby = _trial(point, leader, standby, env, slot_key(due),
-                                               clock.real(due), x, telegram, url, mine, rng,
+                                               due_real, x, telegram, url, mine, rng,
                                                lost, f"trial {trial}")
             except AssertionError as e:
                 raise AssertionError(f"trial {trial} (kill at {point!r}): {e}") from None

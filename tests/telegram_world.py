@@ -23,7 +23,7 @@ from buzzbotd.telegram import ChatRateLimiter, TelegramBot
 from tests.backends import DaemonDatabase, as_database
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.harness import Daemon, NotifySocket, rss_kib, write_config
+from tests.harness import ClockFile, Daemon, NotifySocket, rss_kib, write_config
 
 ADMIN = 1000
 FIRST_SEEDED_USER = 10_000_000
@@ -94,25 +94,15 @@ class World:
         self.daemon: Daemon | None = None
         self.notify: NotifySocket | None = None
         self._starts = 0
-        # The daemon's clock (BUZZBOTD_TEST_CLOCK=file:…): the real one until a test
-        # moves it with move_clock, so no test waits for a real minute.
-        self.clock_file = directory / "clock"
-        self.clock_file.write_text("0")
-
-    def move_clock(self, to: datetime) -> float:
-        """Makes the daemon's clock (running or next started) read `to` now and run on
-        from there; returns its offset from the real clock, in seconds."""
-        offset = (to - datetime.now(UTC)).total_seconds()
-        tmp = self.clock_file.with_suffix(".tmp")
-        tmp.write_text(f"{offset:.6f}")
-        tmp.replace(self.clock_file)
-        return offset
+        # The daemon's clock (running or next started): the real one until a test
+        # moves it, so no test waits for a real minute.
+        self.clock = ClockFile(directory / "clock")
 
     def start(self, ready_timeout: float = 30) -> Daemon:
         self._starts += 1
         self.notify = NotifySocket(self.directory / f"notify-{self._starts}.sock")
         self.daemon = Daemon(self.config, self.notify, watchdog_usec=self.watchdog_usec,
-                             env={"BUZZBOTD_TEST_CLOCK": f"file:{self.clock_file}"})
+                             env=self.clock.env)
         self.notify.wait_message("READY=1", timeout=ready_timeout)
         # READY=1 does not wait for Telegram; the bot connects in the background.
         self.daemon.wait_log("connected to Telegram", timeout=ready_timeout)

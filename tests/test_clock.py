@@ -6,6 +6,7 @@ The daemon's apparent clock is set through BUZZBOTD_TEST_CLOCK (buzzbotd/clock.p
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from buzzbotd.clock import build_date
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, NotifySocket, read_sqlite
+from tests.harness import ClockFile, Daemon, NotifySocket, read_sqlite
 from tests.x_world import hhmmss, wait_final, x_config
 
 
@@ -47,13 +48,6 @@ def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def set_clock(path: Path, when: datetime) -> None:
-    """Steps the daemon's clock: it reads `when` from now on (and runs on)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(when.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    tmp.replace(path)
-
-
 @pytest.mark.parametrize("host_tz", ["Europe/Berlin", "UTC"])
 def test_the_same_utc_instants_under_any_host_tz_across_the_fall_back(
         tmp_path: Path, notify: NotifySocket, spawn, x, price, host_tz: str) -> None:
@@ -78,12 +72,12 @@ def test_the_same_utc_instants_under_any_host_tz_across_the_fall_back(
 
 def test_nothing_happens_until_the_clock_is_later_than_the_build(
         tmp_path: Path, notify: NotifySocket, spawn, x, price) -> None:
-    clock_file = tmp_path / "clock"
-    set_clock(clock_file, datetime(2020, 1, 1, tzinfo=UTC))        # a Pi before its NTP fix
+    clock = ClockFile(tmp_path / "clock")
+    clock.move_to(datetime(2020, 1, 1, tzinfo=UTC))                 # a Pi before its NTP fix
     due = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
     # The slot's time of day also passes in the wrong clock's day: it must not count.
     config = x_config(tmp_path, x, price, [hhmmss(due)])
-    daemon: Daemon = spawn(config, notify, env={"BUZZBOTD_TEST_CLOCK": f"file:{clock_file}"})
+    daemon: Daemon = spawn(config, notify, env=clock.env)
     notify.wait_message("READY=1", timeout=20)
     _, status = notify.wait_for(lambda m: m.startswith("STATUS="), timeout=5)
     assert status.startswith("STATUS=waiting for the clock: it reads 2020-01-01T"), status
@@ -93,7 +87,7 @@ def test_nothing_happens_until_the_clock_is_later_than_the_build(
     assert "daemon.first_start" not in meta, meta
     assert posts(config) == [] and x.requests == []
     # NTP sets the clock: work starts, the first start is now, the slot is posted.
-    clock_file.write_text("0")
+    clock.set_offset(0.0)
     daemon.wait_log("the clock is set now", timeout=10)
     notify.wait_for(lambda m: m.startswith("STATUS=ready: "), timeout=10)
     assert ": posted: tweet" in wait_final(daemon, slot_key(due), timeout=30)
@@ -105,22 +99,22 @@ def test_nothing_happens_until_the_clock_is_later_than_the_build(
 
 def test_clock_jumps_neither_repeat_nor_lose_a_slot(
         tmp_path: Path, notify: NotifySocket, spawn, x, price) -> None:
-    clock_file = tmp_path / "clock"
+    clock = ClockFile(tmp_path / "clock")
     slot = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
     later = slot + timedelta(seconds=12)
-    set_clock(clock_file, slot - timedelta(seconds=20))
+    clock.move_to(slot - timedelta(seconds=20))
     config = x_config(tmp_path, x, price, [hhmmss(slot), hhmmss(later)], grace_s=600)
-    daemon: Daemon = spawn(config, notify, env={"BUZZBOTD_TEST_CLOCK": f"file:{clock_file}"})
+    daemon: Daemon = spawn(config, notify, env=clock.env)
     notify.wait_message("READY=1", timeout=20)
     daemon.wait_log("first start", timeout=10)
     # Forward past the slot (within grace): it is posted once, late, at once.
-    set_clock(clock_file, slot + timedelta(seconds=60))
+    clock.move_to(slot + timedelta(seconds=60))
     assert ": posted: tweet" in wait_final(daemon, slot_key(slot), timeout=20)
     # The scheduler sees each step on its next pass (it sleeps up to 10 s without a
     # watchdog): a step back before that pass would cancel the step forward out.
     daemon.wait_log("the wall clock jumped ahead", timeout=15)
     # Back before it: the slot's instant passes again and nothing is posted again.
-    set_clock(clock_file, slot - timedelta(seconds=3))
+    clock.move_to(slot - timedelta(seconds=3))
     daemon.wait_log("the wall clock went back", timeout=15)
     # ... and the next slot, after the repeated stretch, is not lost.
     assert ": posted: tweet" in wait_final(daemon, slot_key(later), timeout=30)
@@ -146,10 +140,17 @@ def test_the_test_clock_follows_its_file_and_refuses_a_naive_instant(tmp_path: P
     path.write_text("-86400")
     clock = ShiftedClock(f"file:{path}")
     assert abs((utc_now() - clock()) - timedelta(days=1)) < timedelta(seconds=1)
-    set_clock(path, datetime(2030, 1, 1, tzinfo=UTC))
+    path.write_text("2030-01-01T00:00:00.000000Z")     # an instant: read from now on
     assert abs(clock() - datetime(2030, 1, 1, tzinfo=UTC)) < timedelta(seconds=1)
     path.write_text("not a time")                       # a bad write keeps the last offset
     assert clock().year == 2030
+    # Two rewrites within one tick of the file system's timestamps: both are seen.
+    moved = ClockFile(path)
+    assert abs(clock() - utc_now()) < timedelta(seconds=1)
+    tick = path.stat().st_mtime_ns
+    moved.set_offset(-60.0)
+    os.utime(path, ns=(tick, tick))
+    assert abs((utc_now() - clock()) - timedelta(seconds=60)) < timedelta(seconds=1)
     with pytest.raises(ValueError, match="no UTC offset"):
         ShiftedClock("2030-01-01T00:00:00")
     assert from_environment({}) is utc_now

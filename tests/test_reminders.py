@@ -260,7 +260,7 @@ def the_coming_minute(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     """Two daemons, each with USER's reminder for the same minute in Asia/Kolkata:
     `steady` stays up across it; `restarted` is stopped before it and started after.
     The minute is ten minutes ahead; each test moves its daemon's clock to it
-    (World.move_clock) instead of waiting for it. On each backend (each daemon a
+    (World.clock) instead of waiting for it. On each backend (each daemon a
     database of its own)."""
     steady_dir, restarted_dir = (tmp_path_factory.mktemp(n) for n in ("steady", "restarted"))
     steady = World(steady_dir, on_backend(request.param, steady_dir, request),
@@ -285,7 +285,7 @@ def the_coming_minute(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
 def test_a_reminder_arrives_once_at_its_minute_with_the_price(
         the_coming_minute: tuple[World, World, datetime]) -> None:
     world, _, due = the_coming_minute
-    offset = world.move_clock(due - AHEAD)      # the daemon's clock = the real one + offset
+    offset = world.clock.move_to(due - AHEAD)      # the daemon's clock = the real one + offset
     left = AHEAD.total_seconds()
     message = world.telegram.wait_for_message(USER, REMINDER, timeout=left + 15)
     assert PRICE_TEXT in message.text
@@ -307,7 +307,7 @@ def test_a_reminder_due_while_stopped_arrives_once_on_start(
     _, world, due = the_coming_minute
     # The condition is the time itself: the daemon is down when its clock passes the
     # minute; it starts a second after it.
-    world.move_clock(due + timedelta(seconds=1))
+    world.clock.move_to(due + timedelta(seconds=1))
     started = time.time()
     daemon = world.start()
     message = world.telegram.wait_for_message(USER, REMINDER, timeout=15)

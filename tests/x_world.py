@@ -6,7 +6,6 @@ Shared by the X tests, the crash trials and the benchmarks: no pytest here.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import REPO, Daemon, write_config
+from tests.harness import REPO, ClockFile, Daemon, write_config
 
 TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
@@ -54,7 +53,7 @@ SLOT_LEAD_S = 1.0
 SLOT_WATCHDOG_USEC = 2_000_000
 
 
-class SlotClock:
+class SlotClock(ClockFile):
     """The clock of a daemon under test, for a slot `due` (its config's time).
 
     The daemon reads the real clock plus `offset` from the file; so does the fake X
@@ -64,9 +63,8 @@ class SlotClock:
 
     def __init__(self, directory: Path, x: FakeX | None = None,
                  before_s: float = SLOT_BEFORE_S) -> None:
-        self.path = directory / "clock"
+        super().__init__(directory / "clock")
         self.due = slot_in(before_s)
-        self.set_offset(0.0)
         if x is not None:
             x.clock = self.now
 
@@ -74,8 +72,7 @@ class SlotClock:
                     **env: str) -> dict[str, Any]:
         """Daemon(...)/spawn(...) keywords: this clock, a scheduler beat often enough
         to see it move, and any other `env`."""
-        return {"watchdog_usec": watchdog_usec,
-                "env": {"BUZZBOTD_TEST_CLOCK": f"file:{self.path}", **env}}
+        return {"watchdog_usec": watchdog_usec, "env": {**self.env, **env}}
 
     def arrive(self, daemon: Daemon, lead: float = SLOT_LEAD_S, timeout: float = 30) -> float:
         """Once `daemon` has begun its work (its "first start" line: the slot is
@@ -87,22 +84,8 @@ class SlotClock:
     def set_to(self, instant: datetime) -> float:
         """Makes the clock read `instant` now and run on from it; returns the real
         epoch at which it reads `due`."""
-        self.set_offset((instant - datetime.now(UTC)).total_seconds())
+        self.move_to(instant)
         return self.real(self.due)
-
-    def set_offset(self, seconds: float) -> None:
-        text = f"{seconds:.6f}"
-        self.offset = float(text)            # exactly what the daemon reads
-        part = self.path.with_suffix(".part")
-        part.write_text(text + "\n")
-        os.replace(part, self.path)          # never read half-written
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
-
-    def real(self, instant: datetime) -> float:
-        """The real epoch at which this clock reads `instant`."""
-        return instant.timestamp() - self.offset
 
 
 def hhmmss(when: datetime) -> str:
