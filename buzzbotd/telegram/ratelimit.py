@@ -108,11 +108,10 @@ class ChatRateLimiter(AIORateLimiter):
     at once and then one every 3 s, up to 39 in one minute."""
 
     def __init__(self, chat_interval_s: float = CHAT_INTERVAL_S,
-                 group_messages: int = GROUP_MESSAGES, group_period_s: float = GROUP_PERIOD_S,
-                 window: OverallWindow | None = None, max_retries: int = RETRY_AFTER_RETRIES
+                 group_messages: int = GROUP_MESSAGES, group_period_s: float = GROUP_PERIOD_S
                  ) -> None:
-        super().__init__(overall_max_rate=0, group_max_rate=0, max_retries=max_retries)
-        self._window = window or OverallWindow()
+        super().__init__(overall_max_rate=0, group_max_rate=0, max_retries=RETRY_AFTER_RETRIES)
+        self._window = OverallWindow()
         self._chat_interval_s = chat_interval_s
         self._group_messages = group_messages
         self._group_period_s = group_period_s
