@@ -141,7 +141,7 @@ class Alerts:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, kind: str, text: str) -> None:
-        muted = await asyncio.wrap_future(self.owner.submit(muted_admins))
+        muted = await self.owner.run(muted_admins)
         for admin in sorted(self.admins - muted):
             try:
                 await self.send(admin, text)

@@ -232,8 +232,7 @@ class Daemon:
         if not self._leading.is_set():
             log.info("standing by: %s", self.leadership.status_line())
             await self._leading.wait()
-            self._unclean_start = await asyncio.wrap_future(
-                self.owner.submit(alerts.mark_running))
+            self._unclean_start = await self.owner.run(alerts.mark_running)
         # Found unset before READY: say when it is set, even if that was already so.
         if CLOCK in self.health.degraded() or not self._check_clock():
             while not self._check_clock():
@@ -243,7 +242,7 @@ class Daemon:
         # Pi's SD card) is this daemon's: its first start is when it was launched,
         # or, if the clock was not set then, when it was.
         since = self.launched if is_sane(self.launched, self.built) else self.clock()
-        first = await asyncio.wrap_future(self.owner.submit(durable.first_start, since))
+        first = await self.owner.run(durable.first_start, since)
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
         self._catch_up()
@@ -329,8 +328,7 @@ class Daemon:
         if self.web is not None:
             await self.web.stop()
         try:    # the next start tells a clean stop from a crash by this marker
-            await asyncio.wait_for(asyncio.wrap_future(self.owner.submit(alerts.mark_stopped)),
-                                   LOOP_CLOSE_S)
+            await asyncio.wait_for(self.owner.run(alerts.mark_stopped), LOOP_CLOSE_S)
         except Exception as e:  # noqa: BLE001 - the stop goes on regardless
             log.warning("could not record the clean stop: %s", e or type(e).__name__)
         for task in list(self._tasks):
@@ -400,7 +398,7 @@ class Daemon:
     async def _status_text(self) -> str:
         if self.leadership is not None and not self.leadership.is_leader:
             return self.leadership.status_line()     # the leader writes the heartbeat
-        report = await asyncio.wrap_future(self.owner.submit(self._heartbeat_report))
+        report = await self.owner.run(self._heartbeat_report)
         return status.status_line(report)
 
     def _backup_if_due(self) -> None:

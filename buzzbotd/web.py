@@ -131,8 +131,7 @@ class WebServer:
         return self._exposition
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.wait_for(asyncio.wrap_future(self.owner.submit(fn, *args)),
-                                      DB_TIMEOUT_S)
+        return await asyncio.wait_for(self.owner.run(fn, *args), DB_TIMEOUT_S)
 
     async def parts(self, owner_answered: bool = False) -> dict[str, str]:
         """Each part: "ok", or what is wrong. The watchdog's judgement (the loop turns:

@@ -22,6 +22,7 @@ could not be written within GIVE_UP_S fails with DatabaseUnavailable.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import sqlite3
@@ -179,6 +180,11 @@ class DatabaseOwner:
             return future
         self._queue.put((future, fn, args, transaction, retry, time.monotonic() + GIVE_UP_S))
         return future
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) in the owner thread (in a write transaction), awaited from an
+        event loop: the bot's, the web server's."""
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def call(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
              timeout: float | None = CALL_TIMEOUT_S) -> T:

@@ -263,7 +263,7 @@ class BotApp:
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
-                await self._db(durable.put_time, durable.TELEGRAM_CONFLICT, self.clock())
+                await self.owner.run(durable.put_time, durable.TELEGRAM_CONFLICT, self.clock())
                 await self._state_changed()
             return
         if update is None and isinstance(error, NetworkError):
@@ -292,9 +292,6 @@ class BotApp:
     async def _state_changed(self) -> None:
         if self.on_state_change is not None:
             await self.on_state_change()
-
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self.owner.submit(fn, *args))
 
     def _due_to_log(self, kind: str) -> bool:
         """At most one log line per kind of polling error per POLLING_ERROR_LOG_EVERY_S."""

@@ -76,7 +76,7 @@ class Commands(BotApp):
             return
         user, chat = update.effective_user, update.effective_chat
         if user is not None and chat is not None:
-            await self._db(reminders.touch_user, user.id, chat.id, self.clock(),
+            await self.owner.run(reminders.touch_user, user.id, chat.id, self.clock(),
                            self.settings.telegram.default_timezone)
 
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -116,7 +116,7 @@ class Commands(BotApp):
             await _reply(update, str(e))
             return
         assert update.effective_chat is not None
-        result = await self._db(reminders.set_reminder, _user_id(update),
+        result = await self.owner.run(reminders.set_reminder, _user_id(update),
                                 update.effective_chat.id, request.at, request.timezone,
                                 self.clock(), self.settings.telegram.default_timezone)
         if result.reminder is None:
@@ -131,7 +131,7 @@ class Commands(BotApp):
                              f"price. Next: {self._when(r)}.")
 
     async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        views = await self._db(reminders.user_reminders, _user_id(update))
+        views = await self.owner.run(reminders.user_reminders, _user_id(update))
         if not views:
             await _reply(update, "You have no reminders. Set one with /remind 08:30 "
                                  "(or /remind 08:30 Europe/Berlin).")
@@ -152,7 +152,7 @@ class Commands(BotApp):
         except reminders.InputError as e:
             await _reply(update, str(e))
             return
-        removed = await self._db(reminders.remove_reminders, _user_id(update), at)
+        removed = await self.owner.run(reminders.remove_reminders, _user_id(update), at)
         if removed:
             await _reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
         elif at is not None:
@@ -163,7 +163,7 @@ class Commands(BotApp):
     async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if await self._refused(update):
             return
-        report = await asyncio.wrap_future(self.owner.submit(self.report))
+        report = await self.owner.run(self.report)
         await _reply(update, status.render(report, os.getpid())[:TELEGRAM_TEXT_MAX])
 
     async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -189,7 +189,7 @@ class Commands(BotApp):
     async def _set_paused(self, update: Update, paused: bool) -> None:
         if await self._refused(update):
             return
-        await self._db(durable.set_paused, paused, self.clock())
+        await self.owner.run(durable.set_paused, paused, self.clock())
         await self._state_changed()
         log.info("admin %d: scheduled posting %s", _user_id(update),
                  "paused" if paused else "resumed")
@@ -208,7 +208,7 @@ class Commands(BotApp):
         status = change.new_chat_member.status
         if status not in (ChatMember.BANNED, ChatMember.LEFT):
             return
-        count = await self._db(reminders.disable_chat, change.chat.id, self.clock())
+        count = await self.owner.run(reminders.disable_chat, change.chat.id, self.clock())
         log.warning("user %d: the bot was %s from chat %d; %d reminder(s) disabled until "
                     "they write to the bot again", change.from_user.id,
                     "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
@@ -223,7 +223,7 @@ class Commands(BotApp):
                                  "get them again.")
             return
         user = _user_id(update)
-        await self._db(alerts.set_muted, user, args == ["off"])
+        await self.owner.run(alerts.set_muted, user, args == ["off"])
         log.info("admin %d: alerts %s", user, args[0])
         text = ("Alerts on: I'll message you when something breaks, and when it's over."
                 if args == ["on"] else "Alerts off for you. /alerts on to get them again.")

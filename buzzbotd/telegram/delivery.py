@@ -141,7 +141,7 @@ class Delivery(BotApp):
                 await self.application.bot.send_message(chat_id, text)
             except ChatMigrated as e:
                 # The group became a supergroup: its reminders move, this one is sent there.
-                count = await self._db(reminders.move_chat, chat_id, e.new_chat_id,
+                count = await self.owner.run(reminders.move_chat, chat_id, e.new_chat_id,
                                        self.clock())
                 log.warning("user %d: chat %d became supergroup %d; its %d reminder(s) moved "
                             "there", due.user_id, chat_id, e.new_chat_id, count)
@@ -155,7 +155,7 @@ class Delivery(BotApp):
                 return
             except Forbidden as e:
                 page.refused.update((due.chat_id, chat_id))
-                count = await self._db(reminders.disable_chat, chat_id, self.clock())
+                count = await self.owner.run(reminders.disable_chat, chat_id, self.clock())
                 log.warning("user %d: Telegram refused reminder %d (%s); %d reminder(s) of "
                             "chat %d disabled until they write to the bot again",
                             due.user_id, due.id, e.message, count, chat_id)
@@ -167,7 +167,7 @@ class Delivery(BotApp):
                 tally.failed += 1
                 return
             except BadRequest as e:
-                await self._db(reminders.skip_occurrence, due.id, due.due_at, self.clock())
+                await self.owner.run(reminders.skip_occurrence, due.id, due.due_at, self.clock())
                 log.error("user %d: Telegram rejected reminder %d (%s); skipped until its "
                           "next day", due.user_id, due.id, e.message)
                 tally.rejected += 1
@@ -231,7 +231,7 @@ class Delivery(BotApp):
             batch, page.unwritten = page.unwritten, []
             try:
                 # One owner call: one transaction (fenced on PostgreSQL) for the batch.
-                await self._db(_mark_all_sent, [(d.id, d.due_at) for d, _ in batch],
+                await self.owner.run(_mark_all_sent, [(d.id, d.due_at) for d, _ in batch],
                                self.clock())
             except Exception as e:  # noqa: BLE001 - each waiting record reports it
                 for _, done in batch:
