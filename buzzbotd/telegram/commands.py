@@ -77,7 +77,7 @@ class Commands(BotApp):
         user, chat = update.effective_user, update.effective_chat
         if user is not None and chat is not None:
             await self.owner.run(reminders.touch_user, user.id, chat.id, self.clock(),
-                           self.settings.telegram.default_timezone)
+                                 self.settings.telegram.default_timezone)
 
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         user = _user_id(update)
@@ -117,8 +117,8 @@ class Commands(BotApp):
             return
         assert update.effective_chat is not None
         result = await self.owner.run(reminders.set_reminder, _user_id(update),
-                                update.effective_chat.id, request.at, request.timezone,
-                                self.clock(), self.settings.telegram.default_timezone)
+                                      update.effective_chat.id, request.at, request.timezone,
+                                      self.clock(), self.settings.telegram.default_timezone)
         if result.reminder is None:
             await _reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
                                  "most I keep. /reminders lists them; /unremind HH:MM removes "

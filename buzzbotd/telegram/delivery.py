@@ -142,7 +142,7 @@ class Delivery(BotApp):
             except ChatMigrated as e:
                 # The group became a supergroup: its reminders move, this one is sent there.
                 count = await self.owner.run(reminders.move_chat, chat_id, e.new_chat_id,
-                                       self.clock())
+                                             self.clock())
                 log.warning("user %d: chat %d became supergroup %d; its %d reminder(s) moved "
                             "there", due.user_id, chat_id, e.new_chat_id, count)
                 page.moved[chat_id] = chat_id = e.new_chat_id
@@ -232,7 +232,7 @@ class Delivery(BotApp):
             try:
                 # One owner call: one transaction (fenced on PostgreSQL) for the batch.
                 await self.owner.run(_mark_all_sent, [(d.id, d.due_at) for d, _ in batch],
-                               self.clock())
+                                     self.clock())
             except Exception as e:  # noqa: BLE001 - each waiting record reports it
                 for _, done in batch:
                     if not done.done():

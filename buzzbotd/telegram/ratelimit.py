@@ -1,7 +1,8 @@
 """ChatRateLimiter: every message the bot sends (replies, reminders, alerts) goes
-through it: at most MESSAGES_PER_S in any second for the whole bot, one message a second per
-chat and GROUP_MESSAGES a minute per group; a 429's retry_after is waited out and
-the request retried, RETRY_AFTER_RETRIES times (SPEC "Telegram's real behaviour").
+through it: at most MESSAGES_PER_S in any second for the whole bot, one message a
+second per chat and GROUP_MESSAGES a minute per group; a 429's retry_after is waited
+out and the request retried, RETRY_AFTER_RETRIES times (SPEC "Telegram's real
+behaviour").
 """
 
 from __future__ import annotations
