@@ -37,14 +37,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from buzzbotd import __version__, alerts, durable, faults, status
+from buzzbotd import __version__, testhooks
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
-from buzzbotd.db import backup, open_owner
+from buzzbotd.db import backup, meta, open_owner
 from buzzbotd.db.models import utc_text
-from buzzbotd.lock import PidLock
-from buzzbotd.notify import Health, Notifier, Watchdog
-from buzzbotd.scheduler import Scheduler, WorkerPool
+from buzzbotd.ops import alerts, status
+from buzzbotd.runtime.lock import PidLock
+from buzzbotd.runtime.notify import Health, Notifier, Watchdog
+from buzzbotd.runtime.scheduler import Scheduler, WorkerPool
 
 log = logging.getLogger("buzzbotd")
 # The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
@@ -99,7 +100,7 @@ class Daemon:
     # -- the whole life ----------------------------------------------------
 
     def run(self) -> int:
-        faults.warn_if_set()
+        testhooks.warn_if_set()
         self.lock.acquire()
         try:
             log.info("buzzbotd %s starting (pid %d, config %s)", __version__, os.getpid(),
@@ -137,7 +138,7 @@ class Daemon:
                         "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
 
     def _start_leadership(self) -> None:
-        from buzzbotd.leadership import Leadership
+        from buzzbotd.db.leadership import Leadership
         self.leadership = Leadership(
             self.settings.database.url, self.settings.database.password.reveal() or None,
             on_gained=self._leadership_gained, on_lost=self._leadership_lost, wall=self.clock)
@@ -164,7 +165,7 @@ class Daemon:
             from buzzbotd.price import PriceClient
             self.prices = PriceClient(s.price, clock=self.clock)
         if s.x.enabled:
-            from buzzbotd.posting import Poster  # tweepy is imported only when X is on
+            from buzzbotd.posting.poster import Poster  # tweepy is imported only when X is on
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
             from buzzbotd.telegram import TelegramBot
@@ -178,7 +179,7 @@ class Daemon:
                 self.alerts = alerts.Alerts(s.telegram.admin_ids, self.owner, self.bot.send_alert)
                 self.bot.alerts_enabled = True
         if s.sheets.enabled:
-            from buzzbotd.sheets import SheetsSync  # gspread and google-auth: only when on
+            from buzzbotd.sheets.sync import SheetsSync  # gspread and google-auth: only when on
             self.sheets = SheetsSync(s, self.owner, clock=self.clock)
             self.sheets.on_change = self._refresh_status_soon
 
@@ -195,9 +196,9 @@ class Daemon:
         self.scheduler.start()
         self._spawn(self.watchdog.loop(), "watchdog")
         self._serve_http_and_alerts()
-        after = faults.hang_after("loop")
+        after = testhooks.hang_after("loop")
         if after is not None:
-            loop.call_later(after, faults.maybe_hang, "loop")
+            loop.call_later(after, testhooks.maybe_hang, "loop")
         self._check_clock()
         self._leading = asyncio.Event()
         if self.leadership is None or self.leadership.is_leader:
@@ -242,7 +243,7 @@ class Daemon:
         # Pi's SD card) is this daemon's: its first start is when it was launched,
         # or, if the clock was not set then, when it was.
         since = self.launched if is_sane(self.launched, self.built) else self.clock()
-        first = await self.owner.run(durable.first_start, since)
+        first = await self.owner.run(meta.first_start, since)
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
         self._catch_up()
@@ -277,7 +278,7 @@ class Daemon:
             # installed (+3 MiB); with [http] off nothing here uses it, so keep it out.
             sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
             return
-        from buzzbotd.web import WebServer  # tornado and prometheus_client only when on
+        from buzzbotd.web.server import WebServer  # tornado and prometheus_client only when on
         self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock)
         log.info("http: listening on %s", self.web.bind())
 
@@ -375,9 +376,9 @@ class Daemon:
         return status.collect(self.settings, self.clock())
 
     def _heartbeat_report(self) -> dict[str, Any]:
-        durable.put_many({durable.HEARTBEAT: utc_text(self.clock()),
-                          durable.HEALTH: "; ".join(self.watchdog.problems),
-                          durable.DEGRADED: status.degraded_meta(self.health.degraded())})
+        meta.put_many({meta.HEARTBEAT: utc_text(self.clock()),
+                          meta.HEALTH: "; ".join(self.watchdog.problems),
+                          meta.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
 
     def _database_unavailable(self, reason: str | None) -> None:

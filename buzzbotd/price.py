@@ -33,10 +33,11 @@ from typing import Any
 
 import httpx
 
-from buzzbotd import __version__, backoff, tls
+from buzzbotd import __version__, retry
 from buzzbotd.config import PriceSettings
-from buzzbotd.metrics import METRICS
-from buzzbotd.scheduler import utc_now
+from buzzbotd.ops.metrics import METRICS
+from buzzbotd.runtime import tls
+from buzzbotd.runtime.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.price")
 ATTEMPTS = 3
@@ -168,7 +169,7 @@ class PriceClient:
                 self._cached, self._failures, self._held_until = flight.quote, 0, None
                 return
             self._failures += 1
-            hold = backoff.step(self._failures, self.hold_s, self.hold_max_s)
+            hold = retry.step(self._failures, self.hold_s, self.hold_max_s)
             retry_after = flight.error.retry_after_s if isinstance(flight.error, PriceError) \
                 else None
             if retry_after:
@@ -188,7 +189,7 @@ class PriceClient:
                     error = PriceError(f"{e} (after {attempt} attempts)")
                     error.retry_after_s = e.retry_after_s
                     raise error from None
-                wait = backoff.up_to_half_more(backoff.step(attempt, self.backoff_s))
+                wait = retry.wait_s(attempt, self.backoff_s)
                 log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
                 self.sleep(wait)
             else:

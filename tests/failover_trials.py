@@ -63,9 +63,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from buzzbotd.db.leadership import LOCK_KEY
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.postgres import PostgresOwner, load_driver
-from buzzbotd.leadership import LOCK_KEY
 from buzzbotd.timeofday import slot_key
 from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from buzzbotd import alerts
 from buzzbotd.db import DatabaseOwner
-from buzzbotd.metrics import Metrics
+from buzzbotd.ops import alerts
+from buzzbotd.ops.metrics import Metrics
 
 
 class Clock:

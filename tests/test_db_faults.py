@@ -17,7 +17,7 @@ import pytest
 from buzzbotd import config
 from buzzbotd.db import DatabaseOwner, Meta
 from buzzbotd.db import owner as owner_module
-from buzzbotd.posting import Poster
+from buzzbotd.posting.poster import Poster
 from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice

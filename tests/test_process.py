@@ -145,7 +145,7 @@ def test_a_status_line_that_is_not_latin_1_reaches_systemd(notify: NotifySocket,
     """sdnotify encodes as Latin-1 and silently drops what it cannot encode; a
     STATUS= with "→" or "…" (a user's zone, an API's error text) must still
     arrive, as the UTF-8 systemd reads, and so must a READY=1 sent with it."""
-    from buzzbotd.notify import Notifier
+    from buzzbotd.runtime.notify import Notifier
     monkeypatch.setenv("NOTIFY_SOCKET", notify.path)     # where sdnotify sends
     notifier = Notifier({"NOTIFY_SOCKET": notify.path})
     notifier.ready("ready: next tweet 08:00 Europe/Berlin → 07:00 UTC…")

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import faults, reminders
+from buzzbotd import reminders, testhooks
 from buzzbotd.daemon import STOP_BUDGET_S
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.models import utc_text
@@ -413,8 +413,8 @@ def test_a_delivered_reminder_whose_record_fails_is_not_sent_again(
         bot: BotInProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     due = bot.now
     [user] = seed_reminders(bot.database, 1, due, first_user=1101)
-    monkeypatch.setenv(faults.FAIL_ENV, "mark_sent:3")     # the write fails 3 times
-    faults.reset()
+    monkeypatch.setenv(testhooks.FAIL_ENV, "mark_sent:3")     # the write fails 3 times
+    testhooks.reset()
     bot.start()
     tallies = [bot.round(due + i * MINUTE) for i in range(5)]
     assert len(bot.telegram.messages_to(user)) == 1, "sent again after a failed write"

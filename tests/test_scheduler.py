@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from buzzbotd import timeofday
-from buzzbotd.scheduler import Scheduler
+from buzzbotd.runtime.scheduler import Scheduler
 
 
 @pytest.fixture

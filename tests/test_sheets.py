@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from buzzbotd import config, status
+from buzzbotd import config
 from buzzbotd.db import DatabaseOwner, Post
 from buzzbotd.db.models import Reminder, TelegramUser
-from buzzbotd.sheets import SheetsSync
+from buzzbotd.ops import status
+from buzzbotd.sheets.sync import SheetsSync
 from tests.fakes.base import Fault
 from tests.fakes.sheets import (
     RATE_LIMITED,
@@ -170,7 +171,7 @@ def test_429_twice_then_success_waits_a_jittered_backoff(world: World) -> None:
 
 
 def test_backoff_is_jittered_and_capped() -> None:
-    from buzzbotd.sheets_api import BACKOFF_MAX_S, QuotaClient
+    from buzzbotd.sheets.api import BACKOFF_MAX_S, QuotaClient
     client = QuotaClient(None, session=object())       # type: ignore[arg-type]
     waits = [client.backoff(1) for _ in range(200)]
     assert min(waits) >= 0.5 and max(waits) <= 1.0 and len(set(waits)) > 150
@@ -427,8 +428,8 @@ def test_a_big_table_is_written_in_parts_under_the_size_limit(world: World, monk
                                                               ) -> None:
     """Google refuses a request over 10 MB: past MAX_BODY_BYTES a sheet's rows go
     in several values.update requests, each at its own start row, none twice."""
-    import buzzbotd.sheets
-    monkeypatch.setattr(buzzbotd.sheets, "MAX_BODY_BYTES", 300_000)
+    import buzzbotd.sheets.sync
+    monkeypatch.setattr(buzzbotd.sheets.sync, "MAX_BODY_BYTES", 300_000)
     world.owner.call(many)
     assert world.sync()[0]
     updates = [r for r in world.fake.calls("values.update") if "reminders" in r.path]
@@ -479,8 +480,8 @@ def test_rows_added_and_removed_during_the_sync_are_in_the_sheet(world: World) -
 def test_a_big_table_is_sent_part_by_part_as_it_is_read(world: World, monkeypatch) -> None:
     """The first part of `users` is sent before its last page is read: a user who
     arrives meanwhile (largest id: the last page) is in the sheet, its grid grown."""
-    import buzzbotd.sheets
-    monkeypatch.setattr(buzzbotd.sheets, "MAX_BODY_BYTES", 300_000)
+    import buzzbotd.sheets.sync
+    monkeypatch.setattr(buzzbotd.sheets.sync, "MAX_BODY_BYTES", 300_000)
     world.owner.call(many)
     _during_the_first_write(world, lambda: TelegramUser.create(
         id=99_000_000, chat_id=99_000_000, timezone="UTC", created_at=NOW, updated_at=NOW))

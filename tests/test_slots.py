@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from buzzbotd import config, durable, ledger, timeofday
-from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd import config, timeofday
+from buzzbotd.db import DatabaseOwner, Post, meta
 from buzzbotd.db.models import PostEvent
-from buzzbotd.posting import Poster
+from buzzbotd.posting import ledger
+from buzzbotd.posting.poster import Poster
 from buzzbotd.price import PriceClient
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX, Tweet
@@ -82,7 +83,7 @@ def poster(tmp_path: Path, make_owner, fakes, local_time: str, zone: str, clock:
     settings = replace(settings, x=replace(settings.x, timezone=zone, **x_settings))
     owner = make_owner()
     owner.start()
-    owner.call(durable.first_start, clock.now - timedelta(days=2))
+    owner.call(meta.first_start, clock.now - timedelta(days=2))
     return Poster(settings, owner, PriceClient(settings.price), clock=clock), owner
 
 

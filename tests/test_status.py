@@ -6,9 +6,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from buzzbotd import config, durable, status
-from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd import config
+from buzzbotd.db import DatabaseOwner, Post, meta
 from buzzbotd.db.models import Reminder, TelegramUser
+from buzzbotd.ops import status
 from tests.harness import write_config
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -24,7 +25,7 @@ def fill(count_posts: int) -> None:
     for local, enabled in (("08:00", True), ("09:00", True), ("10:00", False)):
         Reminder.create(user=user, chat_id=7, local_time=local, timezone="UTC",
                         next_due_at=NOW, enabled=enabled, created_at=NOW)
-    durable.set_paused(True, NOW)
+    meta.set_paused(True, NOW)
 
 
 def test_report_counts_posts_slots_and_reminders(tmp_path: Path) -> None:
@@ -52,13 +53,13 @@ def test_report_counts_posts_slots_and_reminders(tmp_path: Path) -> None:
 
 
 def test_the_report_and_the_heartbeat_read_alike_on_both_backends(owner, tmp_path: Path) -> None:
-    """status.collect and durable.put_many are plain SQL (run twice a minute): the same
+    """status.collect and meta.put_many are plain SQL (run twice a minute): the same
     answers from SQLite and PostgreSQL."""
     settings = config.load(write_config(tmp_path, x={"times": ["08:00"]}))
     settings = replace(settings, x=replace(settings.x, enabled=True))
     owner.call(fill, 7)
-    owner.call(durable.put_many, {durable.HEARTBEAT: "2026-11-22T09:29:50Z", durable.HEALTH: ""})
-    owner.call(durable.put_many, {durable.HEARTBEAT: "2026-11-22T09:30:00Z"})
+    owner.call(meta.put_many, {meta.HEARTBEAT: "2026-11-22T09:29:50Z", meta.HEALTH: ""})
+    owner.call(meta.put_many, {meta.HEARTBEAT: "2026-11-22T09:30:00Z"})
     report = owner.call(status.collect, settings, NOW)
     assert report["x"]["last_posts"][0] == {"slot_key": "slot-0", "kind": "scheduled",
                                            "state": "failed", "tweet_id": "0", "text": "t",

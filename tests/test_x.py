@@ -383,7 +383,7 @@ def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
 def test_the_24_hour_quota_reset_wins_when_that_quota_ran_out():
     import requests
 
-    from buzzbotd.x import _rate_limit_reset
+    from buzzbotd.posting.x import _rate_limit_reset
     response = requests.Response()
     response.headers.update({"x-rate-limit-reset": "1795000000",
                              "x-user-limit-24hour-remaining": "0",

@@ -13,10 +13,11 @@ import logging
 import sys
 from typing import NoReturn
 
-from buzzbotd import __version__, config, log
+from buzzbotd import __version__, config
 from buzzbotd.cli import access
 from buzzbotd.cli.commands import COMMANDS
 from buzzbotd.cli.exits import EX_CONFIG, EX_FAILURE, EX_TEMPFAIL
+from buzzbotd.runtime import journal
 
 logger = logging.getLogger("buzzbotd")
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     path = getattr(args, "config", None) or config.default_path()
     if args.command == "run":
-        log.setup("info")
+        journal.setup("info")
     try:
         settings = config.load(path)
         access.check(args.command, settings)
@@ -83,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EX_FAILURE
     except Exception as e:  # noqa: BLE001 - mapped to an exit code and one clear line
+        from buzzbotd.cli.ownership import WrongUser
         from buzzbotd.db import DatabaseError, DatabaseTooNew
-        from buzzbotd.lock import LockHeld
-        from buzzbotd.ownership import WrongUser
+        from buzzbotd.runtime.lock import LockHeld
         if isinstance(e, WrongUser):
             _fail(args.command, [str(e)], "not started")
             return EX_CONFIG

@@ -11,17 +11,18 @@ import json
 import os
 import sys
 
-from buzzbotd import config, log
+from buzzbotd import config
 from buzzbotd.cli.exits import EX_FAILURE, EX_OK
+from buzzbotd.runtime import journal
 
 
 def cmd_run(settings: config.Settings, args: argparse.Namespace) -> int:
-    log.setup(settings.daemon.log_level, settings.secrets())
+    journal.setup(settings.daemon.log_level, settings.secrets())
     # Start-up allocates tens of thousands of long-lived objects (the imports of
     # telegram, tweepy, peewee) and frees almost none: collecting during it is
     # wasted work. The daemon re-enables the collector, after freezing those
     # objects out of its view, once it is READY.
-    from buzzbotd.ownership import check_run_as
+    from buzzbotd.cli.ownership import check_run_as
     check_run_as(settings)
     gc.disable()
     from buzzbotd.daemon import Daemon
@@ -48,8 +49,8 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
 
 
 def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
-    from buzzbotd import status
     from buzzbotd.clock import utc_now
+    from buzzbotd.ops import status
     pid = status.daemon_pid(settings.daemon.lock_file)
     db = _open_reader(settings, writer_running=pid is not None)
     try:
@@ -100,7 +101,7 @@ def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd.clock import utc_now
     from buzzbotd.price import PriceClient, PriceError
-    from buzzbotd.tweet import ComposeError, compose_now
+    from buzzbotd.template import ComposeError, compose_now
     try:
         text = compose_now(settings, PriceClient(settings.price), utc_now())
     except PriceError as e:
@@ -114,7 +115,7 @@ def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: config.Settings, args: argparse.Namespace) -> int:
-    from buzzbotd import tables
+    from buzzbotd.db import tables
     table = tables.TABLES[args.table]
     write = tables.write_json if args.format == "json" else tables.write_csv
     db = _open_reader(settings)

@@ -36,10 +36,10 @@ from typing import Any, TypeVar
 
 import peewee
 
-from buzzbotd import faults
+from buzzbotd import testhooks
 from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
-from buzzbotd.metrics import METRICS
+from buzzbotd.ops.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -222,7 +222,7 @@ class DatabaseOwner:
             item = self._queue.get()
             if item is _STOP:
                 break
-            faults.maybe_hang("db")
+            testhooks.maybe_hang("db")
             if item is _PING:
                 self._answer_pings()
                 continue

@@ -28,10 +28,10 @@ from time import monotonic
 
 import peewee
 
-from buzzbotd import faults
+from buzzbotd import testhooks
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
-from buzzbotd.metrics import METRICS
+from buzzbotd.ops.metrics import METRICS
 from buzzbotd.reminders.store import next_due_for
 from buzzbotd.timeinput import zone
 
@@ -102,7 +102,7 @@ def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
 
 def mark_sent(reminder_id: int, due_at: datetime, now: datetime) -> None:
     """Telegram confirmed the message for the occurrence due at `due_at`."""
-    faults.maybe_fail("mark_sent")
+    testhooks.maybe_fail("mark_sent")
     _settle(reminder_id, due_at, now, sent=True)
 
 

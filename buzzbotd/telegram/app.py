@@ -39,13 +39,14 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from buzzbotd import durable, status, tls
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner
-from buzzbotd.metrics import METRICS
-from buzzbotd.notify import Health
+from buzzbotd.db import DatabaseOwner, meta
+from buzzbotd.ops import status
+from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import Quote
+from buzzbotd.runtime import tls
+from buzzbotd.runtime.notify import Health
 from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
@@ -263,7 +264,7 @@ class BotApp:
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
-                await self.owner.run(durable.put_time, durable.TELEGRAM_CONFLICT, self.clock())
+                await self.owner.run(meta.put_time, meta.TELEGRAM_CONFLICT, self.clock())
                 await self._state_changed()
             return
         if update is None and isinstance(error, NetworkError):

@@ -24,7 +24,9 @@ from telegram.ext import (
     filters,
 )
 
-from buzzbotd import alerts, durable, reminders, status
+from buzzbotd import reminders
+from buzzbotd.db import meta
+from buzzbotd.ops import alerts, status
 from buzzbotd.price import PriceUnavailable, Quote
 from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
 from buzzbotd.telegram.texts import price_text, stale_price_text
@@ -189,7 +191,7 @@ class Commands(BotApp):
     async def _set_paused(self, update: Update, paused: bool) -> None:
         if await self._refused(update):
             return
-        await self.owner.run(durable.set_paused, paused, self.clock())
+        await self.owner.run(meta.set_paused, paused, self.clock())
         await self._state_changed()
         log.info("admin %d: scheduled posting %s", _user_id(update),
                  "paused" if paused else "resumed")

@@ -35,7 +35,7 @@ from telegram.error import (
     RetryAfter,
 )
 
-from buzzbotd import backoff, reminders
+from buzzbotd import reminders, retry
 from buzzbotd.price import PriceError, PriceUnavailable
 from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.ratelimit import RETRY_AFTER_RETRIES
@@ -178,7 +178,7 @@ class Delivery(BotApp):
                                 "retried next minute", due.user_id, due.id, attempt, e)
                     tally.failed += 1
                     return
-                await asyncio.sleep(backoff.step(attempt, SEND_BACKOFF_S))
+                await asyncio.sleep(retry.step(attempt, SEND_BACKOFF_S))
             else:
                 self._delivered.add((due.id, due.due_at))
                 # Recorded meanwhile: the next message need not wait for the write.

@@ -21,7 +21,7 @@ from telegram.ext import (
     AIORateLimiter,
 )
 
-from buzzbotd.metrics import METRICS
+from buzzbotd.ops.metrics import METRICS
 
 # Telegram allows about 30 messages a second in all, and a 429 costs every chat a pause
 # of retry_after. Counted as OverallWindow counts, network jitter cannot push 29 over.

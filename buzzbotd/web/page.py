@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from buzzbotd import durable, status, timeofday
+from buzzbotd import timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db import tally
+from buzzbotd.db import meta, tally
 from buzzbotd.db.models import Post
+from buzzbotd.ops import status
 
 REFRESH_S = 60
 CHART_DAYS = 30
@@ -43,7 +44,7 @@ def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
         "last_post": last.timestamp() if last else None,
         "next_slot": (timeofday.next_occurrence(x.times, x.zone, now).timestamp()
                       if x.enabled else None),
-        "paused": durable.paused(),
+        "paused": meta.paused(),
     }
 
 

@@ -21,9 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from buzzbotd import durable
-from buzzbotd.db import DatabaseOwner
-from buzzbotd.metrics import METRICS, Condition, Metrics
+from buzzbotd.db import DatabaseOwner, meta
+from buzzbotd.ops.metrics import METRICS, Condition, Metrics
 
 log = logging.getLogger("buzzbotd.alerts")
 WINDOW_S = 600.0            # at most one message per kind in this long
@@ -46,26 +45,26 @@ DELAY_S = {"price": PRICE_AFTER_S}
 
 
 def muted_admins() -> set[int]:
-    return {int(x) for x in (durable.get(MUTED) or "").split(",") if x.strip().isdigit()}
+    return {int(x) for x in (meta.get(MUTED) or "").split(",") if x.strip().isdigit()}
 
 
 def set_muted(admin_id: int, muted: bool) -> None:
     ids = muted_admins()
     (ids.add if muted else ids.discard)(admin_id)
-    durable.put(MUTED, ",".join(str(i) for i in sorted(ids)))
+    meta.put(MUTED, ",".join(str(i) for i in sorted(ids)))
 
 
 def mark_running() -> tuple[bool, datetime | None]:
     """At start: whether the previous run ended without a clean stop (a run that
     recorded no marker, e.g. the first, counts as clean), with its last heartbeat;
     and marks this run as running until mark_stopped()."""
-    unclean = durable.get(CLEAN_STOP) == "0"
-    durable.put(CLEAN_STOP, "0")
-    return unclean, durable.get_time(durable.HEARTBEAT)
+    unclean = meta.get(CLEAN_STOP) == "0"
+    meta.put(CLEAN_STOP, "0")
+    return unclean, meta.get_time(meta.HEARTBEAT)
 
 
 def mark_stopped() -> None:
-    durable.put(CLEAN_STOP, "1")
+    meta.put(CLEAN_STOP, "1")
 
 
 # -- in the event loop -----------------------------------------------------------

@@ -26,7 +26,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport.requests import AuthorizedSession, Request
 from google.oauth2 import service_account
 
-from buzzbotd import backoff
+from buzzbotd import retry
 from buzzbotd.config import ConfigError, Settings
 
 log = logging.getLogger("buzzbotd.sheets")
@@ -109,13 +109,10 @@ class QuotaClient(gspread.HTTPClient):
         raise AssertionError("unreachable")
 
     def backoff(self, attempt: int, retry_after: str | None = None) -> float:
-        """Half the exponential step fixed, half random ("equal jitter"): never
-        a tight loop, and daemons that hit the quota together do not retry together."""
-        wait = backoff.equal_jitter(backoff.step(attempt, self.backoff_first_s, BACKOFF_MAX_S),
-                                    self.random)
-        if retry_after and retry_after.isdigit():
-            wait = max(wait, min(float(retry_after), BACKOFF_MAX_S))
-        return wait
+        """The one retry policy (buzzbotd.retry): never a tight loop, and daemons
+        that hit the quota together do not retry together."""
+        return retry.wait_s(attempt, self.backoff_first_s, BACKOFF_MAX_S,
+                            retry.retry_after_s(retry_after), self.random)
 
 
 def client(creds: service_account.Credentials, api_base: str

@@ -17,8 +17,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from buzzbotd import status
-from buzzbotd.metrics import COUNTERS, HISTOGRAMS, Metrics
+from buzzbotd.ops import status
+from buzzbotd.ops.metrics import COUNTERS, HISTOGRAMS, Metrics
 
 PREFIX = "buzzbotd_"
 

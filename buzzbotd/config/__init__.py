@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from buzzbotd import credentials
-from buzzbotd.configkeys import (
+from buzzbotd.config import credentials
+from buzzbotd.config.kinds import (
     Check,
     Choice,
     FilePath,

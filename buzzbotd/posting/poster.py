@@ -32,11 +32,12 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from buzzbotd import backoff, durable, ledger, timeofday, tweet, x
+from buzzbotd import retry, template, timeofday
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.db.models import Post
+from buzzbotd.posting import ledger, x
 from buzzbotd.price import PriceClient, PriceError
 
 log = logging.getLogger("buzzbotd.x")   # the name the journal and the tests know X by
@@ -74,7 +75,7 @@ class Poster:
         their window (catch-up after downtime included), skips older ones.
         Slots from before the daemon's very first start are not ours."""
         now = self.clock()
-        first = self.owner.call(durable.first_start, now)
+        first = self.owner.call(meta.first_start, now)
         since = max(first, now - max(self.grace, timedelta(days=1)))
         settled = self.owner.call(ledger.final_keys, since)
         for due in timeofday.occurrences(self.x.times, self.x.zone, since, now):
@@ -158,7 +159,7 @@ class Poster:
             elif self.clock() >= deadline:
                 post = self._finish(post, "failed", "gave up at the end of the slot's window"
                                     + (f" ({post.reason})" if post.reason else ""))
-            elif kind == "scheduled" and self.owner.call(durable.paused_at, due):
+            elif kind == "scheduled" and self.owner.call(meta.paused_at, due):
                 post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
             elif text := post.text or self._compose(post, due):
                 post = self.owner.call(ledger.sending, post, text, self.clock(),
@@ -168,7 +169,7 @@ class Poster:
                 post = self.owner.call(ledger.get, post.slot_key)
             if post.state not in ledger.FINAL:
                 failures += 1
-                wait = backoff.up_to_half_more(backoff.step(failures, RETRY_FIRST_S, RETRY_MAX_S))
+                wait = retry.wait_s(failures, RETRY_FIRST_S, RETRY_MAX_S)
                 self._wait_until(retry_at or self.clock() + timedelta(seconds=wait), deadline)
         return post
 
@@ -177,11 +178,11 @@ class Poster:
         try:
             quote = self.prices.fetch()
             self._prices[post.slot_key] = quote.price          # stored with the text, for the chart
-            return tweet.compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
+            return template.compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
         except PriceError as e:
             self.owner.call(ledger.note, post, "price-failed", f"no usable price: {e}",
                             self.clock(), logging.ERROR)
-        except tweet.ComposeError as e:
+        except template.ComposeError as e:
             self._finish(post, "failed", str(e))
         return None
 

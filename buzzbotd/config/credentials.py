@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from buzzbotd.configkeys import Check, Secret, show
+from buzzbotd.config.kinds import Check, Secret, show
 
 # The credential files in $CREDENTIALS_DIRECTORY, and the config key each one
 # stands in for.

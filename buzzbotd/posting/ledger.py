@@ -33,7 +33,7 @@ from datetime import datetime
 
 from buzzbotd.db import after_commit
 from buzzbotd.db.models import Post, PostEvent
-from buzzbotd.metrics import METRICS
+from buzzbotd.ops.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.x")
 FINAL = ("posted", "failed", "skipped")

@@ -16,8 +16,9 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
-from buzzbotd import page, status
-from buzzbotd.web import WATCHDOG_PARTS, WebServer
+from buzzbotd.ops import status
+from buzzbotd.web import page
+from buzzbotd.web.server import WATCHDOG_PARTS, WebServer
 
 log = logging.getLogger("buzzbotd.http")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

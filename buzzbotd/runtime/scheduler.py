@@ -40,7 +40,7 @@ from typing import Any
 
 import schedule
 
-from buzzbotd import faults
+from buzzbotd import testhooks
 from buzzbotd.clock import Clock, utc_now
 
 __all__ = ["Scheduler", "WorkerPool", "utc_now"]
@@ -237,7 +237,7 @@ class Scheduler:
         while not self._stop.is_set():
             self._wake.clear()          # before the clock is read: a wake() from now on counts
             self._beat()
-            faults.maybe_hang("scheduler")
+            testhooks.maybe_hang("scheduler")
             now = (time.monotonic(), self._clock())
             jump = (now[1] - last[1]).total_seconds() - (now[0] - last[0])
             last = now

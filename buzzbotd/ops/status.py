@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from buzzbotd import __version__, durable, timeofday
+from buzzbotd import __version__, timeofday
 from buzzbotd.config import Settings
-from buzzbotd.db import tally
+from buzzbotd.db import meta, tally
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.raw import rows
 
@@ -38,15 +38,15 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             next_slots.append({"slot_key": timeofday.slot_key(after),
                                "local": timeofday.local_label(after, x.zone)})
     reminders = tally.reminders()      # kept by triggers: no scan of every reminder
-    meta = durable.snapshot()
-    heartbeat = durable.as_time(meta.get(durable.HEARTBEAT))
-    conflict = durable.as_time(meta.get(durable.TELEGRAM_CONFLICT))
+    values = meta.snapshot()
+    heartbeat = meta.as_time(values.get(meta.HEARTBEAT))
+    conflict = meta.as_time(values.get(meta.TELEGRAM_CONFLICT))
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
         "x": {
             "enabled": x.enabled,
-            "paused": meta.get(durable.PAUSED) == "1",
+            "paused": values.get(meta.PAUSED) == "1",
             "last_posts": [dict(zip(POST_COLUMNS, p, strict=True)) for p in posts],
             "next_slots": next_slots,
             "failed_last_day": failed,
@@ -56,24 +56,24 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "users": tally.users(),
             "reminders_enabled": reminders[True],
             "reminders_disabled": reminders[False],
-            "last_conflict_at": meta.get(durable.TELEGRAM_CONFLICT),
+            "last_conflict_at": values.get(meta.TELEGRAM_CONFLICT),
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
         "sheets": {
             "enabled": settings.sheets.enabled,
             "spreadsheet_id": settings.sheets.spreadsheet_id,
-            "last_ok_at": meta.get(durable.SHEETS_LAST_OK) or None,
-            "last_error": meta.get(durable.SHEETS_LAST_ERROR) or None,
-            "failing_since": meta.get(durable.SHEETS_FAILING_SINCE) or None,
+            "last_ok_at": values.get(meta.SHEETS_LAST_OK) or None,
+            "last_error": values.get(meta.SHEETS_LAST_ERROR) or None,
+            "failing_since": values.get(meta.SHEETS_FAILING_SINCE) or None,
         },
         "health": {
             "heartbeat_at": timeofday.slot_key(heartbeat) if heartbeat else None,
             "heartbeat_age_s": round((now - heartbeat).total_seconds()) if heartbeat else None,
-            "problems": meta.get(durable.HEALTH) or "",
+            "problems": values.get(meta.HEALTH) or "",
             # Parts that are up but not doing their work, as the daemon last wrote them.
             "degraded": {part: {"reason": reason, "since": since} for part, (reason, since)
-                         in json.loads(meta.get(durable.DEGRADED) or "{}").items()},
+                         in json.loads(values.get(meta.DEGRADED) or "{}").items()},
         },
     }
 

@@ -33,10 +33,11 @@ import gspread
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
-from buzzbotd import durable, heap, sheets_api, tables
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner
-from buzzbotd.scheduler import utc_now
+from buzzbotd.db import DatabaseOwner, meta, tables
+from buzzbotd.runtime import memory
+from buzzbotd.runtime.scheduler import utc_now
+from buzzbotd.sheets import api
 
 log = logging.getLogger("buzzbotd.sheets")
 MAX_BODY_BYTES = 2_000_000
@@ -64,8 +65,8 @@ class SheetsSync:
         self.settings = settings.sheets
         self.owner = owner
         self.clock = clock
-        self.credentials = sheets_api.credentials(settings)
-        self.client, self.session, self.http = sheets_api.client(self.credentials,
+        self.credentials = api.credentials(settings)
+        self.client, self.session, self.http = api.client(self.credentials,
                                                                  self.settings.api_base)
         self._spreadsheet: gspread.Spreadsheet | None = None
         self._failing: bool | None = None
@@ -80,20 +81,20 @@ class SheetsSync:
         requests_before, bytes_before = self.session.requests_made, self.session.bytes_sent
         try:
             counts = self.sync()
-        except sheets_api.SyncStopped:
+        except api.SyncStopped:
             log.info("sheets: sync abandoned, the daemon is stopping")
             return False
         except Exception as e:  # noqa: BLE001 - any failure is reported, the next interval retries
             self._spreadsheet = None      # reopen next time (it may have been replaced)
-            message = sheets_api.describe(e, self.credentials, self.settings.spreadsheet_id)
+            message = api.describe(e, self.credentials, self.settings.spreadsheet_id)
             log.warning("sheets: sync of spreadsheet %s failed: %s",
                         self.settings.spreadsheet_id, message)
-            self.owner.call(durable.record_sheets_error, message, self.clock())
+            self.owner.call(meta.record_sheets_error, message, self.clock())
             self._changed(failing=True)
             return False
         finally:
-            heap.trim()       # the parts' pages, freed in this worker thread's arena
-        self.owner.call(durable.record_sheets_ok, self.clock())
+            memory.trim()       # the parts' pages, freed in this worker thread's arena
+        self.owner.call(meta.record_sheets_ok, self.clock())
         self._changed(failing=False)
         log.info("sheets: synced %s to spreadsheet %s (%d requests, %d bytes, %.2f s)",
                  ", ".join(f"{name} {n}" for name, n in counts.items()),

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from buzzbotd.config import ListenError, Settings
 from buzzbotd.db import DatabaseOwner
-from buzzbotd.metrics import METRICS, Metrics
-from buzzbotd.notify import Health, Watchdog
+from buzzbotd.ops.metrics import METRICS, Metrics
+from buzzbotd.runtime.notify import Health, Watchdog
 
 if TYPE_CHECKING:
     import tornado.httpserver
 
-    from buzzbotd.exposition import Exposition
+    from buzzbotd.web.prometheus import Exposition
 
 log = logging.getLogger("buzzbotd.http")
 DB_TIMEOUT_S = 2.0          # a /health or page that waits longer says the database is stuck
@@ -104,11 +104,11 @@ class WebServer:
         if hide_curses:
             sys.modules["curses"] = None  # type: ignore[assignment]
         try:
-            from buzzbotd import webapp
+            from buzzbotd.web import handlers
         finally:
             if hide_curses:
                 del sys.modules["curses"]
-        self._server = webapp.serve(self, self._sockets)
+        self._server = handlers.serve(self, self._sockets)
         log.debug("http: tornado started at the first connection")
 
     async def stop(self) -> None:
@@ -126,7 +126,7 @@ class WebServer:
     def exposition(self) -> Exposition:
         """The Prometheus registry, made (and prometheus_client imported) at the first scrape."""
         if self._exposition is None:
-            from buzzbotd.exposition import Exposition
+            from buzzbotd.web.prometheus import Exposition
             self._exposition = Exposition(self.metrics)
         return self._exposition
 

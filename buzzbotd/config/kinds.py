@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from buzzbotd.template import template_problem
 from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
-from buzzbotd.tweet import template_problem
 
 MISSING: Any = dataclasses.MISSING
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
