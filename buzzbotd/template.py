@@ -16,11 +16,23 @@ if TYPE_CHECKING:     # config and price import this module
 
 TWEET_MAX_CHARS = 280
 FIELDS = ("price", "change_24h", "time")
+CURRENCY_FIELD = re.compile(r"price_([a-z]{3})")     # {price_eur}: one of price.currencies
 
 
-def render_template(template: str, price: float, change_24h: float, when: str) -> str:
-    """The tweet text; `when` is the slot's local time, e.g. "16:00 UTC"."""
-    return template.format(price=price, change_24h=change_24h, time=when)
+def render_template(template: str, price: float, change_24h: float, when: str,
+                    **prices: float) -> str:
+    """The tweet text; `when` is the slot's local time, e.g. "16:00 UTC"; `prices`
+    the price_<code> fields."""
+    return template.format(price=price, change_24h=change_24h, time=when, **prices)
+
+
+def template_currencies(template: str) -> list[str]:
+    """The currency codes of the template's {price_<code>} fields (none if it is broken)."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    except ValueError:
+        return []
+    return [m.group(1) for name in names if (m := CURRENCY_FIELD.fullmatch(name))]
 
 
 class ComposeError(Exception):
@@ -29,7 +41,9 @@ class ComposeError(Exception):
 
 def compose(template: str, quote: Quote, when_label: str) -> str:
     """The tweet text; too long is an error, never a truncated post."""
-    text = render_template(template, quote.price, quote.change_24h, when_label)
+    fields = quote.fields()
+    text = render_template(template, fields.pop("price"), fields.pop("change_24h"), when_label,
+                           **fields)
     if len(text) > TWEET_MAX_CHARS:
         raise ComposeError(f"the tweet would be {len(text)} characters; X allows "
                            f"{TWEET_MAX_CHARS} (x.template)")
@@ -45,14 +59,16 @@ def compose_now(settings: Settings, prices: PriceClient, now: datetime) -> str:
 def template_problem(template: str) -> str | None:
     """Why `template` cannot word a tweet (what the operator should write instead),
     or None."""
-    fields = "{price}, {change_24h} and {time}"
+    fields = "{price}, {change_24h}, {time} and {price_<code>} (e.g. {price_eur})"
     try:
         for _, name, spec, _ in string.Formatter().parse(template):
-            if name is not None and name not in FIELDS:
+            if name is not None and name not in FIELDS and not CURRENCY_FIELD.fullmatch(name):
                 return f"unknown field {{{name}}}; expected only {fields}"
             if problem := _format_spec_problem(spec or ""):
                 return f"{{{name}:{spec}}} {problem}"
-        sample = render_template(template, 123456.78, -12.34, "08:00 UTC")
+        sample = render_template(template, 123456.78, -12.34, "08:00 UTC",
+                                 **{f"price_{c}": 123456.78
+                                    for c in template_currencies(template)})
     except (ValueError, TypeError, KeyError, IndexError) as e:
         return (f"not a valid format string ({e}); expected text with {fields}, "
                 'e.g. "BTC ${price:,.2f}"')

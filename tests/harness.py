@@ -266,11 +266,13 @@ def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[
                  ) -> Path:
     """A config in `directory` with state and lock inside it; X and Telegram off
     unless a section says otherwise, and no HTTP server. Section values override
-    the defaults."""
+    the defaults. The price has no fallbacks unless a test gives them: the real
+    Coinbase and Kraken are never asked from here."""
     base: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(directory / "state"),
                    "lock_file": str(directory / "run" / "buzzbotd.lock"),
                    "log_level": "info"},
+        "price": {"fallbacks": []},
         "x": {"enabled": False},
         "telegram": {"enabled": False},
         "http": {"listen": ""},     # off unless a test asks: parallel daemons, one port

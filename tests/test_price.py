@@ -25,7 +25,8 @@ def fake() -> Iterator[FakePrice]:
 
 def client(fake: FakePrice, waits: list[float], timeout_s: float = 2.0,
            clock=lambda: NOW) -> PriceClient:
-    return PriceClient(PriceSettings(url=fake.endpoint, timeout_s=timeout_s),
+    """The primary only (no fallbacks: test_price_sources.py has those)."""
+    return PriceClient(PriceSettings(url=fake.endpoint, timeout_s=timeout_s, fallbacks=()),
                        clock=clock, sleep=waits.append)
 
 
@@ -134,14 +135,16 @@ def test_an_outage_costs_a_bounded_number_of_requests_and_keeps_the_last_price(
 def test_a_429_retry_after_holds_the_askers_back_that_long(fake: FakePrice) -> None:
     now = [NOW]
     prices = client(fake, [], clock=lambda: now[0])
-    fake.add_fault(ROUTE, Fault.status_code(429, headers={"Retry-After": "120"}), times=3)
+    fake.add_fault(ROUTE, Fault.status_code(429, headers={"Retry-After": "120"}))
     with pytest.raises(PriceUnavailable) as caught:
         prices.latest(60)
     assert caught.value.last is None
     now[0] += timedelta(seconds=119)
     with pytest.raises(PriceUnavailable, match="not asking again for 1s"):
         prices.latest(60)
-    assert len(fake.requests) == 3
+    # Retry-After is honoured between attempts too: no second attempt 0.5 s after a
+    # 429 that asked for 120 s (the fetch gives up on that source at once).
+    assert len(fake.requests) == 1
     now[0] += timedelta(seconds=1)
     assert prices.latest(60).price == 67890.12
-    assert len(fake.requests) == 4
+    assert len(fake.requests) == 2

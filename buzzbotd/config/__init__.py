@@ -26,9 +26,11 @@ from buzzbotd.config import credentials
 from buzzbotd.config.kinds import (
     Check,
     Choice,
+    Currencies,
     FilePath,
     Flag,
     Listen,
+    Names,
     PostgresUrl,
     Seconds,
     Secret,
@@ -43,9 +45,12 @@ from buzzbotd.config.kinds import (
     key,
     read_section,
 )
+from buzzbotd.template import template_currencies
 
 DEFAULT_PATH = Path("/etc/buzzbotd/buzzbotd.toml")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PRICE_FALLBACKS = ("coinbase", "kraken")
+_KEY_IN_URL = re.compile(r"[?&](x_cg_(?:demo|pro)_api_key)=", re.IGNORECASE)
 _SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _NO_SECRET = Secret("", "default")
@@ -79,6 +84,13 @@ class PriceSettings:
     url: str = key(Url(), "https://api.coingecko.com/api/v3/simple/price"
                           "?ids=bitcoin&vs_currencies=usd&include_24hr_change=true")
     timeout_s: float = key(Seconds(0.1, 300), 10.0)
+    # A CoinGecko demo or pro key, sent as a header only (or the credential price_api_key).
+    api_key: Secret = key(SecretText(), _NO_SECRET)
+    # The first is the default; the url's vs_currencies follows this list.
+    currencies: tuple[str, ...] = key(Currencies(), ("usd",))
+    fallbacks: tuple[str, ...] = key(Names(PRICE_FALLBACKS), PRICE_FALLBACKS)
+    coinbase_url: str = key(Url(api_base=True), "https://api.exchange.coinbase.com")
+    kraken_url: str = key(Url(api_base=True), "https://api.kraken.com")
 
 
 @dataclass(frozen=True)
@@ -164,8 +176,9 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every non-empty secret value, so that logging can mask them."""
-        values = [self.telegram.token, self.x.consumer_key, self.x.consumer_secret,
-                  self.x.access_token, self.x.access_token_secret, self.database.password]
+        values = [self.price.api_key, self.telegram.token, self.x.consumer_key,
+                  self.x.consumer_secret, self.x.access_token, self.x.access_token_secret,
+                  self.database.password]
         return ([s.reveal() for s in values if s]
                 + credentials.sheets_private_key(self.sheets.service_account))
 
@@ -215,17 +228,38 @@ def _read(document: dict[str, Any], check: Check) -> Settings:
         if name not in SECTIONS:
             check.problem(name, "unknown section" + did_you_mean(name, SECTIONS)
                           + f"; the sections are {', '.join(f'[{s}]' for s in SECTIONS)}")
-    after = {"sheets": _sheets, "database": _database}
+    after = {"price": _price, "sheets": _sheets, "database": _database}
     sections = {}
     for name, cls in SECTIONS.items():
         sections[name] = read_section(cls, name, document.get(name, {}), check)
         if name in after:
             sections[name] = after[name](sections[name], check)
     found = credentials.from_directory(check)
+    sections["price"] = dataclasses.replace(sections["price"], **found["price"])
     sections["x"] = dataclasses.replace(sections["x"], **found["x"])
     sections["telegram"] = dataclasses.replace(sections["telegram"], **found["telegram"])
     credentials.check_required(sections["x"], sections["telegram"], check)
+    _template_currencies(sections["x"].template, sections["price"].currencies, "x.template",
+                         check)
     return Settings(path=check.path, **sections)
+
+
+def _price(price: PriceSettings, check: Check) -> PriceSettings:
+    """A key belongs in price.api_key (a header), never in the URL (logs keep URLs)."""
+    if found := _KEY_IN_URL.search(price.url):
+        check.problem("price.url", f"holds an API key ({found.group(1)}=…); expected the URL "
+                      "without it and the key in price.api_key or the credential "
+                      "price_api_key, which is sent as a header (value not shown)")
+    return price
+
+
+def _template_currencies(template: str, currencies: tuple[str, ...], name: str,
+                         check: Check) -> None:
+    """Each {price_<code>} of a template names one of price.currencies."""
+    for code in template_currencies(template):
+        if code not in currencies:
+            check.problem(name, f"{{price_{code}}} needs \"{code}\" in price.currencies "
+                          f"(now {list(currencies)})", template)
 
 
 def _sheets(sheets: SheetsSettings, check: Check) -> SheetsSettings:

@@ -17,6 +17,7 @@ from buzzbotd.config.kinds import Check, Secret, show
 # The credential files in $CREDENTIALS_DIRECTORY, and the config key each one
 # stands in for.
 CREDENTIALS = {
+    "price_api_key": ("price", "api_key"),
     "telegram_token": ("telegram", "token"),
     "x_consumer_key": ("x", "consumer_key"),
     "x_consumer_secret": ("x", "consumer_secret"),
@@ -32,7 +33,7 @@ _TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]{1,200}$")
 
 def from_directory(check: Check) -> dict[str, dict[str, Secret]]:
     """The secrets found in $CREDENTIALS_DIRECTORY, by section and key."""
-    found: dict[str, dict[str, Secret]] = {"x": {}, "telegram": {}}
+    found: dict[str, dict[str, Secret]] = {"price": {}, "x": {}, "telegram": {}}
     directory = check.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return found

@@ -246,6 +246,46 @@ class UserIds(Kind):
         return frozenset(ids)
 
 
+class Currencies(Kind):
+    """Fiat codes as CoinGecko's vs_currencies spells them ("usd", "eur"), each once."""
+
+    def convert(self, value: Any, key: str, check: Check) -> tuple[str, ...]:
+        expected = ('expected a list of currency codes, three letters each, the default '
+                    'first, e.g. ["usd", "eur"]')
+        if not isinstance(value, list) or not value:
+            raise Invalid(expected, value)
+        codes: list[str] = []
+        for i, item in enumerate(value):
+            code = item.strip().lower() if isinstance(item, str) else ""
+            if not re.fullmatch(r"[a-z]{3}", code):
+                check.problem(f"{key}[{i}]", expected, item)
+            elif code in codes:
+                check.problem(f"{key}[{i}]", "appears twice; expected each currency once", item)
+            else:
+                codes.append(code)
+        return tuple(codes)
+
+
+@dataclass(frozen=True)
+class Names(Kind):
+    """A list of names, each one of `choices`, each once, in the order given."""
+    choices: tuple[str, ...]
+
+    def convert(self, value: Any, key: str, check: Check) -> tuple[str, ...]:
+        expected = ("expected a list of " + ", ".join(f'"{c}"' for c in self.choices)
+                    + " (each at most once), or []")
+        if not isinstance(value, list):
+            raise Invalid(expected, value)
+        names: list[str] = []
+        for i, item in enumerate(value):
+            if item not in self.choices or item in names:
+                check.problem(f"{key}[{i}]", expected + did_you_mean(str(item), self.choices),
+                              item)
+            else:
+                names.append(item)
+        return tuple(names)
+
+
 class Template(Kind):
     def convert(self, value: Any, key: str, check: Check) -> str:
         if not isinstance(value, str):

@@ -32,6 +32,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "telegram_429_total": ("429 Too Many Requests answers from Telegram", ()),
     "telegram_409_total": ("409 Conflict answers to getUpdates (another poller)", ()),
     "price_fetch_errors_total": ("Price fetch attempts that failed", ()),
+    "price_quotes_total": ("Good quotes, by the source that answered (coingecko is the "
+                           "primary; coinbase and kraken the fallbacks)", ("source",)),
     "alerts_sent_total": ("Alert messages sent to admins, by kind", ("kind",)),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
@@ -44,6 +46,7 @@ PRESET_LABELS = {
     "tweets_total": ("posted", "failed", "skipped"),
     "reminders_total": ("sent", "failed", "blocked", "rejected", "skipped"),
     "alerts_sent_total": ("x", "price", "telegram", "database", "unclean"),
+    "price_quotes_total": ("coingecko", "coinbase", "kraken"),
 }
 
 PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause

@@ -1,9 +1,16 @@
-"""The Bitcoin price, from `price.url` (CoinGecko's `simple/price` shape).
+"""The one price client: every part (posting, /price, reminders, alerts) asks it.
 
-A fetch times out after `price.timeout_s`, is retried with exponential
-backoff and jitter on network errors, 429 and 5xx, and its answer is checked
-strictly: `{"bitcoin": {"usd": <positive finite>, "usd_24h_change": <finite>}}`.
-Anything else is a PriceError — the caller logs it and never tweets it.
+A quote comes from the primary source (CoinGecko's `simple/price`, at
+`price.url`, with `price.api_key` in a header), else from the fallbacks in
+order (`price.fallbacks`: Coinbase Exchange, Kraken), each tried with
+`retry.wait_s` between attempts and a 429's Retry-After honoured (a source that
+asks for longer than RETRY_AFTER_MAX_S is left for the next one). Every answer
+is checked strictly (buzzbotd.price.sources); anything else is a PriceError —
+the caller logs it and never posts it.
+
+Never a wrong price: a quote more than JUMP_RATIO away from the last good one
+(younger than JUMP_WINDOW) is confirmed by another source, within
+CONFIRM_RATIO, before it is returned; unconfirmed, it is a PriceError.
 
 One PriceClient serves the whole daemon (SPEC "One part's outage never stops
 another"), so trouble at the price API does not multiply:
@@ -14,7 +21,7 @@ another"), so trouble at the price API does not multiply:
   FAILURE_HOLD_MAX_S, at least a 429's Retry-After) and raises PriceUnavailable
   carrying the last good quote, so /price answers "as of N min ago" and a 429
   is not prolonged by the askers;
-- a slot's tweet needs a price of now: `fetch()` never returns a cached quote
+- a slot's post needs a price of now: `fetch()` never returns a cached quote
   and is not held back (the poster retries at its own pace within the slot's
   grace), but it joins a request already in flight (started seconds ago at
   most) and its outcome feeds the cache and the hold like any other.
@@ -23,64 +30,33 @@ another"), so trouble at the price API does not multiply:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
 from buzzbotd import __version__, retry
+from buzzbotd.clock import utc_now
 from buzzbotd.config import PriceSettings
 from buzzbotd.ops.metrics import METRICS
+from buzzbotd.price import sources
+from buzzbotd.price.quote import PriceError, PriceUnavailable, Quote
 from buzzbotd.runtime import tls
-from buzzbotd.runtime.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.price")
 ATTEMPTS = 3
-BACKOFF_S = 0.5          # first wait; doubles each retry, plus up to 50% jitter
+BACKOFF_S = 0.5          # first wait; doubles each retry (buzzbotd.retry)
+RETRY_AFTER_MAX_S = 10.0  # a 429 asking for longer: the next source, not a long wait
+JUMP_RATIO = 0.20        # a quote this far from the last good one needs a second source
+JUMP_WINDOW = timedelta(hours=1)     # ... while the last good one is younger than this
+CONFIRM_RATIO = 0.05     # the second source agrees if it is within this of the first
 # After a failed fetch, askers get the last good price and no request is made for
 # this long; it doubles with each failure in a row. A Pi operator wants /price to
 # keep answering during an outage without the bot keeping a 429 alive.
 FAILURE_HOLD_S = 30.0
 FAILURE_HOLD_MAX_S = 300.0
-
-
-class PriceError(Exception):
-    """The price could not be fetched, or the answer was not a usable price."""
-
-    retry_after_s: float | None = None     # a 429's Retry-After, if it said one
-
-
-class PriceUnavailable(PriceError):
-    """No fresh price now (the API failed, now or a moment ago); `last` is the last good
-    quote, if there ever was one, for an answer that says how old it is."""
-
-    def __init__(self, message: str, last: Quote | None) -> None:
-        super().__init__(message)
-        self.last = last
-
-
-@dataclass(frozen=True)
-class Quote:
-    price: float             # USD
-    change_24h: float        # percent
-    fetched_at: datetime
-
-
-def parse_quote(data: Any, fetched_at: datetime) -> Quote:
-    """Validates a decoded `simple/price` answer; raises PriceError saying what is wrong."""
-    coin = data.get("bitcoin") if isinstance(data, dict) else None
-    if not isinstance(coin, dict):
-        raise PriceError(f'expected {{"bitcoin": {{"usd": …}}}}, got {_clip(data)}')
-    price = _number(coin, "usd")
-    change = _number(coin, "usd_24h_change")
-    if price <= 0:
-        raise PriceError(f"expected a positive price, got bitcoin.usd = {price!r}")
-    return Quote(price, change, fetched_at)
 
 
 class _Flight:
@@ -104,7 +80,8 @@ class PriceClient:
                  backoff_s: float = BACKOFF_S, clock: Callable[[], datetime] = utc_now,
                  sleep: Callable[[float], None] = time.sleep,
                  hold_s: float = FAILURE_HOLD_S, hold_max_s: float = FAILURE_HOLD_MAX_S) -> None:
-        self.url = settings.url
+        self.sources = sources.build(settings)
+        self.currencies = settings.currencies
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.clock = clock
@@ -130,7 +107,7 @@ class PriceClient:
         if not leader:
             return flight.result()
         try:
-            flight.quote = self._fetch_retried()
+            flight.quote = self._fetch_checked()
             return flight.quote
         except Exception as e:
             flight.error = e
@@ -179,85 +156,83 @@ class PriceClient:
         log.warning("<price> fetch failed (%s); askers get the last good price, with no "
                     "new request, for %.0fs", flight.error, hold)
 
-    def _fetch_retried(self) -> Quote:
+    def _fetch_checked(self) -> Quote:
+        """A quote from the first source that answers, confirmed if it jumped."""
+        errors = []
+        retry_after = None          # the longest a source asked for: the hold's floor
+        for index, source in enumerate(self.sources):
+            try:
+                quote = self._fetch_retried(source)
+            except PriceError as e:
+                errors.append(f"{source.name}: {e}")
+                if e.retry_after_s is not None:
+                    retry_after = max(retry_after or 0.0, e.retry_after_s)
+                continue
+            METRICS.clear("price")
+            if errors:
+                log.warning("<price> %s; the quote comes from %s", "; ".join(errors),
+                            source.name)
+            return self._confirmed(quote, self.sources[index + 1:] + self.sources[:index])
+        message = "; ".join(errors)
+        METRICS.problem("price", message)
+        error = PriceError(message)
+        error.retry_after_s = retry_after
+        raise error
+
+    def _confirmed(self, quote: Quote, others: list[sources.Source]) -> Quote:
+        """`quote`, unless it is more than JUMP_RATIO from a recent last good quote and
+        no other source confirms it (then PriceError: never a wrong price posted)."""
+        last = self._cached
+        if (last is None or quote.fetched_at - last.fetched_at >= JUMP_WINDOW
+                or abs(quote.price / last.price - 1) <= JUMP_RATIO):
+            return quote
+        jump = f"{quote.source} says {quote.price:,.2f}, {(quote.price / last.price - 1):+.0%} " \
+               f"from the last good {last.price:,.2f} ({last.source})"
+        said = []
+        for source in others:
+            try:
+                second = self._fetch_retried(source)
+            except PriceError as e:
+                said.append(f"{source.name}: {e}")
+                continue
+            if abs(second.price / quote.price - 1) <= CONFIRM_RATIO:
+                log.warning("<price> %s; confirmed by %s (%.2f)", jump, source.name,
+                            second.price)
+                return quote
+            said.append(f"{source.name} says {second.price:,.2f}")
+        reason = f"{jump}; not confirmed by a second source ({'; '.join(said) or 'none'})"
+        log.error("<price> %s: not used", reason)
+        METRICS.inc("price_fetch_errors_total")
+        raise PriceError(reason)
+
+    def _fetch_retried(self, source: sources.Source) -> Quote:
         for attempt in range(1, self.attempts + 1):
             try:
-                quote = self._fetch_once()
-            except _Retryable as e:
-                if attempt == self.attempts:
-                    METRICS.problem("price", f"{e} (after {attempt} attempts)")
+                quote = self._fetch_once(source)
+            except sources.Retryable as e:
+                too_long = e.retry_after_s is not None and e.retry_after_s > RETRY_AFTER_MAX_S
+                if attempt == self.attempts or too_long:
                     error = PriceError(f"{e} (after {attempt} attempts)")
                     error.retry_after_s = e.retry_after_s
                     raise error from None
-                wait = retry.wait_s(attempt, self.backoff_s)
-                log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
+                wait = retry.wait_s(attempt, self.backoff_s, retry_after=e.retry_after_s)
+                log.warning("<price> %s attempt %d failed: %s; retrying in %.1fs",
+                            source.name, attempt, e, wait)
                 self.sleep(wait)
             else:
-                METRICS.clear("price")
+                METRICS.inc("price_quotes_total", label=source.name)
                 return quote
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._http.close()
 
-    def _fetch_once(self) -> Quote:
+    def _fetch_once(self, source: sources.Source) -> Quote:
         started = time.monotonic()
         try:
-            return self._fetch_answer()
+            return source.fetch(self._http, self.currencies, self.clock())
         except Exception:
             METRICS.inc("price_fetch_errors_total")
             raise
         finally:
             METRICS.observe("price_fetch_seconds", time.monotonic() - started)
-
-    def _fetch_answer(self) -> Quote:
-        try:
-            response = self._http.get(self.url)
-        except httpx.TimeoutException:
-            raise _Retryable("timed out") from None
-        except httpx.TransportError as e:
-            raise _Retryable(f"network error: {type(e).__name__}: {e}") from None
-        if response.status_code == 429:
-            raise _Retryable("HTTP 429", _seconds(response.headers.get("Retry-After")))
-        if response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
-        if response.status_code != 200:
-            raise PriceError(f"HTTP {response.status_code}: {_clip(response.text)}")
-        try:
-            data = response.json()
-        except ValueError:
-            raise PriceError(f"not JSON: {_clip(response.text)}") from None
-        return parse_quote(data, self.clock())
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-def _seconds(header: str | None) -> float | None:
-    """A Retry-After in seconds (the HTTP-date form is not used by price APIs)."""
-    try:
-        seconds = float(header or "")
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
-
-
-def _number(coin: dict[str, Any], key: str) -> float:
-    value = coin.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PriceError(f"expected a number at bitcoin.{key}, got {_clip(value)}")
-    try:
-        number = float(value)
-    except OverflowError:       # a JSON integer too big for a float, e.g. 10**400
-        number = math.inf
-    if not math.isfinite(number):
-        raise PriceError(f"expected a finite number at bitcoin.{key}, got {_clip(value)}")
-    return number
-
-
-def _clip(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
