@@ -123,6 +123,8 @@ class TelegramSettings:
     default_timezone: str = key(Zone(), "UTC")
     reminder_grace_s: int = key(Seconds(1, 86400, whole=True), 3600)
     alert_admins: bool = key(Flag(), True)
+    # How often /alert levels are checked against the shared price client.
+    alert_check_s: int = key(Seconds(15, 3600, whole=True), 60)
 
 
 @dataclass(frozen=True)

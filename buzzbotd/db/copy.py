@@ -21,8 +21,9 @@ from buzzbotd.db.postgres import connect_params, load_driver, masked
 log = logging.getLogger("buzzbotd.db")
 # Parents before children (foreign keys); leadership and daemon_node are per
 # installation and start fresh on the target.
-TABLES = ("meta", "post", "post_event", "telegram_user", "reminder")
-IDENTITY = ("post", "post_event", "reminder")
+TABLES = ("meta", "post", "post_event", "telegram_user", "reminder", "price_alert",
+          "alert_message")
+IDENTITY = ("post", "post_event", "reminder", "price_alert", "alert_message")
 BATCH = 2000
 
 
@@ -80,7 +81,7 @@ def copy(sqlite_path: Path, url: str, password: str | None) -> dict[str, int]:
 def _copy_table(source: object, target: peewee.Database, table: str) -> int:
     cursor = source.execute(f"SELECT * FROM {table} ORDER BY rowid")  # type: ignore[attr-defined]
     columns = [d[0] for d in cursor.description]
-    booleans = {i for i, c in enumerate(columns) if c in ("blocked", "enabled")}
+    booleans = {i for i, c in enumerate(columns) if c in ("blocked", "enabled", "repeats")}
     insert = (f"INSERT INTO {table} ({', '.join(columns)}) "
               f"VALUES ({', '.join(['%s'] * len(columns))})")
     total = 0

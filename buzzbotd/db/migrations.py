@@ -25,6 +25,7 @@ TYPES = {
     "bool": ("INTEGER", "BOOLEAN"),      # peewee's BooleanField: 0/1 on SQLite
     "true": ("1", "TRUE"),
     "false": ("0", "FALSE"),
+    "float": ("REAL", "DOUBLE PRECISION"),   # PostgreSQL's REAL keeps 24 bits: not a price
 }
 
 log = logging.getLogger("buzzbotd.db")
@@ -174,6 +175,43 @@ MIGRATIONS: list[tuple[str, list[str | tuple[str, str]]]] = [
         "CREATE INDEX post_posted ON post (state, updated_at)",
         # It served only the per-timezone count reminder_tally now keeps.
         "DROP INDEX reminder_zone",
+    ]),
+    # /alert and /currency. Evaluating a price change is one indexed range query per
+    # side (price_alert_up, price_alert_down), however many alerts there are.
+    ("price alerts, their outbox, and each user's currency", [
+        "ALTER TABLE telegram_user ADD COLUMN currency TEXT",
+        """CREATE TABLE price_alert (
+            id {id},
+            owner_id {bigint} NOT NULL,
+            chat_id {bigint} NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('above', 'below', 'move')),
+            currency TEXT NOT NULL,
+            level {float} NOT NULL,
+            repeats {bool} NOT NULL DEFAULT {false},
+            reference {float},
+            state TEXT NOT NULL CHECK (state IN ('armed', 'rearming', 'fired')),
+            up_level {float},
+            down_level {float},
+            enabled {bool} NOT NULL DEFAULT {true},
+            created_at TEXT NOT NULL,
+            fired_at TEXT)""",
+        "CREATE INDEX price_alert_owner ON price_alert (owner_id)",
+        "CREATE INDEX price_alert_up ON price_alert (currency, up_level) WHERE enabled = {true}",
+        "CREATE INDEX price_alert_down ON price_alert (currency, down_level) "
+        "WHERE enabled = {true}",
+        """CREATE TABLE alert_message (
+            id {id},
+            alert_id {bigint} NOT NULL,
+            chat_id {bigint} NOT NULL,
+            kind TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            level {float} NOT NULL,
+            reference {float},
+            price {float} NOT NULL,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            outcome TEXT)""",
+        "CREATE INDEX alert_message_pending ON alert_message (id) WHERE sent_at IS NULL",
     ]),
 ]
 

@@ -79,6 +79,7 @@ class TelegramUser(BaseModel):
     blocked = peewee.BooleanField(default=False)
     created_at = UtcField()
     updated_at = UtcField()
+    currency = peewee.TextField(null=True)   # /currency; NULL: price.currencies[0]
 
     class Meta:
         table_name = "telegram_user"
@@ -95,4 +96,45 @@ class Reminder(BaseModel):
     created_at = UtcField()
 
 
-MODELS = [Meta, Post, PostEvent, TelegramUser, Reminder]
+class PriceAlert(BaseModel):
+    """A /alert. Its next trigger is up_level (the price rose to it) or down_level (fell
+    to it), indexed per currency; what a trigger does depends on `state`
+    (buzzbotd.pricealerts.crossing)."""
+
+    owner_id = peewee.BigIntegerField(index=True)   # the user, or the sender chat in groups
+    chat_id = peewee.BigIntegerField()
+    kind = peewee.TextField()          # above | below | move
+    currency = peewee.TextField()
+    level = peewee.FloatField()        # the price of above/below; the percentage of move
+    repeats = peewee.BooleanField(default=False)
+    reference = peewee.FloatField(null=True)   # move: the price of its last message
+    state = peewee.TextField()         # armed | rearming | fired
+    up_level = peewee.FloatField(null=True)
+    down_level = peewee.FloatField(null=True)
+    enabled = peewee.BooleanField(default=True)
+    created_at = UtcField()
+    fired_at = UtcField(null=True)
+
+    class Meta:
+        table_name = "price_alert"
+
+
+class AlertMessage(BaseModel):
+    """A crossing, recorded before its message is sent: the outbox of price alerts."""
+
+    alert_id = peewee.BigIntegerField()
+    chat_id = peewee.BigIntegerField()
+    kind = peewee.TextField()
+    currency = peewee.TextField()
+    level = peewee.FloatField()
+    reference = peewee.FloatField(null=True)
+    price = peewee.FloatField()
+    created_at = UtcField()
+    sent_at = UtcField(null=True)
+    outcome = peewee.TextField(null=True)   # sent | blocked | failed (given up)
+
+    class Meta:
+        table_name = "alert_message"
+
+
+MODELS = [Meta, Post, PostEvent, TelegramUser, Reminder, PriceAlert, AlertMessage]

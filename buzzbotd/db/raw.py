@@ -14,9 +14,10 @@ def rows(sql: str, *params: Any) -> list[tuple[Any, ...]]:
     return _run(sql, params).fetchall()
 
 
-def execute(sql: str, *params: Any) -> None:
-    """A statement that returns no rows (inside the owner's transaction)."""
-    _run(sql, params)
+def execute(sql: str, *params: Any) -> int:
+    """A statement that returns no rows (inside the owner's transaction); the number
+    of rows it changed."""
+    return _run(sql, params).rowcount
 
 
 def _run(sql: str, params: tuple[Any, ...]) -> Any:
