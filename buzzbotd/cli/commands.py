@@ -100,8 +100,8 @@ def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd.clock import utc_now
+    from buzzbotd.posting.compose import ComposeError, compose_now
     from buzzbotd.price import PriceClient, PriceError
-    from buzzbotd.template import ComposeError, compose_now
     try:
         text = compose_now(settings, PriceClient(settings.price), utc_now())
     except PriceError as e:
