@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 
 from buzzbotd import __version__, retry
+from buzzbotd.clock import utc_now
 from buzzbotd.config import PriceSettings
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime import tls
-from buzzbotd.runtime.scheduler import utc_now
 
 log = logging.getLogger("buzzbotd.price")
 ATTEMPTS = 3

@@ -33,10 +33,10 @@ import gspread
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
+from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta, tables
 from buzzbotd.runtime import memory
-from buzzbotd.runtime.scheduler import utc_now
 from buzzbotd.sheets import api
 
 log = logging.getLogger("buzzbotd.sheets")
