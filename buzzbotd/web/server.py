@@ -42,6 +42,8 @@ BACKLOG = 64
 
 
 class WebServer:
+    watchdog_parts = WATCHDOG_PARTS
+
     def __init__(self, settings: Settings, owner: DatabaseOwner, health: Health,
                  watchdog: Watchdog, clock: Callable[[], datetime],
                  metrics: Metrics = METRICS) -> None:
