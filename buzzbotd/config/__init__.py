@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buzzbotd.config import credentials
+from buzzbotd.config.database_url import masked
 from buzzbotd.config.kinds import (
     Check,
     Choice,
@@ -143,12 +144,13 @@ class SheetsSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     # "" = SQLite at state_dir/buzzbotd.db; else postgresql://user@host:port/dbname.
-    # Kept without its password, which is in `password` (never logged).
+    # Kept without its password, which is in `password` (never logged); shown
+    # only masked (an sslpassword or passfile parameter stays in it for libpq).
     url: str = key(PostgresUrl(), "")
     password: Secret = _NO_SECRET
 
     def describe(self, sqlite_path: Path) -> str:
-        return self.url or str(sqlite_path)
+        return masked(self.url) if self.url else str(sqlite_path)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from buzzbotd.config.database_url import masked
 from buzzbotd.template import template_problem
 from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
 
@@ -274,7 +275,6 @@ class PostgresUrl(Kind):
             raise Invalid(expected, "(not shown)")
         if not value.strip():
             return ""
-        from buzzbotd.db.postgres import masked
         try:
             parts = urlsplit(value.strip())
             parts.port  # noqa: B018 - raises ValueError on a bad port

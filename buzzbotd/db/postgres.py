@@ -24,10 +24,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import peewee
 
+from buzzbotd.config.database_url import masked
 from buzzbotd.db import owner as _owner
 from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly
 
@@ -74,33 +74,6 @@ def load_driver() -> Any:
         adapter.txn_inerror = TransactionStatus.INERROR
         adapter.txn_unknown = TransactionStatus.UNKNOWN
     return psycopg
-
-
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme in ("postgresql", "postgres")
-
-
-def masked(url: str) -> str:
-    """The URL without its password, for logs and messages (even a malformed one)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return url
-    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
-
-
-def without_password(url: str) -> tuple[str, str | None]:
-    """(the URL without a password, the password it had or None)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    netloc = quote(unquote(parts.username or ""), safe="") + f"@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return SplitResult(parts.scheme, netloc, parts.path, parts.query,
-                       parts.fragment).geturl(), unquote(parts.password)
 
 
 def connect_params(password: str | None) -> dict[str, Any]:
