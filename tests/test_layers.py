@@ -197,3 +197,35 @@ def test_an_upward_import_and_a_cycle_are_caught() -> None:
     assert [[str(edge) for edge in cycle] for cycle in cycles(edges)] == [[
         "buzzbotd/config/__init__.py:3: buzzbotd.config imports buzzbotd.db.owner",
         "buzzbotd/db/owner.py:9: buzzbotd.db.owner imports buzzbotd.config"]]
+
+
+# What `check-config` must never load: the check is the daemon's first step on
+# a Pi (ExecStartPre=, every package upgrade) and reads nothing but the file.
+NOT_FOR_CHECK_CONFIG = ("peewee", "sqlite3", "_sqlite3", "psycopg", "tweepy", "telegram",
+                        "tornado", "httpx", "gspread", "prometheus_client")
+
+
+def test_check_config_imports_no_database_network_or_web_library(tmp_path: Path) -> None:
+    """With every part on and a PostgreSQL database.url (which used to import
+    peewee and sqlite3 for the URL's helpers): `python -X importtime` lists every
+    module the process loaded."""
+    import subprocess
+    import sys
+
+    from tests.harness import REPO, write_config
+
+    config = write_config(
+        tmp_path, x={"enabled": True, "consumer_key": "ck", "consumer_secret": "cs",
+                     "access_token": "at", "access_token_secret": "ats"},
+        telegram={"enabled": True, "token": "123456:TEST-token_abc"},
+        http={"listen": "127.0.0.1:8780"},
+        database={"url": "postgresql://buzzbotd:hunter2@db.example:5432/buzzbotd"})
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "buzzbotd", "check-config",
+                           "--config", str(config)], capture_output=True, text=True, cwd=REPO,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:") and "|" in line}
+    assert "buzzbotd.config" in loaded, done.stderr[-2000:]     # the listing is real
+    unwanted = sorted(name for name in loaded if name.split(".")[0] in NOT_FOR_CHECK_CONFIG)
+    assert unwanted == [], f"check-config loaded {unwanted}"
