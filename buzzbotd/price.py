@@ -38,6 +38,7 @@ from buzzbotd.clock import utc_now
 from buzzbotd.config import PriceSettings
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime import tls
+from buzzbotd.runtime.text import shorten
 
 log = logging.getLogger("buzzbotd.price")
 ATTEMPTS = 3
@@ -259,5 +260,4 @@ def _number(coin: dict[str, Any], key: str) -> float:
 
 
 def _clip(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+    return shorten(value if isinstance(value, str) else repr(value), limit)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from buzzbotd.config.database_url import masked
+from buzzbotd.runtime.text import shorten
 from buzzbotd.template import template_problem
 from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
 
@@ -317,4 +318,4 @@ def show(value: Any) -> str:
         text = '"' + value.replace('"', '\\"') + '"'
     else:
         text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80)

@@ -28,6 +28,7 @@ from buzzbotd import reminders
 from buzzbotd.db import meta
 from buzzbotd.ops import alerts, status
 from buzzbotd.price import PriceUnavailable, Quote
+from buzzbotd.runtime.text import shorten
 from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
 from buzzbotd.telegram.texts import price_text, stale_price_text
 
@@ -166,7 +167,7 @@ class Commands(BotApp):
         if await self._refused(update):
             return
         report = await self.owner.run(self.report)
-        await _reply(update, status.render(report, os.getpid())[:TELEGRAM_TEXT_MAX])
+        await _reply(update, shorten(status.render(report, os.getpid()), TELEGRAM_TEXT_MAX))
 
     async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if await self._refused(update):
