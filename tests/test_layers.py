@@ -54,35 +54,42 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(known: dict[str, Path]) -> list[Import]:
-    """Every import of a buzzbotd module by a buzzbotd module, wherever it
-    stands in the file. `from a import b` loads a.b when that is a module, else a."""
+@functools.cache
+def imports() -> list[Import]:
+    """Every import of a buzzbotd module by a buzzbotd module."""
+    known = modules()
+    return [edge for name, path in known.items() for edge in imports_of(name, path, known)]
+
+
+def imports_of(name: str, path: Path, known: dict[str, Path]) -> list[Import]:
+    """The imports of module `name` of buzzbotd, wherever they stand in the file.
+    `from a import b` loads a.b when that is a module, else a."""
     found = []
-    for name, path in known.items():
-        is_package = path.name == "__init__.py"
-        file = str(path.relative_to(PACKAGE.parent)) if path.is_relative_to(PACKAGE) else str(path)
-        for node in ast.walk(ast.parse(path.read_text(), file)):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:        # relative: from the importing module's package
-                    here = name.split(".") if is_package else name.split(".")[:-1]
-                    anchor = ".".join(here[:len(here) - node.level + 1])
-                    base = f"{anchor}.{base}" if base else anchor
-                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                           for alias in node.names]
-            else:
-                continue
-            for target in dict.fromkeys(targets):
-                if target == "buzzbotd" or target.startswith("buzzbotd."):
-                    while target not in known and "." in target:   # buzzbotd._build
-                        target = target.rsplit(".", 1)[0]
-                    if target != name:
-                        found.append(Import(name, target, file, node.lineno))
+    is_package = path.name == "__init__.py"
+    file = str(path.relative_to(PACKAGE.parent)) if path.is_relative_to(PACKAGE) else str(path)
+    for node in ast.walk(ast.parse(path.read_text(), file)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:        # relative: from the importing module's package
+                here = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = ".".join(here[:len(here) - node.level + 1])
+                base = f"{anchor}.{base}" if base else anchor
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                       for alias in node.names]
+        else:
+            continue
+        for target in dict.fromkeys(targets):
+            if target == "buzzbotd" or target.startswith("buzzbotd."):
+                while target not in known and "." in target:   # buzzbotd._build
+                    target = target.rsplit(".", 1)[0]
+                if target != name:
+                    found.append(Import(name, target, file, node.lineno))
     return found
 
 
+@functools.cache
 def layer_of(module: str) -> int | None:
     """The layer of a dotted module name; an empty package __init__ is a leaf."""
     relative = module.removeprefix("buzzbotd.") if module != "buzzbotd" else "buzzbotd"
@@ -156,18 +163,25 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_no_import_goes_up_a_layer() -> None:
-    known = modules()
     upward = [f"{edge} (layer {layer_of(edge.source)} → {layer_of(edge.target)})"
-              for edge in imports(known)
+              for edge in imports()
               if None not in (layer_of(edge.source), layer_of(edge.target))
               and layer_of(edge.target) > layer_of(edge.source)]    # type: ignore[operator]
     assert not upward, "imports against the layers:\n" + "\n".join(upward)
 
 
 def test_no_import_cycle() -> None:
-    found = cycles(imports(modules()))
+    found = cycles(imports())
     assert not found, "import cycles:\n" + "\n\n".join(
         "\n".join(str(edge) for edge in cycle) for cycle in found)
+
+
+def test_every_module_says_what_it_is() -> None:
+    """Each module opens with a docstring (its first line saying what the module
+    is: that part is for review); an empty package __init__ needs none."""
+    silent = [str(path.relative_to(PACKAGE.parent)) for path in modules().values()
+              if (text := path.read_text()).strip() and ast.get_docstring(ast.parse(text)) is None]
+    assert silent == [], f"modules without a docstring: {silent}"
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -185,8 +199,7 @@ def test_the_walk_sees_every_kind_of_import(tmp_path: Path, source: str,
     import cannot fail on it."""
     probe = tmp_path / "probe.py"
     probe.write_text(source)
-    found = [edge.target for edge in imports({**modules(), "buzzbotd.web.probe": probe})
-             if edge.source == "buzzbotd.web.probe"]
+    found = [edge.target for edge in imports_of("buzzbotd.web.probe", probe, modules())]
     assert found == expected
 
 

@@ -1,7 +1,7 @@
 """The configuration file: TOML validated into an immutable `Settings`.
 
 Each key is declared once below, as a field of its section: its kind
-(configkeys.py: what the value may be, and what to say when it is not) and
+(kinds.py: what the value may be, and what to say when it is not) and
 its default. `load` checks every section with the same loop, then the few
 checks that span keys (listed in `_read`). Every problem is reported as
 `file: key = value: expected …` and all problems are collected before

@@ -1,6 +1,6 @@
 """What a config value may be: one class per kind of value (true/false, seconds,
 a URL, a zone, …) that turns what TOML gave into the value Settings holds, or
-says what was expected. config.py declares each key once, as a field of its
+says what was expected. config/__init__.py declares each key once, as a field of its
 section with `key(kind, default)`; `read_section` is the one loop that checks
 them all. Every problem reads `file: key = value: expected …`.
 """

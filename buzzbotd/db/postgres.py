@@ -13,7 +13,7 @@ Transactions run at REPEATABLE READ: a call sees one snapshot, and a row that
 another transaction changed after it (a takeover's epoch, a ledger row) makes
 the call fail with a serialisation error, retried whole, instead of acting on
 what it read. Before any other statement a fenced call locks the leadership
-row FOR SHARE and checks its daemon's epoch (buzzbotd.leadership): a takeover
+row FOR SHARE and checks its daemon's epoch (db/leadership.py): a takeover
 bumps the epoch, so a daemon that lost leadership cannot commit anything.
 """
 
@@ -113,7 +113,7 @@ class PostgresOwner(DatabaseOwner):
                  on_unavailable: Callable[[str | None], None] | None = None) -> None:
         self.url = url
         self._password = password
-        # Set by buzzbotd.leadership once this daemon leads: () → the epoch it holds.
+        # Set by db/leadership.py once this daemon leads: () → the epoch it holds.
         self.fence: Callable[[], int] | None = None
         super().__init__(Path(masked(url)), on_beat=on_beat, on_unavailable=on_unavailable)
 

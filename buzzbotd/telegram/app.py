@@ -253,7 +253,7 @@ class BotApp:
         await menu.publish_admin(self.application.bot, admin_id)
 
     async def send_alert(self, chat_id: int, text: str) -> None:
-        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
+        """An alert to an admin (ops/alerts.py), through the same rate limits."""
         await self.application.bot.send_message(chat_id, shorten(text, TELEGRAM_TEXT_MAX))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -1,5 +1,5 @@
 """The bot's commands: one handler per command, each thin: parse the message,
-call the domain (buzzbotd.reminders, durable, alerts, the poster), reply.
+call the domain (reminders, db.meta, ops.alerts, the poster), reply.
 
 Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
 /unremind for anyone; /status, /tweet, /pause, /resume, /alerts for
