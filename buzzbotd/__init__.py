@@ -1,3 +1,7 @@
+"""buzzbotd, one daemon that posts the Bitcoin price to X at fixed times, exactly
+once per slot, and runs a Telegram bot with per-user reminders. The package
+itself holds only its version (and keeps psycopg out of peewee's import)."""
+
 import sys
 
 __version__ = "0.2.0"

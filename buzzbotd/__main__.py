@@ -1,3 +1,5 @@
+"""`python -m buzzbotd`: the command line (buzzbotd/cli)."""
+
 import sys
 
 from buzzbotd.cli import main

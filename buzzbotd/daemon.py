@@ -71,13 +71,13 @@ class Daemon:
         self.health = Health(wall=self.clock)
         self.lock = PidLock(settings.daemon.lock_file)
         # Beat often enough that a hung scheduler is noticed within one watchdog
-        # interval (the arithmetic is in buzzbotd/notify.py).
+        # interval (the arithmetic is in runtime/notify.py).
         interval = self.notifier.watchdog_interval or 30.0
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=self.clock)
         self.owner = open_owner(settings, on_unavailable=self._database_unavailable)
-        # PostgreSQL: one leader among the daemons on the database (buzzbotd.leadership).
+        # PostgreSQL: one leader among the daemons on the database (db/leadership.py).
         self.leadership: Any = None
         self._leading: asyncio.Event | None = None
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,

@@ -1,18 +1,11 @@
-"""How a tweet is worded: the x.template, its fields, and a tweet's length;
-`compose` makes a slot's text and refuses one X would not take."""
+"""How a tweet is worded: the x.template's fields, its rendering, the checks
+that it can word a tweet, and a tweet's length (posting/compose.py makes a
+slot's text from it)."""
 
 from __future__ import annotations
 
 import re
 import string
-from datetime import datetime
-from typing import TYPE_CHECKING
-
-from buzzbotd import timeofday
-
-if TYPE_CHECKING:     # config and price import this module
-    from buzzbotd.config import Settings
-    from buzzbotd.price import PriceClient, Quote
 
 TWEET_MAX_CHARS = 280
 FIELDS = ("price", "change_24h", "time")
@@ -33,27 +26,6 @@ def template_currencies(template: str) -> list[str]:
     except ValueError:
         return []
     return [m.group(1) for name in names if (m := CURRENCY_FIELD.fullmatch(name))]
-
-
-class ComposeError(Exception):
-    pass
-
-
-def compose(template: str, quote: Quote, when_label: str) -> str:
-    """The tweet text; too long is an error, never a truncated post."""
-    fields = quote.fields()
-    text = render_template(template, fields.pop("price"), fields.pop("change_24h"), when_label,
-                           **fields)
-    if len(text) > TWEET_MAX_CHARS:
-        raise ComposeError(f"the tweet would be {len(text)} characters; X allows "
-                           f"{TWEET_MAX_CHARS} (x.template)")
-    return text
-
-
-def compose_now(settings: Settings, prices: PriceClient, now: datetime) -> str:
-    """What `buzzbotd tweet --dry-run` prints."""
-    return compose(settings.x.template, prices.fetch(),
-                   timeofday.local_label(now.replace(microsecond=0), settings.x.zone))
 
 
 def template_problem(template: str) -> str | None:

@@ -205,3 +205,39 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert settings.x.times == tuple(sorted(settings.x.times))
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.daemon.log_level = "debug"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("url, kept, password, shown", [
+    ("postgresql://u:p%40ss@h:5432/db", "postgresql://u@h:5432/db", "p@ss",
+     "postgresql://u:***@h:5432/db"),
+    ("postgresql://u@h/db?password=hunter2&sslmode=require",
+     "postgresql://u@h/db?sslmode=require", "hunter2",
+     "postgresql://u@h/db?password=***&sslmode=require"),
+    # libpq: the parameter wins over the password before the host; sslpassword and
+    # passfile stay for libpq, masked wherever the URL is shown.
+    ("postgresql://u:x@h/db?sslpassword=s3&passfile=/etc/pg%20pass&password=q%26w",
+     "postgresql://u@h/db?sslpassword=s3&passfile=/etc/pg%20pass", "q&w",
+     "postgresql://u:***@h/db?sslpassword=***&passfile=***&password=***"),
+    ("postgresql://u@h/db?options=-c%20a%3Db", "postgresql://u@h/db?options=-c%20a%3Db", None,
+     "postgresql://u@h/db?options=-c%20a%3Db"),
+])
+def test_a_database_url_loses_its_password_and_shows_no_secret(
+        url: str, kept: str, password: str | None, shown: str) -> None:
+    from buzzbotd.config.database_url import masked, without_password
+    assert without_password(url) == (kept, password)
+    assert masked(url) == shown
+    assert [s for s in ("p%40ss", "hunter2", "s3", "/etc", "q%26w") if s in masked(kept)] == []
+
+
+def test_the_database_url_is_kept_and_logged_without_its_secrets(tmp_path: Path) -> None:
+    """The daemon logs `describe()` at start ("database … open"); `status` shows
+    the URL masked too (test_status)."""
+    path = tmp_path / "c.toml"
+    path.write_text(base(tmp_path) + "[x]\nenabled = false\n[telegram]\nenabled = false\n"
+                    '[database]\nurl = "postgresql://bb@db.example/bb?password=hunter2'
+                    '&sslpassword=ssl-secret"\n')
+    settings = config.load(path, environ={})
+    assert settings.database.password.reveal() == "hunter2"
+    assert settings.database.url == "postgresql://bb@db.example/bb?sslpassword=ssl-secret"
+    described = settings.database.describe(settings.daemon.database)
+    assert described == "postgresql://bb@db.example/bb?sslpassword=***"

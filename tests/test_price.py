@@ -75,6 +75,15 @@ def test_bad_answers_are_errors_not_retried(fake: FakePrice, body, message) -> N
     assert len(fake.requests) == 1
 
 
+def test_a_long_bad_answer_is_quoted_cut_to_80_characters(fake: FakePrice) -> None:
+    """As every cut text reads (runtime/text.py): the start and "...", 80 in all."""
+    body = "<html>" + "x" * 500 + "</html>"
+    fake.serve_raw(body.encode())
+    with pytest.raises(PriceError) as caught:
+        client(fake, []).fetch()
+    assert str(caught.value) == f"not JSON: {body[:77]}..."
+
+
 def test_latest_reuses_a_fresh_quote(fake: FakePrice) -> None:
     now = [NOW]
     prices = client(fake, [], clock=lambda: now[0])

@@ -68,3 +68,35 @@ def test_the_report_and_the_heartbeat_read_alike_on_both_backends(owner, tmp_pat
     assert (report["telegram"]["users"], report["telegram"]["reminders_enabled"],
             report["telegram"]["reminders_disabled"]) == (1, 2, 1)
     assert report["health"]["heartbeat_age_s"] == 0
+
+
+def test_status_on_postgresql_shows_no_secret_of_the_url(tmp_path: Path, postgres_server) -> None:
+    """A password given as ?password= connects and is shown nowhere, nor are
+    sslpassword and passfile (issue 21): `buzzbotd status`, text and JSON."""
+    import json
+    import subprocess
+    import sys
+
+    from buzzbotd.db.postgres import PostgresOwner
+    from tests.harness import REPO
+    from tests.postgres import PASSWORD
+
+    url = postgres_server.create_database()
+    schema = PostgresOwner(url)        # the schema, as the daemon's first start makes it
+    schema.start()
+    schema.stop()
+    bare = url.replace(f":{PASSWORD}@", "@")
+    secrets = (PASSWORD, "ssl-secret-pw", "pgpass-secret")
+    config_file = write_config(tmp_path, database={
+        "url": f"{bare}?sslmode=disable&password={PASSWORD}&sslpassword={secrets[1]}"
+               f"&passfile=/nonexistent/{secrets[2]}"})
+    shown = []
+    for form in (["--json"], []):
+        done = subprocess.run([sys.executable, "-m", "buzzbotd", "status", *form, "--config",
+                               str(config_file)], capture_output=True, text=True, cwd=REPO,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert [s for s in secrets if s in done.stdout + done.stderr] == []
+        shown.append(done.stdout)
+    assert json.loads(shown[0])["database"] == (
+        f"{bare}?sslmode=disable&sslpassword=***&passfile=***")

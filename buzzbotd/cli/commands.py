@@ -57,8 +57,9 @@ def cmd_status(settings: config.Settings, args: argparse.Namespace) -> int:
         report = status.collect(settings, utc_now())
         report["backend"] = "postgresql" if settings.database.url else "sqlite"
         if settings.database.url:
+            from buzzbotd.config.database_url import masked
             from buzzbotd.db.postgres import daemons
-            report["database"] = settings.database.url      # never with its password
+            report["database"] = masked(settings.database.url)
             report["daemons"] = daemons()
     finally:
         db.close()
@@ -83,8 +84,8 @@ def _open_reader(settings: config.Settings, writer_running: bool = True) -> obje
 
 
 def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
+    from buzzbotd.config.database_url import is_postgres_url, masked, without_password
     from buzzbotd.db.copy import copy
-    from buzzbotd.db.postgres import is_postgres_url, masked, without_password
     url, password = without_password(args.to)
     if not is_postgres_url(url):
         raise config.ConfigError([f"--to {masked(args.to)}: expected a PostgreSQL URL, "
@@ -100,8 +101,8 @@ def cmd_migrate_db(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd.clock import utc_now
+    from buzzbotd.posting.compose import ComposeError, compose_now
     from buzzbotd.price import PriceClient, PriceError
-    from buzzbotd.template import ComposeError, compose_now
     try:
         text = compose_now(settings, PriceClient(settings.price), utc_now())
     except PriceError as e:

@@ -1,7 +1,7 @@
 """The configuration file: TOML validated into an immutable `Settings`.
 
 Each key is declared once below, as a field of its section: its kind
-(configkeys.py: what the value may be, and what to say when it is not) and
+(kinds.py: what the value may be, and what to say when it is not) and
 its default. `load` checks every section with the same loop, then the few
 checks that span keys (listed in `_read`). Every problem is reported as
 `file: key = value: expected …` and all problems are collected before
@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from buzzbotd.config import credentials
+from buzzbotd.config.database_url import masked
 from buzzbotd.config.kinds import (
     Check,
     Choice,
@@ -157,12 +158,13 @@ class SheetsSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     # "" = SQLite at state_dir/buzzbotd.db; else postgresql://user@host:port/dbname.
-    # Kept without its password, which is in `password` (never logged).
+    # Kept without its password, which is in `password` (never logged); shown
+    # only masked (an sslpassword or passfile parameter stays in it for libpq).
     url: str = key(PostgresUrl(), "")
     password: Secret = _NO_SECRET
 
     def describe(self, sqlite_path: Path) -> str:
-        return self.url or str(sqlite_path)
+        return masked(self.url) if self.url else str(sqlite_path)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from buzzbotd.config.database_url import without_password
 from buzzbotd.config.kinds import Check, Secret, show
 
 # The credential files in $CREDENTIALS_DIRECTORY, and the config key each one
@@ -75,7 +76,6 @@ def check_required(x: Any, telegram: Any, check: Check) -> None:
 def database_password(url: str, check: Check) -> tuple[str, Secret]:
     """database.url without its password, and the password: the one in the URL, or
     $CREDENTIALS_DIRECTORY/database_password."""
-    from buzzbotd.db.postgres import without_password
     url, in_url = without_password(url)
     password = Secret(in_url, f"{check.path} database.url") if in_url else Secret("", "none")
     directory = check.environ.get("CREDENTIALS_DIRECTORY")

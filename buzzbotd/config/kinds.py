@@ -1,6 +1,6 @@
 """What a config value may be: one class per kind of value (true/false, seconds,
 a URL, a zone, …) that turns what TOML gave into the value Settings holds, or
-says what was expected. config.py declares each key once, as a field of its
+says what was expected. config/__init__.py declares each key once, as a field of its
 section with `key(kind, default)`; `read_section` is the one loop that checks
 them all. Every problem reads `file: key = value: expected …`.
 """
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from buzzbotd.config.database_url import masked
+from buzzbotd.runtime.text import shorten
 from buzzbotd.template import template_problem
 from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
 
@@ -314,7 +316,6 @@ class PostgresUrl(Kind):
             raise Invalid(expected, "(not shown)")
         if not value.strip():
             return ""
-        from buzzbotd.db.postgres import masked
         try:
             parts = urlsplit(value.strip())
             parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -357,4 +358,4 @@ def show(value: Any) -> str:
         text = '"' + value.replace('"', '\\"') + '"'
     else:
         text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import peewee
 
+from buzzbotd.config.database_url import masked
 from buzzbotd.db import migrations
 from buzzbotd.db.owner import DatabaseError
-from buzzbotd.db.postgres import connect_params, load_driver, masked
+from buzzbotd.db.postgres import connect_params, load_driver
 
 log = logging.getLogger("buzzbotd.db")
 # Parents before children (foreign keys); leadership and daemon_node are per

@@ -88,7 +88,7 @@ MIGRATIONS: list[tuple[str, list[str | tuple[str, str]]]] = [
     ]),
     ("leadership and daemons (PostgreSQL: one leader, standbys)", [
         # One row. `epoch` grows at each takeover; every write of the leader
-        # checks it in its own transaction (buzzbotd.leadership: fencing).
+        # checks it in its own transaction (db/leadership.py: fencing).
         """CREATE TABLE leadership (
             id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
             epoch {bigint} NOT NULL,

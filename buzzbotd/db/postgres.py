@@ -13,7 +13,7 @@ Transactions run at REPEATABLE READ: a call sees one snapshot, and a row that
 another transaction changed after it (a takeover's epoch, a ledger row) makes
 the call fail with a serialisation error, retried whole, instead of acting on
 what it read. Before any other statement a fenced call locks the leadership
-row FOR SHARE and checks its daemon's epoch (buzzbotd.leadership): a takeover
+row FOR SHARE and checks its daemon's epoch (db/leadership.py): a takeover
 bumps the epoch, so a daemon that lost leadership cannot commit anything.
 """
 
@@ -24,10 +24,10 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import peewee
 
+from buzzbotd.config.database_url import masked
 from buzzbotd.db import owner as _owner
 from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly
 
@@ -76,33 +76,6 @@ def load_driver() -> Any:
     return psycopg
 
 
-def is_postgres_url(url: str) -> bool:
-    return urlsplit(url).scheme in ("postgresql", "postgres")
-
-
-def masked(url: str) -> str:
-    """The URL without its password, for logs and messages (even a malformed one)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, host = parts.netloc.rsplit("@", 1)
-    if ":" not in userinfo:
-        return url
-    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
-
-
-def without_password(url: str) -> tuple[str, str | None]:
-    """(the URL without a password, the password it had or None)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url, None
-    netloc = quote(unquote(parts.username or ""), safe="") + f"@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return SplitResult(parts.scheme, netloc, parts.path, parts.query,
-                       parts.fragment).geturl(), unquote(parts.password)
-
-
 def connect_params(password: str | None) -> dict[str, Any]:
     params: dict[str, Any] = dict(LIBPQ_OPTIONS, options=SERVER_OPTIONS)
     if password:
@@ -140,7 +113,7 @@ class PostgresOwner(DatabaseOwner):
                  on_unavailable: Callable[[str | None], None] | None = None) -> None:
         self.url = url
         self._password = password
-        # Set by buzzbotd.leadership once this daemon leads: () → the epoch it holds.
+        # Set by db/leadership.py once this daemon leads: () → the epoch it holds.
         self.fence: Callable[[], int] | None = None
         super().__init__(Path(masked(url)), on_beat=on_beat, on_unavailable=on_unavailable)
 

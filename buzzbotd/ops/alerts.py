@@ -4,7 +4,7 @@ Kinds (SPEC "Alerts to admins"): `x` (a slot failed or was skipped), `unclean`
 (the daemon started after a crash, a watchdog kill or a power loss), `telegram`
 (409: another instance polls the token), `price` (the price API failing for
 PRICE_AFTER_S), `database` (locked by another process, or the disk full).
-The conditions come from buzzbotd.metrics; this module decides who hears of
+The conditions come from ops/metrics.py; this module decides who hears of
 them: at most one message per kind per WINDOW_S, and one "resolved" message
 when a condition whose alert went out is over. An admin mutes them with
 /alerts off (kept in the meta table) and turns them back on with /alerts on.

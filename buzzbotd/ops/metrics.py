@@ -3,12 +3,12 @@
 The parts call one-line hooks (`METRICS.inc(...)`, `METRICS.observe(...)`,
 `METRICS.problem(...)`/`METRICS.clear(...)`) from any thread. They are plain
 dictionaries under one lock: no import of prometheus_client here, so a daemon
-with `[http]` off pays nothing for them; buzzbotd.exposition turns them into the
+with `[http]` off pays nothing for them; web/prometheus.py turns them into the
 exposition format when scraped.
 
 `problem(part, reason)` / `clear(part)` track conditions an operator must hear
 about (X failing, the price API down, a 409, the database locked); listeners
-(buzzbotd.alerts) are called on every change, in the thread that reported it.
+(ops/alerts.py) are called on every change, in the thread that reported it.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ PRESET_LABELS = {
     "price_quotes_total": ("coingecko", "coinbase", "kraken"),
 }
 
-PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause
+PAUSED_REASON = "posting was paused"     # how the poster words a skip under /pause
 Listener = Callable[[str, "Condition | None", "Condition | None"], None]
 
 

@@ -16,6 +16,7 @@ from buzzbotd.config import Settings
 from buzzbotd.db import meta, tally
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.raw import rows
+from buzzbotd.runtime.text import shorten
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
@@ -173,8 +174,7 @@ def render(report: dict[str, Any], pid: int | None) -> str:
 def _shorten(text: str, limit: int) -> str:
     """At most `limit` characters, in Latin-1: sdnotify encodes STATUS= as Latin-1
     and silently drops a message it cannot encode."""
-    text = text if len(text) <= limit else text[:limit - 3] + "..."
-    return text.encode("latin-1", "replace").decode("latin-1")
+    return shorten(text, limit).encode("latin-1", "replace").decode("latin-1")
 
 
 def _count(n: int, noun: str) -> str:

@@ -32,12 +32,13 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from buzzbotd import retry, template, timeofday
+from buzzbotd import retry, timeofday
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.db.models import Post
 from buzzbotd.posting import ledger, x
+from buzzbotd.posting.compose import ComposeError, compose
 from buzzbotd.price import PriceClient, PriceError
 
 log = logging.getLogger("buzzbotd.x")   # the name the journal and the tests know X by
@@ -178,11 +179,11 @@ class Poster:
         try:
             quote = self.prices.fetch()
             self._prices[post.slot_key] = quote.price          # stored with the text, for the chart
-            return template.compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
+            return compose(self.x.template, quote, timeofday.local_label(due, self.x.zone))
         except PriceError as e:
             self.owner.call(ledger.note, post, "price-failed", f"no usable price: {e}",
                             self.clock(), logging.ERROR)
-        except template.ComposeError as e:
+        except ComposeError as e:
             self._finish(post, "failed", str(e))
         return None
 

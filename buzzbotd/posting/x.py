@@ -2,7 +2,7 @@
 request came to.
 
 `create_tweet` maps every answer to one POST (or its absence) to an outcome
-that posting.py acts on: Posted; NotSent (surely no tweet: 5xx, 429 with its
+that the poster acts on: Posted; NotSent (surely no tweet: 5xx, 429 with its
 reset, no connection made); Duplicate (X's 403 "duplicate content"); Unknown
 (timeout, dropped connection: it may have reached X); Refused (401, 400, any
 other 403: no retry helps). `find_on_timeline` reads the account's recent

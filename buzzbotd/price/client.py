@@ -164,7 +164,7 @@ class PriceClient:
             try:
                 quote = self._fetch_retried(source)
             except PriceError as e:
-                errors.append(f"{source.name}: {e}")
+                errors.append(f"{source.name}: {e}" if len(self.sources) > 1 else str(e))
                 if e.retry_after_s is not None:
                     retry_after = max(retry_after or 0.0, e.retry_after_s)
                 continue

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from buzzbotd.runtime.text import shorten
+
 
 class PriceError(Exception):
     """The price could not be fetched, or the answer was not a usable price."""
@@ -77,5 +79,5 @@ def number(value: Any, where: str, positive: bool = False) -> float:
 
 
 def clip(value: Any, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+    """A value quoted in an error, cut to `limit` (buzzbotd.runtime.text)."""
+    return shorten(value if isinstance(value, str) else repr(value), limit)

@@ -28,6 +28,7 @@ from google.oauth2 import service_account
 
 from buzzbotd import retry
 from buzzbotd.config import ConfigError, Settings
+from buzzbotd.runtime.text import shorten
 
 log = logging.getLogger("buzzbotd.sheets")
 SCOPES = ("https://www.googleapis.com/auth/spreadsheets",)
@@ -157,8 +158,7 @@ def describe(error: BaseException, creds: Any = None, spreadsheet_id: str = "") 
         text = f"cannot reach the Sheets API: {type(error).__name__}: {error}"
     else:
         text = f"{type(error).__name__}: {error}"
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 3] + "..."
+    return shorten(" ".join(text.split()), ERROR_CHARS)
 
 
 def _first_arg(error: BaseException) -> str:

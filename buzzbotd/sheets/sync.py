@@ -10,7 +10,7 @@ One sync:
 The rows are read through the database owner a page (PAGE_ROWS) at a time,
 encoded as they come, and each ~2 MB part is sent and dropped before the
 next is read: a sync of 100,000 reminders never holds more than one part and
-one page, and malloc_trim (buzzbotd.heap) hands the freed pages back after it.
+one page, and malloc_trim (runtime/memory.py) hands the freed pages back after it.
 A row added or removed between the count and its page (the bot runs on)
 grows or shrinks that grid with one more batchUpdate, so the sheet still
 ends up holding exactly the rows read. The Google side (credentials,
@@ -33,10 +33,10 @@ import gspread
 from gspread.urls import SPREADSHEET_VALUES_URL
 from gspread.utils import quote
 
+from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta, tables
 from buzzbotd.runtime import memory
-from buzzbotd.runtime.scheduler import utc_now
 from buzzbotd.sheets import api
 
 log = logging.getLogger("buzzbotd.sheets")

@@ -47,6 +47,7 @@ from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import Quote
 from buzzbotd.runtime import tls
 from buzzbotd.runtime.notify import Health
+from buzzbotd.runtime.text import shorten
 from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
@@ -252,8 +253,8 @@ class BotApp:
         await menu.publish_admin(self.application.bot, admin_id)
 
     async def send_alert(self, chat_id: int, text: str) -> None:
-        """An alert to an admin (buzzbotd.alerts), through the same rate limits."""
-        await self.application.bot.send_message(chat_id, text[:TELEGRAM_TEXT_MAX])
+        """An alert to an admin (ops/alerts.py), through the same rate limits."""
+        await self.application.bot.send_message(chat_id, shorten(text, TELEGRAM_TEXT_MAX))
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error

@@ -1,5 +1,5 @@
 """The bot's commands: one handler per command, each thin: parse the message,
-call the domain (buzzbotd.reminders, durable, alerts, the poster), reply.
+call the domain (reminders, db.meta, ops.alerts, the poster), reply.
 
 Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
 /unremind for anyone; /status, /tweet, /pause, /resume, /alerts for
@@ -28,6 +28,7 @@ from buzzbotd import reminders
 from buzzbotd.db import meta
 from buzzbotd.ops import alerts, status
 from buzzbotd.price import PriceUnavailable, Quote
+from buzzbotd.runtime.text import shorten
 from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
 from buzzbotd.telegram.texts import price_text, stale_price_text
 
@@ -166,7 +167,7 @@ class Commands(BotApp):
         if await self._refused(update):
             return
         report = await self.owner.run(self.report)
-        await _reply(update, status.render(report, os.getpid())[:TELEGRAM_TEXT_MAX])
+        await _reply(update, shorten(status.render(report, os.getpid()), TELEGRAM_TEXT_MAX))
 
     async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if await self._refused(update):

@@ -1,7 +1,8 @@
-"""The tornado application behind buzzbotd.web: the four routes and their handlers.
+"""The tornado application behind the HTTP server: the four routes and their handlers.
 
-Imported by WebServer at the first connection (see buzzbotd.web), so tornado
-is loaded only once someone asks something of the server.
+Imported by WebServer (web/server.py) at the first connection, so tornado is
+loaded only once someone asks something of the server; it reads the server
+through `Server`, the part of WebServer's face it needs.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import tornado.httpserver
 import tornado.web
 
 from buzzbotd.ops import status
 from buzzbotd.web import page
-from buzzbotd.web.server import WATCHDOG_PARTS, WebServer
+
+if TYPE_CHECKING:
+    from buzzbotd.config import Settings
+    from buzzbotd.web.prometheus import Exposition
 
 log = logging.getLogger("buzzbotd.http")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -26,7 +31,18 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def serve(web: WebServer, sockets: list[socket.socket]) -> tornado.httpserver.HTTPServer:
+class Server(Protocol):
+    """What the handlers read of the WebServer."""
+    settings: Settings
+    watchdog_parts: tuple[str, ...]      # a failing one makes /health "unhealthy"
+
+    def clock(self) -> datetime: ...
+    async def db(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    async def parts(self, owner_answered: bool = False) -> dict[str, str]: ...
+    def exposition(self) -> Exposition: ...
+
+
+def serve(web: Server, sockets: list[socket.socket]) -> tornado.httpserver.HTTPServer:
     """Starts answering on the bound `sockets`, in the running loop."""
     app = tornado.web.Application([
         (r"/", PageHandler, {"web": web}),
@@ -40,7 +56,7 @@ def serve(web: WebServer, sockets: list[socket.socket]) -> tornado.httpserver.HT
 
 
 class _Handler(tornado.web.RequestHandler):
-    def initialize(self, web: WebServer) -> None:
+    def initialize(self, web: Server) -> None:
         self.web = web
 
     def set_default_headers(self) -> None:
@@ -71,7 +87,8 @@ class HealthHandler(_Handler):
         if not failing:
             self.write_json({"status": "ok", "parts": parts})
             return
-        verdict = ("unhealthy" if any(k in WATCHDOG_PARTS for k in failing) else "degraded")
+        watched = any(k in self.web.watchdog_parts for k in failing)
+        verdict = "unhealthy" if watched else "degraded"
         self.write_json({"status": verdict, "failing": sorted(failing), "parts": parts}, 503)
 
 

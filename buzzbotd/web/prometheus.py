@@ -42,7 +42,7 @@ class Exposition:
 
 
 class _Collector:
-    """buzzbotd's own series, from buzzbotd.metrics and the scrape's database counts."""
+    """buzzbotd's own series, from ops/metrics.py and the scrape's database counts."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics

@@ -1,15 +1,15 @@
-"""The operator's window: GET /health, /metrics, /api/status and the status page /.
+"""The HTTP server, the operator's window: GET /health, /metrics, /api/status and /.
 
 Served by tornado in the daemon's own event loop (`[http] listen`), read-only,
 no login, and without personal data: no user or chat id is in any answer.
 The socket is bound before READY (`bind`, in the main thread, so a bad or
 busy address stops the start with a clear error) and served once the loop
 runs (`serve`). The Prometheus text comes from prometheus_client, built at
-each scrape from buzzbotd.metrics and a few counts read through the database
-owner (buzzbotd.exposition).
+each scrape from ops/metrics.py and a few counts read through the database
+owner (web/prometheus.py).
 
 What costs memory is loaded when first used, not at start: tornado (+2.6 MiB,
-buzzbotd.webapp) at the first connection, prometheus_client (+1 MiB) at the
+web/handlers.py) at the first connection, prometheus_client (+1 MiB) at the
 first GET /metrics. Until then the loop only watches the listening socket.
 """
 
@@ -42,6 +42,8 @@ BACKLOG = 64
 
 
 class WebServer:
+    watchdog_parts = WATCHDOG_PARTS
+
     def __init__(self, settings: Settings, owner: DatabaseOwner, health: Health,
                  watchdog: Watchdog, clock: Callable[[], datetime],
                  metrics: Metrics = METRICS) -> None:

@@ -1,0 +1,35 @@
+"""A slot's tweet text from a price quote: the template rendered, and refused
+(never truncated) when X would not take it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from buzzbotd import timeofday
+from buzzbotd.template import TWEET_MAX_CHARS, render_template
+
+if TYPE_CHECKING:     # price imports httpx: the caller has it loaded already
+    from buzzbotd.config import Settings
+    from buzzbotd.price import PriceClient, Quote
+
+
+class ComposeError(Exception):
+    pass
+
+
+def compose(template: str, quote: Quote, when_label: str) -> str:
+    """The tweet text; too long is an error, never a truncated post."""
+    fields = quote.fields()
+    text = render_template(template, fields.pop("price"), fields.pop("change_24h"), when_label,
+                           **fields)
+    if len(text) > TWEET_MAX_CHARS:
+        raise ComposeError(f"the tweet would be {len(text)} characters; X allows "
+                           f"{TWEET_MAX_CHARS} (x.template)")
+    return text
+
+
+def compose_now(settings: Settings, prices: PriceClient, now: datetime) -> str:
+    """What `buzzbotd tweet --dry-run` prints."""
+    return compose(settings.x.template, prices.fetch(),
+                   timeofday.local_label(now.replace(microsecond=0), settings.x.zone))
