@@ -92,7 +92,7 @@ def not_before(seconds: float | str | None, now: datetime) -> datetime | None:
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
     """An error answer's (name, message): XRPC's {"error", "message"}, Mastodon's
-    {"error"} (its message), or the status line when the body is neither."""
+    {"error"} (its message), or the reason phrase when the body is neither."""
     try:
         body = response.json()
     except ValueError:
@@ -100,4 +100,4 @@ def error_of(response: httpx.Response) -> tuple[str, str]:
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         message = body.get("message")
         return body["error"], message if isinstance(message, str) else body["error"]
-    return f"HTTP {response.status_code}", response.reason_phrase
+    return response.reason_phrase, response.reason_phrase
