@@ -13,8 +13,8 @@ import pytest
 
 from buzzbotd.config.kinds import Secret
 from buzzbotd.posting import tid
-from buzzbotd.posting.bluesky import BlueskyClient, CredentialsRefused, Session
-from buzzbotd.posting.outcome import Failed, NotSent, Posted, Unknown
+from buzzbotd.posting.bluesky import BlueskyClient, Session
+from buzzbotd.posting.outcome import CredentialsRefused, Failed, NotSent, Posted, Unknown
 from buzzbotd.posting.richtext import facets
 from tests.fakes import Fault
 from tests.fakes.bluesky import (

@@ -34,6 +34,7 @@ from buzzbotd.config.kinds import Secret
 from buzzbotd.posting import tid
 from buzzbotd.posting.outcome import (
     REQUEST_TIMEOUT_S,
+    CredentialsRefused,
     Failed,
     NotSent,
     Outcome,
@@ -78,12 +79,6 @@ class Session:
             return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
         except (TypeError, KeyError, json.JSONDecodeError) as e:
             raise ValueError(f"not a stored Bluesky session: {type(e).__name__}") from None
-
-
-class CredentialsRefused(Exception):
-    """Bluesky refused the handle and app password; the message names the key."""
-
-    config_key = APP_PASSWORD_KEY
 
 
 class _Unavailable(Exception):
@@ -133,7 +128,7 @@ class BlueskyClient:
             answer = self._call("POST", "com.atproto.repo.createRecord", body={
                 "repo": session.did, "collection": COLLECTION, "rkey": rkey, "record": record})
         except CredentialsRefused as e:
-            return Failed(str(e), APP_PASSWORD_KEY)
+            return e.outcome()
         except _Unavailable as e:
             return e.outcome
         if answer.status_code == 200:
@@ -178,8 +173,9 @@ class BlueskyClient:
     # -- the session ---------------------------------------------------------------
 
     def open_session(self) -> Session:
-        """The session, made or refreshed as needed. Raises CredentialsRefused when
-        Bluesky refuses the login, _Unavailable (NotSent) when it cannot be had now."""
+        """The session, made or refreshed as needed. Raises CredentialsRefused
+        (naming bluesky.app_password) when Bluesky refuses the login, _Unavailable
+        (NotSent) when no session can be had now."""
         with self._lock, _before_any_post():
             session = self._session
             if session is None:
@@ -209,7 +205,8 @@ class BlueskyClient:
         if answer.status_code >= 500:
             raise _Unavailable(NotSent(said))
         raise CredentialsRefused(f"Bluesky refused the login of {self.handle} with "
-                                 f"{APP_PASSWORD_KEY}: {name}: {message} (value not shown)")
+                                 f"{APP_PASSWORD_KEY}: {name}: {message} (value not shown)",
+                                 APP_PASSWORD_KEY)
 
     def _refresh(self, session: Session, still_valid: bool) -> Session:
         answer = self._send("POST", self.service, "com.atproto.server.refreshSession",

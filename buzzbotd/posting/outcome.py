@@ -51,6 +51,18 @@ class Failed:
 Outcome = Posted | NotSent | Unknown | Failed
 
 
+class CredentialsRefused(Exception):
+    """The network refused our login or token; the message names the config key
+    (never its value)."""
+
+    def __init__(self, message: str, config_key: str) -> None:
+        super().__init__(message)
+        self.config_key = config_key
+
+    def outcome(self) -> Failed:
+        return Failed(str(self), self.config_key)
+
+
 class NetworkClient(Protocol):
     """What the poster drives, per network."""
 
