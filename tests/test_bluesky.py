@@ -192,6 +192,15 @@ def test_an_expired_session_is_refreshed_once_and_the_post_made(pds: FakeBluesky
     assert len(pds.posts()) == 1
 
 
+def test_a_token_still_refused_after_its_refresh_is_not_retried_in_a_loop(
+        pds: FakeBluesky, clock: Clock) -> None:
+    pds.access_ttl_s = -10                  # the PDS's clock is ahead: every token born expired
+    outcome = client(pds, clock).post(KEY, TEXT)
+    assert outcome == NotSent("400 ExpiredToken from Bluesky")
+    # one refresh before use (the token reads expired), one after the refusal, no more
+    assert (pds.sessions_created, pds.sessions_refreshed, creates(pds)) == (1, 2, 2)
+
+
 def test_a_session_near_its_expiry_is_refreshed_before_use(pds: FakeBluesky,
                                                            clock: Clock) -> None:
     kept: list[Session] = []

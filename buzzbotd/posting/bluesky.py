@@ -1,4 +1,5 @@
-"""Bluesky over its XRPC HTTP API, with httpx (the atproto SDK costs ~66 MiB of RSS).
+"""Bluesky over its XRPC HTTP API, with httpx (the atproto SDK costs ~66 MiB of RSS,
+issue 23; this module, its session and one post: about +2 MiB over httpx's one GET).
 
 A slot's post is the record `app.bsky.feed.post/<TID of the slot key>`
 (tid.py): a repository holds one record per key, so no retry can make a second
@@ -139,6 +140,8 @@ class BlueskyClient:
             return self._settled_after(key, said)
         if answer.status_code == 429:
             return NotSent(said, self._reset(answer))
+        if name in ("ExpiredToken", "InvalidToken"):        # even after a renewal: no record
+            return NotSent(said)
         if answer.status_code in (401, 403):
             return Failed(f"{said}: {message}", APP_PASSWORD_KEY)
         return Failed(f"{said}: {message}", TEMPLATE_KEY if name == "InvalidRequest" else None)

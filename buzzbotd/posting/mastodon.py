@@ -9,8 +9,10 @@ made anchors), so it is compared after stripping the tags and unescaping. Not
 found there and still within the key's hour (less KEY_MARGIN), the status is
 posted again under the same key, which covers one the read could not see.
 
-Mastodon.py is not used: importing it costs more than this whole module
-(figures in the change that added this file).
+Mastodon.py (2.3.3) is not used: importing it alone costs +8.8 MiB of RSS over
+a bare `import httpx` (+3.3 MiB over requests and httpx, which the daemon has
+anyway), where this module, its import and one post, costs +1.7 MiB over httpx
+making one GET.
 """
 
 from __future__ import annotations
