@@ -27,36 +27,24 @@ from tests.fakes.bluesky import (
     FakeBluesky,
 )
 from tests.harness import REPO
+from tests.networks_world import ManualClock as Clock
+from tests.networks_world import running
 
 KEY = "2026-12-07T08:00:00Z"
 TEXT = "Bitcoin is at $97,123.45 (+1.20% in 24h) #BTC"
 START = datetime(2026, 12, 7, 8, 0, 1, tzinfo=UTC)
 
 
-class Clock:
-    """One clock for the client; the fake reads its own (`fake.clock`), which a
-    test may move alone (the PDS's view of time)."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(START)
 
 
 @pytest.fixture(params=["500", "named"])
-def pds(request: pytest.FixtureRequest) -> Iterator[FakeBluesky]:
+def pds(request: pytest.FixtureRequest, clock: Clock) -> Iterator[FakeBluesky]:
     """Both PDS generations: an existing key answered 500, or RecordAlreadyExists."""
-    fake = FakeBluesky(existing_key=request.param).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def clock(pds: FakeBluesky) -> Clock:
-    clock = Clock()
-    pds.clock = lambda: clock.now.timestamp()
-    return clock
+    with running(FakeBluesky(existing_key=request.param), clock) as fake:
+        yield fake
 
 
 def client(pds: FakeBluesky, clock: Clock, password: str = APP_PASSWORD,

@@ -21,6 +21,8 @@ from tests.fakes.mastodon import (
     VERIFY,
     FakeMastodon,
 )
+from tests.networks_world import ManualClock as Clock
+from tests.networks_world import running
 
 KEY = "2026-12-07T08:00:00Z"
 # What Mastodon turns into HTML: an ampersand, angle brackets, quotes, a long link
@@ -30,26 +32,15 @@ TEXT = ("Bitcoin <BTC> & \"sats\" is at $97,123.45 (+1.20% in 24h)\n"
 START = datetime(2026, 12, 7, 8, 0, 1, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def server(clock: Clock) -> Iterator[FakeMastodon]:
+    with running(FakeMastodon(), clock) as fake:
+        yield fake
 
 
 @pytest.fixture
-def server() -> Iterator[FakeMastodon]:
-    fake = FakeMastodon().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def clock(server: FakeMastodon) -> Clock:
-    clock = Clock()
-    server.clock = lambda: clock.now.timestamp()
-    return clock
+def clock() -> Clock:
+    return Clock(START)
 
 
 def client(server: FakeMastodon, clock: Clock, token: str = ACCESS_TOKEN) -> MastodonClient:

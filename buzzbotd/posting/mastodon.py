@@ -27,19 +27,8 @@ import httpx
 
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config.kinds import Secret
-from buzzbotd.posting.outcome import (
-    REQUEST_TIMEOUT_S,
-    CredentialsRefused,
-    Failed,
-    NotSent,
-    Outcome,
-    Posted,
-    Unknown,
-    error_of,
-    http_client,
-    not_before,
-    transport_outcome,
-)
+from buzzbotd.posting import outcome
+from buzzbotd.posting.outcome import CredentialsRefused, Failed, NotSent, Outcome, Posted, Unknown
 
 log = logging.getLogger("buzzbotd.mastodon")
 NETWORK = "mastodon"
@@ -57,13 +46,13 @@ class MastodonClient:
 
     def __init__(self, instance: str, access_token: Secret, visibility: str = "public",
                  account_id: str | None = None, clock: Clock = utc_now,
-                 timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+                 timeout_s: float = outcome.REQUEST_TIMEOUT_S) -> None:
         self.instance = instance.rstrip("/")
         self.visibility = visibility
         self.clock = clock
         self._token = access_token
         self._account_id = account_id
-        self._http = http_client(timeout_s)
+        self._http = outcome.http_client(timeout_s)
 
     def close(self) -> None:
         self._http.close()
@@ -75,7 +64,7 @@ class MastodonClient:
                 json={"status": text, "visibility": self.visibility},
                 headers={**self._auth(), "Idempotency-Key": f"{key}:{NETWORK}"})
         except httpx.TransportError as e:
-            return transport_outcome(e, NETWORK)
+            return outcome.transport_outcome(e, NETWORK)
         if answer.status_code != 200:
             return self._refusal(answer, "posting")
         try:
@@ -110,7 +99,7 @@ class MastodonClient:
             return Unknown(str(e))
         except httpx.TransportError as e:
             return Unknown(f"cannot read the account's statuses: "
-                           f"{transport_outcome(e, NETWORK).reason}")
+                           f"{outcome.transport_outcome(e, NETWORK).reason}")
         if answer.status_code != 200:
             refusal = self._refusal(answer, "reading the account's statuses")
             return refusal if isinstance(refusal, Failed) else Unknown(refusal.reason)
@@ -145,7 +134,7 @@ class MastodonClient:
     def _refusal(self, answer: httpx.Response, doing: str) -> Outcome:
         """A non-200 answer as an outcome; the token's value is never in it."""
         status = answer.status_code
-        said = f"{status} from Mastodon {doing}: {error_of(answer)[1]}"
+        said = f"{status} from Mastodon {doing}: {outcome.error_of(answer)[1]}"
         if status == 401:
             return Failed(f"{said} (check {TOKEN_KEY})", TOKEN_KEY)
         if status == 403:
@@ -166,7 +155,7 @@ class MastodonClient:
             reset = datetime.fromisoformat(answer.headers.get("x-ratelimit-reset", ""))
         except ValueError:
             return None
-        return not_before((reset - now).total_seconds(), now) if reset.tzinfo else None
+        return outcome.not_before((reset - now).total_seconds(), now) if reset.tzinfo else None
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token.reveal()}"}
