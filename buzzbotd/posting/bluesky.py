@@ -268,7 +268,8 @@ class BlueskyClient:
         return not_before(answer.headers.get("retry-after"), now)
 
     def _url(self, rkey: str) -> str:
-        return f"https://bsky.app/profile/{self.handle}/post/{rkey}"
+        handle = self._session.handle if self._session else self.handle
+        return f"https://bsky.app/profile/{handle}/post/{rkey}"
 
 
 # -- small parts ---------------------------------------------------------------------

@@ -73,8 +73,9 @@ class NetworkClient(Protocol):
         ...
 
     def settle(self, key: str, text: str, first_sent_at: datetime) -> Outcome:
-        """After an unknown outcome: Posted if slot `key`'s post exists, NotSent if
-        it surely does not (a retry is safe), Unknown if that cannot be told yet."""
+        """After an unknown outcome of posting `text` for `key`, whose first POST
+        went out at `first_sent_at`: Posted if the post exists, NotSent if it surely
+        does not (a retry is safe), Unknown if that cannot be told yet."""
         ...
 
     def close(self) -> None:
