@@ -31,8 +31,6 @@ FD_SHARE = 4              # HTTP may hold at most a quarter of the process's des
 PAUSE_S = 1.0             # no descriptor left: try accept() again after this
 WARN_EVERY_S = 60.0
 ACCEPTS_PER_TURN = 64     # as tornado: let other callbacks run between bursts
-# accept() failing for want of a resource, not because of the client.
-SHORT_OF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def connection_limit() -> int:
@@ -94,8 +92,9 @@ class Acceptor:
             except ConnectionAbortedError:
                 continue            # the client gave up while it waited in the backlog
             except OSError as e:
-                if e.errno not in SHORT_OF:
-                    raise
+                # EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog
+                # and the socket readable. (Any other error is paused on too: none
+                # may make the loop spin.)
                 self._pause(e)
                 return
             if self.open >= self.limit:
@@ -117,6 +116,8 @@ class Acceptor:
         """No descriptor (or memory) for a new connection: stop watching the listening
         sockets for PAUSE_S, so the waiting connection does not wake the loop on every
         turn; the daemon's own connections get the descriptors that free up."""
+        if self._resume is not None:
+            return                  # another listening socket's turn, before it was unwatched
         self._unwatch()
         assert self._loop is not None
         self._resume = self._loop.call_later(PAUSE_S, self._after_pause)
