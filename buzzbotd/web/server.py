@@ -5,11 +5,11 @@ no login, and without personal data: no user or chat id is in any answer.
 The socket is bound before READY (`bind`, in the main thread, so a bad or
 busy address stops the start with a clear error) and served once the loop
 runs (`serve`). The Prometheus text comes from prometheus_client, built at
-each scrape from buzzbotd.metrics and a few counts read through the database
-owner (buzzbotd.exposition).
+each scrape from buzzbotd.ops.metrics and a few counts read through the
+database owner (buzzbotd.web.prometheus).
 
 What costs memory is loaded when first used, not at start: tornado (+2.6 MiB,
-buzzbotd.webapp) at the first connection, prometheus_client (+1 MiB) at the
+buzzbotd.web.handlers) at the first connection, prometheus_client (+1 MiB) at the
 first GET /metrics. Until then the loop only watches the listening socket.
 
 Connections are accepted by buzzbotd.web.accept (a cap on how many are open,
