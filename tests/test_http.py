@@ -14,6 +14,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -384,3 +385,42 @@ def test_metrics_and_page_show_a_reminder_as_soon_as_the_bot_confirms_it(tmp_pat
     finally:
         telegram.stop()
         price.stop()
+
+
+# -- what an unauthenticated client may not learn ------------------------------------
+
+
+def test_api_status_names_no_spreadsheet_account_or_database(tmp_path, spawn, notify) -> None:
+    from tests.fakes.sheets import CLIENT_EMAIL, SPREADSHEET_ID
+    from tests.sheets_world import sheets_config, start_fake
+
+    fake, key = start_fake(tmp_path / "keys")
+    fake.spreadsheet_id = "1SomeOtherSpreadsheetId_0000000000"   # ours is "not found"
+    try:
+        port = free_port()
+        daemon: Daemon = spawn(sheets_config(tmp_path, fake, key,
+                                             http={"listen": f"127.0.0.1:{port}"}), notify)
+        notify.wait_message("READY=1", timeout=30)
+        daemon.wait_log("sheets: sync of spreadsheet", timeout=30)
+        deadline = time.monotonic() + 10
+        while True:
+            code, body, _ = get(f"http://127.0.0.1:{port}/api/status")
+            sheets = json.loads(body)["sheets"]
+            if sheets["last_error"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        fake.stop()
+    assert code == 200 and sheets["enabled"], body
+    # The operator still learns what is wrong, and where to look...
+    assert sheets["last_error"].startswith("spreadsheet (sheets.spreadsheet_id) not found "
+                                           "(404)"), sheets
+    assert "share the spreadsheet with (the service account)" in sheets["last_error"]
+    # ... but not the identifiers, which the local `buzzbotd status` shows.
+    for identifier in (SPREADSHEET_ID, CLIENT_EMAIL, str(tmp_path)):
+        assert identifier not in body, identifier
+    assert json.loads(body)["database"] == "sqlite"
+    local = subprocess.run([sys.executable, "-m", "buzzbotd", "status", "--config",
+                            str(tmp_path / "buzzbotd.toml")], capture_output=True, text=True,
+                           timeout=30, cwd=REPO)
+    assert SPREADSHEET_ID in local.stdout, local.stdout + local.stderr

@@ -22,7 +22,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR}
 # Libraries that log every HTTP request, with URLs that carry the bot token.
 _CHATTY = ("httpx", "httpcore", "telegram", "tweepy", "urllib3", "requests_oauthlib",
-           "oauthlib", "schedule", "peewee")
+           "oauthlib", "schedule", "peewee", "tornado")
 
 
 class JournalFormatter(logging.Formatter):

@@ -2,20 +2,35 @@
 
 Imported by WebServer (web/server.py) at the first connection, so tornado is
 loaded only once someone asks something of the server; it reads the server
-through `Server`, the part of WebServer's face it needs.
+through `ServerFace`, the part of WebServer's face it needs.
+What one client may cost is bounded (tornado's defaults allow a 100 MB body,
+headers that take an hour, and no end to a connection): every route is a GET,
+so no body is read at all; headers are at most MAX_HEADER_BYTES and must
+arrive within HEADER_TIMEOUT_S; a connection serves one request and lives at
+most LIFETIME_S (a client that does not read its answer is dropped then);
+how many connections may be open is buzzbotd.web.accept's.
+
+A request must name this machine in its Host header (`allowed_host`): a web
+page whose own name an attacker points at 127.0.0.1 (DNS rebinding) could
+otherwise read these answers from a browser on this machine or at the end of
+an ssh tunnel.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import tornado.httpserver
+import tornado.iostream
 import tornado.web
 
 from buzzbotd.ops import status
@@ -29,9 +44,15 @@ log = logging.getLogger("buzzbotd.http")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 # Everything the page needs is inline: this also proves it loads nothing from elsewhere.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+MAX_HEADER_BYTES = 8 * 1024    # a browser's request is < 2 KiB
+HEADER_TIMEOUT_S = 10.0        # from the connection to the end of the headers
+LIFETIME_S = 60.0
+READ_BUFFER_BYTES = 64 * 1024  # tornado's default is 100 MB
+# An e-mail address (a service account's) in an error shown to anyone who asks.
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 
 
-class Server(Protocol):
+class ServerFace(Protocol):
     """What the handlers read of the WebServer."""
     settings: Settings
     watchdog_parts: tuple[str, ...]      # a failing one makes /health "unhealthy"
@@ -42,17 +63,93 @@ class Server(Protocol):
     def exposition(self) -> Exposition: ...
 
 
-def serve(web: Server, sockets: list[socket.socket]) -> tornado.httpserver.HTTPServer:
-    """Starts answering on the bound `sockets`, in the running loop."""
+def serve(web: ServerFace, closed: Callable[[], None]) -> Server:
+    """The server, in the running loop; connections come through Server.take, and
+    `closed()` is called as each ends."""
     app = tornado.web.Application([
         (r"/", PageHandler, {"web": web}),
         (r"/health", HealthHandler, {"web": web}),
         (r"/metrics", MetricsHandler, {"web": web}),
         (r"/api/status", StatusHandler, {"web": web}),
     ], log_function=_log_request, compress_response=False, xsrf_cookies=False)
-    server = tornado.httpserver.HTTPServer(app, idle_connection_timeout=60)
-    server.add_sockets(sockets)
-    return server
+    # max_body_size=0: a request with a body (a Content-Length above 0, or a chunk) is
+    # answered 400 and closed before any of it is read; no body_timeout is needed.
+    # idle_connection_timeout is tornado's limit on reading the headers.
+    return Server(app, closed, no_keep_alive=True, max_header_size=MAX_HEADER_BYTES,
+                  idle_connection_timeout=HEADER_TIMEOUT_S, max_body_size=0)
+
+
+class Server(tornado.httpserver.HTTPServer):
+    """tornado's HTTP server, given connections one by one (buzzbotd.web.accept
+    accepts them), each closed after LIFETIME_S if it is still open."""
+
+    def initialize(self, app: tornado.web.Application,  # type: ignore[override]
+                   closed: Callable[[], None], **kwargs: Any) -> None:
+        super().initialize(app, **kwargs)
+        self._closed = closed
+        self._deadlines: dict[tornado.iostream.IOStream, asyncio.TimerHandle] = {}
+
+    def take(self, connection: socket.socket, address: Any) -> None:
+        stream = tornado.iostream.IOStream(connection, max_buffer_size=READ_BUFFER_BYTES,
+                                           read_chunk_size=READ_BUFFER_BYTES // 2)
+        self._deadlines[stream] = asyncio.get_running_loop().call_later(LIFETIME_S,
+                                                                        stream.close)
+        self.handle_stream(stream, address)
+
+    def on_close(self, server_conn: Any) -> None:
+        super().on_close(server_conn)
+        deadline = self._deadlines.pop(server_conn.stream, None)
+        if deadline is not None:
+            deadline.cancel()
+        self._closed()
+
+
+def allowed_host(host: str, local_address: str | None, listen_host: str) -> bool:
+    """Whether a request's Host names this server: the host of http.listen,
+    `localhost`, this machine's name, a loopback address, or the address the
+    connection came in on. The port is not compared (an ssh tunnel or a proxy may
+    change it); an IP literal cannot be the name of an attacker's page."""
+    name = host.lower().rstrip(".")
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    machine = socket.gethostname().lower()
+    if name in ("localhost", machine, f"{machine}.local") or (listen_host and name ==
+                                                                  listen_host.lower()):
+        return True
+    try:
+        address = _plain(ipaddress.ip_address(name))
+    except ValueError:
+        return False
+    if address.is_loopback:
+        return True
+    try:
+        return local_address is not None and \
+            address == _plain(ipaddress.ip_address(local_address.split("%")[0]))
+    except ValueError:
+        return False
+
+
+def _plain(address: ipaddress.IPv4Address | ipaddress.IPv6Address
+           ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """192.0.2.1 for ::ffff:192.0.2.1 (an IPv4 client of a dual-stack socket)."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def public(report: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """`buzzbotd status --json` for an unauthenticated client: without what names
+    the operator's accounts (the spreadsheet's id, the service account's e-mail,
+    the database's path or server), which the local `buzzbotd status` shows."""
+    report = {**report, "database": "postgresql" if settings.database.url else "sqlite"}
+    sheets = dict(report.get("sheets") or {})
+    spreadsheet_id = sheets.pop("spreadsheet_id", "") or ""
+    if sheets.get("last_error"):
+        error = sheets["last_error"]
+        if spreadsheet_id:
+            error = error.replace(spreadsheet_id, "(sheets.spreadsheet_id)")
+        sheets["last_error"] = EMAIL.sub("(the service account)", error)
+    report["sheets"] = sheets
+    return report
 
 
 class _Handler(tornado.web.RequestHandler):
@@ -63,6 +160,20 @@ class _Handler(tornado.web.RequestHandler):
         self.clear_header("Server")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self) -> None:
+        # 421 Misdirected Request (RFC 9110 15.5.20): this server is not the one that
+        # name is for. Not 403: nothing is wrong with the client's rights, and it
+        # points whoever reads it at the address instead.
+        stream = getattr(self.request.connection, "stream", None)
+        sock = getattr(stream, "socket", None)
+        local = sock.getsockname()[0] if sock is not None else None
+        listen = self.web.settings.http.address
+        if not allowed_host(self.request.host_name, local, listen[0] if listen else ""):
+            self.set_status(421)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("421 Misdirected Request: this server answers only to localhost, "
+                        "this machine's name or addresses, or the host of http.listen\n")
 
     def compute_etag(self) -> None:
         return None       # every answer is fresh (Cache-Control: no-store)
@@ -97,7 +208,7 @@ class StatusHandler(_Handler):
         web = self.web
         report = await web.db(status.collect, web.settings, web.clock())
         report["health"]["pid"] = os.getpid()   # as `buzzbotd status --json` shows it
-        self.write_json(report)
+        self.write_json(public(report, web.settings))
 
 
 class MetricsHandler(_Handler):

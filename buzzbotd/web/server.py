@@ -11,6 +11,10 @@ owner (web/prometheus.py).
 What costs memory is loaded when first used, not at start: tornado (+2.6 MiB,
 web/handlers.py) at the first connection, prometheus_client (+1 MiB) at the
 first GET /metrics. Until then the loop only watches the listening socket.
+
+Connections are accepted by buzzbotd.web.accept (a cap on how many are open,
+no busy loop when file descriptors run out) and handed to tornado one by one;
+what each may cost is buzzbotd.web.handlers'.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from buzzbotd.config import ListenError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.ops.metrics import METRICS, Metrics
 from buzzbotd.runtime.notify import Health, Watchdog
+from buzzbotd.web.accept import Acceptor, connection_limit
 
 if TYPE_CHECKING:
-    import tornado.httpserver
-
+    from buzzbotd.web import handlers
     from buzzbotd.web.prometheus import Exposition
 
 log = logging.getLogger("buzzbotd.http")
@@ -54,8 +58,8 @@ class WebServer:
         self.clock = clock
         self.metrics = metrics
         self._sockets: list[socket.socket] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: tornado.httpserver.HTTPServer | None = None
+        self._acceptor: Acceptor | None = None
+        self._server: handlers.Server | None = None
         self._exposition: Exposition | None = None
 
     # -- life ------------------------------------------------------------------
@@ -86,18 +90,18 @@ class WebServer:
 
     def serve(self) -> None:
         """In the event loop: answers on the bound sockets from the first connection on."""
-        self._loop = asyncio.get_running_loop()
-        for sock in self._sockets:
-            self._loop.add_reader(sock.fileno(), self._first_connection)
-        log.info("serving http://%s/ (/health, /metrics, /api/status)",
-                 self.settings.http.listen)
+        self._acceptor = Acceptor(self._sockets, self._take, connection_limit())
+        self._acceptor.start()
+        log.info("serving http://%s/ (/health, /metrics, /api/status; at most %d "
+                 "connections)", self.settings.http.listen, self._acceptor.limit)
 
-    def _first_connection(self) -> None:
-        """A client is waiting in the backlog: hand the sockets to tornado, which
-        accepts it (and every later one) in the same loop turn's next poll."""
-        assert self._loop is not None
-        for sock in self._sockets:
-            self._loop.remove_reader(sock.fileno())
+    def _take(self, connection: socket.socket, address: Any) -> None:
+        """A connection the acceptor let in, for tornado (loaded by the first one)."""
+        if self._server is None:
+            self._server = self._start_tornado()
+        self._server.take(connection, address)
+
+    def _start_tornado(self) -> handlers.Server:
         if "tornado" in sys.modules and sys.modules["tornado"] is None:
             del sys.modules["tornado"]
         # tornado.log imports curses for coloured terminal logs we never use
@@ -110,16 +114,15 @@ class WebServer:
         finally:
             if hide_curses:
                 del sys.modules["curses"]
-        self._server = handlers.serve(self, self._sockets)
+        assert self._acceptor is not None
         log.debug("http: tornado started at the first connection")
+        return handlers.serve(self, self._acceptor.closed)
 
     async def stop(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.stop()
         if self._server is not None:
-            self._server.stop()
             await asyncio.wait_for(self._server.close_all_connections(), 2.0)
-        elif self._loop is not None:
-            for sock in self._sockets:
-                self._loop.remove_reader(sock.fileno())
         for sock in self._sockets:
             sock.close()
 
