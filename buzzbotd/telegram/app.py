@@ -251,6 +251,7 @@ class BotApp:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
+        await self.replies.stop()
         await self._reset()
 
     def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None

@@ -67,7 +67,8 @@ PAUSE_AFTER_DAYS = 3           # "chat not found" this many days in a row: pause
 class _Round:
     """What one reminder round has learnt so far, and what it is doing."""
 
-    tally: reminders.Tally = field(default_factory=reminders.Tally)   # not yet reported
+    # Not yet reported (take_tally): always counted into round_.tally as it is then.
+    tally: reminders.Tally = field(default_factory=reminders.Tally)
     refused: set[int] = field(default_factory=set)        # chats that answered 403
     moved: dict[int, int] = field(default_factory=dict)   # group → its supergroup
     token_refused: bool = False                            # 401: the rest waits
@@ -183,7 +184,7 @@ class ReminderDelivery:
         supergroup) applies to the rest without asking again."""
         queue = round_.queues[chat_id]
         try:
-            while queue:
+            while queue and not (self._closing or round_.token_refused):
                 due = queue[0]
                 if due.chat_id not in round_.refused:
                     await self._send_reminder(due, text, round_)
@@ -203,7 +204,6 @@ class ReminderDelivery:
             yield turn
 
     async def _send_reminder(self, due: reminders.Due, text: str, round_: _Round) -> None:
-        tally = round_.tally
         if (due.id, due.due_at) in self._delivered:
             # Telegram has it already; only the database write failed. Never twice.
             await self._record_sent(due, round_, delivered_now=False)
@@ -228,7 +228,7 @@ class ReminderDelivery:
                     round_.token_refused = True
                     log.error("Telegram refused telegram.token while sending reminders (%s); "
                               "this round stops, its reminders stay due", e)
-                tally.failed += 1
+                round_.tally.failed += 1
                 return
             except Forbidden as e:
                 round_.refused.update((due.chat_id, chat_id))
@@ -236,22 +236,22 @@ class ReminderDelivery:
                 log.warning("user %d: Telegram refused reminder %d (%s); %d reminder(s) of "
                             "chat %d disabled until they write to the bot again",
                             due.user_id, due.id, e.message, count, chat_id)
-                tally.blocked += 1
+                round_.tally.blocked += 1
                 return
             except RetryAfter as e:
                 log.warning("user %d: reminder %d still rate limited after %d waits (%s); "
                             "retried next minute", due.user_id, due.id, RETRY_AFTER_RETRIES, e)
-                tally.failed += 1
+                round_.tally.failed += 1
                 return
             except BadRequest as e:
                 await self._rejected(due, e)
-                tally.rejected += 1
+                round_.tally.rejected += 1
                 return
             except NetworkError as e:       # also TimedOut
                 if attempt == SEND_ATTEMPTS:
                     log.warning("user %d: reminder %d not sent after %d attempts (%s); "
                                 "retried next minute", due.user_id, due.id, attempt, e)
-                    tally.failed += 1
+                    round_.tally.failed += 1
                     return
                 await asyncio.sleep(retry.wait_s(attempt, SEND_BACKOFF_S))
             else:
@@ -262,7 +262,7 @@ class ReminderDelivery:
                 return
         log.warning("user %d: reminder %d not sent: the chat moved %d times in a row; "
                     "retried next minute", due.user_id, due.id, SEND_ATTEMPTS)
-        tally.failed += 1
+        round_.tally.failed += 1
 
     async def _rejected(self, due: reminders.Due, error: BadRequest) -> None:
         """A 400: skipped until its next day; "chat not found" (the chat is gone, the
@@ -285,16 +285,15 @@ class ReminderDelivery:
         """Records a delivered reminder. If the write fails (disk full, I/O error), the
         reminder stays due and later rounds retry only this write: _delivered keeps the
         message from being sent again while the process lives."""
-        tally = round_.tally
         if delivered_now:
-            tally.sent += 1
+            round_.tally.sent += 1
         try:
             await self._record(due, round_)
         except Exception as e:  # noqa: BLE001 - any failed write: Telegram has the message
             log.error("user %d: reminder %d was delivered but could not be recorded (%s: %s); "
                       "it is not sent again, the record is retried next minute",
                       due.user_id, due.id, type(e).__name__, e)
-            tally.unrecorded += 1
+            round_.tally.unrecorded += 1
             return
         self._delivered.discard((due.id, due.due_at))
         if delivered_now:

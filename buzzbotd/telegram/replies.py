@@ -86,6 +86,13 @@ class Replies:
     def waiting(self) -> int:
         return self._count
 
+    async def stop(self) -> None:
+        """At shutdown: the replies still waiting for their turn are not sent."""
+        senders = list(self._senders.values())
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+
     async def _send_all(self, chat: int) -> None:
         try:
             while self._waiting.get(chat):
