@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from telegram import ChatMember, Update
@@ -65,7 +66,8 @@ SHARED_SENDERS = frozenset({ChatID.ANONYMOUS_ADMIN, ChatID.FAKE_CHANNEL})
 class Commands:
     """The update handlers, registered on `app`'s Application."""
 
-    def __init__(self, app: BotApp, poster: Any, report: Any) -> None:
+    def __init__(self, app: BotApp, poster: Any, report: Callable[[], dict[str, Any]]
+                 ) -> None:
         self.app = app
         self.owner, self.settings, self.clock = app.owner, app.settings, app.clock
         self.poster, self.report = poster, report       # what /tweet and /status call
