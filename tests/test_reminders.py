@@ -622,6 +622,35 @@ def test_a_big_groups_reminders_starve_no_other_chat(tmp_path: Path) -> None:
         bot.close()
 
 
+def test_a_stop_ends_a_round_whose_group_waits_for_its_window(tmp_path: Path) -> None:
+    """A group whose minute is used up waits up to a minute for its next message:
+    a stop does not wait with it (the reminder stays due)."""
+    bot = BotInProcess(tmp_path, limiter=ChatRateLimiter(chat_interval_s=0.02),
+                       chat_interval_s=0.02)
+    try:
+        group = -900
+        seed_reminders(bot.database, 25, bot.now, first_user=1801, chat_id=group)
+        bot.start()
+        first = bot.now
+        assert bot.round(first).sent == 20                 # the group's minute, used up
+        delivery = bot.bot.delivery
+        with ThreadPoolExecutor(1, thread_name_prefix="round") as pool:
+            tally = pool.submit(bot.round, first + MINUTE)
+            # Its sender waits for the group's window (a minute of real time).
+            deadline = time.monotonic() + 10
+            while not delivery._waiting_turn and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(delivery._waiting_turn) == 1
+            stopping = time.monotonic()
+            bot.bot.stop_sending()
+            assert tally.result(10).sent == 0
+            assert time.monotonic() - stopping < 2
+        due = [r for r in reminder_rows(bot.database) if r["next_due_at"] == utc_text(first)]
+        assert len(due) == 5
+    finally:
+        bot.close()
+
+
 def test_chat_not_found_three_days_in_a_row_pauses_the_reminder(
         bot: BotInProcess, caplog: pytest.LogCaptureFixture) -> None:
     [user] = seed_reminders(bot.database, 1, bot.now, first_user=1701)

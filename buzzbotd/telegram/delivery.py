@@ -97,6 +97,7 @@ class ReminderDelivery:
         self._closing = False
         self._rounds: set[_Round] = set()
         self._sending = asyncio.Semaphore(SEND_CONCURRENCY)
+        self._waiting_turn: set[asyncio.Task] = set()   # senders waiting for a chat's turn
         # (reminder id, due_at) that Telegram accepted but the database has not recorded.
         self._delivered: set[tuple[int, datetime]] = set()
 
@@ -117,8 +118,17 @@ class ReminderDelivery:
 
     def stop_sending(self) -> None:
         """At shutdown, first: no new reminder is sent, so a dispatch round ends as
-        soon as the sends in flight are answered and recorded."""
+        soon as the sends in flight are answered and recorded: a sender waiting for
+        its chat's turn (a group's window: up to a minute) stops waiting. From any
+        thread."""
         self._closing = True
+        if self.app.loop is not None:
+            with contextlib.suppress(RuntimeError):     # the loop is closed already
+                self.app.loop.call_soon_threadsafe(self._stop_waiting)
+
+    def _stop_waiting(self) -> None:
+        for task in list(self._waiting_turn):
+            task.cancel()
 
     async def finish_sending(self, timeout: float = CLOSE_GRACE_S) -> None:
         """In the loop, at shutdown: no new reminder is sent, those in flight get
@@ -200,8 +210,15 @@ class ReminderDelivery:
     async def _slot(self, chat_id: int) -> AsyncIterator[HeldTurn]:
         """The chat's turn, then one of SEND_CONCURRENCY send slots: a reminder waits
         for its chat without holding a slot that other chats need."""
-        async with self.app.limiter.turn(chat_id) as turn, self._sending:
-            yield turn
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting_turn.add(task)            # stop_sending cancels the wait
+        try:
+            async with self.app.limiter.turn(chat_id) as turn, self._sending:
+                self._waiting_turn.discard(task)
+                yield turn
+        finally:
+            self._waiting_turn.discard(task)
 
     async def _send_reminder(self, due: reminders.Due, text: str, round_: _Round) -> None:
         if (due.id, due.due_at) in self._delivered:
