@@ -154,9 +154,9 @@ class BotInProcess:
         self._thread.start()
         # What TelegramBot.run does before polling, without the polling: the rounds
         # are driven by the test.
-        self.bot.loop = self.loop
-        self.bot.run_in_loop(self.bot.application.initialize(), timeout=30)
-        self.bot.connected = True
+        self.bot.app.loop = self.loop
+        self.bot.app.run_in_loop(self.bot.app.application.initialize(), timeout=30)
+        self.bot.app.connected = True
         return self
 
     def round(self, now: datetime) -> reminders.Tally:
@@ -167,7 +167,7 @@ class BotInProcess:
     def close(self) -> None:
         try:
             if self._thread.is_alive():
-                self.bot.run_in_loop(self.bot.application.shutdown(), timeout=30)
+                self.bot.app.run_in_loop(self.bot.app.application.shutdown(), timeout=30)
                 self.loop.call_soon_threadsafe(self.loop.stop)
                 self._thread.join(10)
             self.loop.close()

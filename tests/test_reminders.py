@@ -498,7 +498,10 @@ def test_a_group_gets_at_most_20_messages_in_any_window(tmp_path: Path) -> None:
         group = -700
         seed_reminders(bot.database, 50, bot.now, first_user=1401, chat_id=group)
         bot.start()
-        assert bot.round(bot.now).sent == 50
+        # A chat gets at most CHAT_ROUND_MAX a round (a group's minute at Telegram): the
+        # rest stay due for the next minutes' rounds.
+        tallies = [bot.round(bot.now + i * MINUTE) for i in range(3)]
+        assert [(t.sent, t.deferred) for t in tallies] == [(20, 30), (20, 10), (10, 0)]
         times = [m.at for m in bot.telegram.sent if m.chat_id == group]
         assert len(times) == 50
         assert max_in_window(times, window_s) == 20
@@ -586,3 +589,80 @@ def test_100k_stored_reminders_cost_little_memory() -> None:
     print(f"\nRSS after READY: {empty / 1024:.1f} MiB with no reminders, "
           f"{full / 1024:.1f} MiB with 100,000")
     assert full - empty < 16 * 1024, "reminders must not be loaded into memory"
+
+
+# -- many chats at once (issue 21) ------------------------------------------------------------
+
+
+def test_a_big_groups_reminders_starve_no_other_chat(tmp_path: Path) -> None:
+    """500 reminders of one group (20 messages a minute there, at Telegram's real
+    limits) and 10 private ones, due the same minute and after the group's in the due
+    query: the private ones arrive within seconds (before: none after 400 s, the
+    page of the group's being sent one after another for 25 minutes)."""
+    bot = BotInProcess(tmp_path)
+    try:
+        group = -800
+        seed_reminders(bot.database, 500, bot.now, first_user=1601, chat_id=group)
+        private = seed_reminders(bot.database, 10, bot.now, first_user=2601)
+        bot.start()
+        with ThreadPoolExecutor(1, thread_name_prefix="round") as pool:
+            started = time.monotonic()
+            tally = pool.submit(bot.round, bot.now)
+            arrived = bot.telegram.wait_until(
+                lambda: all(bot.telegram.messages_to(u) for u in private), 20)
+            seconds = time.monotonic() - started
+            print(f"\n10 private reminders behind 500 of one group: "
+                  f"{seconds:.1f}s" if arrived else "\nnot all arrived in 20 s")
+            bot.bot.stop_sending()          # the group's share of this round is not awaited
+            done = tally.result(60)
+        assert arrived and seconds < 5, [bot.telegram.messages_to(u) for u in private]
+        assert done.sent + done.deferred <= 510 and done.deferred >= 500 - 20
+        assert bot.telegram.too_many == {}
+    finally:
+        bot.close()
+
+
+def test_a_stop_ends_a_round_whose_group_waits_for_its_window(tmp_path: Path) -> None:
+    """A group whose minute is used up waits up to a minute for its next message:
+    a stop does not wait with it (the reminder stays due)."""
+    bot = BotInProcess(tmp_path, limiter=ChatRateLimiter(chat_interval_s=0.02),
+                       chat_interval_s=0.02)
+    try:
+        group = -900
+        seed_reminders(bot.database, 25, bot.now, first_user=1801, chat_id=group)
+        bot.start()
+        first = bot.now
+        assert bot.round(first).sent == 20                 # the group's minute, used up
+        delivery = bot.bot.delivery
+        with ThreadPoolExecutor(1, thread_name_prefix="round") as pool:
+            tally = pool.submit(bot.round, first + MINUTE)
+            # Its sender waits for the group's window (a minute of real time).
+            deadline = time.monotonic() + 10
+            while not delivery._waiting_turn and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(delivery._waiting_turn) == 1
+            stopping = time.monotonic()
+            bot.bot.stop_sending()
+            assert tally.result(10).sent == 0
+            assert time.monotonic() - stopping < 2
+        due = [r for r in reminder_rows(bot.database) if r["next_due_at"] == utc_text(first)]
+        assert len(due) == 5
+    finally:
+        bot.close()
+
+
+def test_chat_not_found_three_days_in_a_row_pauses_the_reminder(
+        bot: BotInProcess, caplog: pytest.LogCaptureFixture) -> None:
+    [user] = seed_reminders(bot.database, 1, bot.now, first_user=1701)
+    bot.telegram.forget_chat(user)
+    bot.start()
+    first = bot.now
+    tallies = [bot.round(first + timedelta(days=day)) for day in range(4)]
+    assert [t.rejected for t in tallies] == [1, 1, 1, 0], "refused every day, forever"
+    [row] = reminder_rows(bot.database)
+    assert not row["enabled"]
+    [line] = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert "chat not found" in line.lower() and "3 days in a row" in line
+    # Writing to the bot from that chat again turns it back on.
+    assert bot.owner.call(reminders.touch_user, user, user, first + timedelta(days=4),
+                          "UTC") == 1

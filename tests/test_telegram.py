@@ -199,8 +199,9 @@ def test_replies_to_one_chat_are_a_second_apart_without_a_429(world: World) -> N
     user = new_user()
     refused_before = world.telegram.too_many["chat"]
     since = len(world.telegram.sent)
-    for _ in range(3):
-        world.telegram.inject_message(user, "/price")
+    # Three kinds of reply (a second /price while one waits would share its message).
+    for command in ("/price", "/help", "/reminders"):
+        world.telegram.inject_message(user, command)
     world.telegram.wait_until(lambda: len(world.telegram.messages_to(user)) == 3, 15)
     times = [s.at for s in world.telegram.sent[since:] if s.chat_id == user]
     assert len(times) == 3
@@ -382,3 +383,105 @@ def test_commands_for_another_bot_are_ignored_in_groups(tmp_path: Path) -> None:
         assert "Traceback" not in daemon.log
     finally:
         world.close()
+
+
+# -- many at once: floods and shared identities (issue 21) ---------------------------------
+
+_groups = itertools.count(-7001, -1)
+
+
+def ask_as_group(world: World, group: int, text: str) -> str:
+    """`text` from an anonymous admin of `group`; the bot's next reply there."""
+    since = len(world.telegram.sent)
+    world.telegram.inject_anonymous(group, text)
+    return world.telegram.wait_for_message(group, timeout=15, since=since).text
+
+
+def test_anonymous_admins_own_their_own_groups_reminders(world: World) -> None:
+    """Telegram sends every anonymous group admin as one user (GroupAnonymousBot): the
+    reminders belong to the group in sender_chat, not to that shared user."""
+    group_a, group_b = next(_groups), next(_groups)
+    assert ask_as_group(world, group_a, "/remind 08:00 UTC").startswith("Done!")
+    assert ask_as_group(world, group_a, "/remind 09:00 UTC").startswith("Done!")
+    assert ask_as_group(world, group_b, "/reminders").startswith("You have no reminders")
+    assert ask_as_group(world, group_b, "/unremind") == "You had no reminders."
+    assert sorted(r["local_time"] for r in rows_of(world, group_a)) == ["08:00", "09:00"]
+    assert "08:00 UTC" in ask_as_group(world, group_a, "/reminders")
+    # The cap of five is each group's own.
+    for hour in (10, 11, 12):
+        assert ask_as_group(world, group_a, f"/remind {hour}:00").startswith("Done!")
+    assert "already have 5" in ask_as_group(world, group_a, "/remind 13:00")
+    assert ask_as_group(world, group_b, "/remind 13:00").startswith("Done!")
+    assert [r["chat_id"] for r in rows_of(world, group_b)] == [group_b]
+    assert not [r for r in reminder_rows(world.database) if r["user_id"] == 1087968824]
+
+
+def test_admin_commands_are_never_granted_to_the_shared_anonymous_user(tmp_path: Path
+                                                                       ) -> None:
+    world = World(tmp_path, telegram={"admin_ids": [ADMIN, 1087968824]})
+    try:
+        world.start()
+        group = next(_groups)
+        for command in ADMIN_ONLY:
+            reply = ask_as_group(world, group, f"/{command}")
+            assert reply.startswith("Sorry, that command is for the bot's operators"), reply
+        assert status_json(world.config)["x"]["paused"] is False
+    finally:
+        world.close()
+
+
+def test_a_command_flood_in_one_group_holds_up_no_other_chat(tmp_path: Path) -> None:
+    """40 /price in one group (20 replies a minute there at most): another user's
+    /price is answered at once (it took 64 s when each waiting reply held one of
+    python-telegram-bot's 16 update slots), and the group's /price wait as one reply."""
+    world = World(tmp_path)
+    try:
+        world.start()
+        group, price = next(_groups), "Bitcoin is at $67,890.12 (-1.23% in 24h)."
+        for _ in range(40):
+            world.telegram.inject_message(new_user(), "/price", chat_id=group)
+        assert world.telegram.wait_until(lambda: world.telegram.pending_updates() == 0, 10)
+        started = time.monotonic()
+        assert world.telegram.ask(new_user(), "/price", timeout=10) == price
+        delay = time.monotonic() - started
+        print(f"\nanother chat's /price during a 40-/price flood in a group: {delay:.2f}s")
+        assert delay < 1.0
+        # The first went at once, the other 39 waited as one reply (the same text once).
+        assert world.telegram.wait_until(lambda: len(world.telegram.messages_to(group)) >= 2,
+                                         10)
+        time.sleep(1.5)
+        assert world.telegram.messages_to(group) == [price, price]
+        assert world.telegram.too_many == {}
+    finally:
+        world.close()
+
+
+def test_a_tweet_update_delivered_again_posts_once(tmp_path: Path) -> None:
+    """The daemon dies after posting a /tweet and before Telegram learnt that the
+    update was received (the next getUpdates' offset): the next start gets the same
+    update again, and answers with the same tweet instead of posting a second."""
+    x = FakeX().start()
+    away = (datetime.now(UTC) + timedelta(hours=6)).strftime("%H:%M")
+    world = World(tmp_path, x={"enabled": True, "api_base": x.url, "times": [away],
+                               **CREDENTIALS})
+    try:
+        world.start()
+        # The waiting getUpdates gets the /tweet; every later one, which would confirm
+        # it, is lost.
+        assert world.telegram.wait_until(world.telegram.polling, 20)
+        world.telegram.add_fault("getUpdates", Fault.drop(), times=10_000)
+        first = world.telegram.ask(ADMIN, "/tweet", timeout=30)
+        assert first.startswith(f"Posted (tweet {x.tweets[0].id})"), first
+        assert world.daemon is not None
+        world.daemon.kill9()
+        world.telegram.clear_faults()
+        assert world.telegram.pending_updates() == 1, "the update was confirmed after all"
+        since = len(world.telegram.sent)
+        world.start()
+        again = world.telegram.wait_for_message(ADMIN, "tweet", timeout=30, since=since).text
+        assert again == first
+        assert sum(1 for r in x.requests if x.route(r) == "POST /2/tweets") == 1
+        assert len(x.tweets) == 1
+    finally:
+        world.close()
+        x.stop()

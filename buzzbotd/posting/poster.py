@@ -99,11 +99,24 @@ class Poster:
         for post in self.owner.call(ledger.open_rows, now - self.grace - timedelta(days=1)):
             self._drive_alone(post.slot_key, post.kind, post.due_at)   # e.g. a /tweet cut short
 
-    def post_now(self) -> Post:
+    def post_now(self, request: str | None = None) -> Post:
         """/tweet: posts the price now under its own key, paused or not. A second
         /tweet in the same second gets the next free key (`…Z-2`); if X refuses
-        its text as a duplicate, the ledger says which key holds that text."""
+        its text as a duplicate, the ledger says which key holds that text. With
+        `request` (what names the /tweet, e.g. its Telegram update), the key is
+        `manual-<request>`: the same request again gets that post back, never a
+        second tweet."""
         now = self.clock().replace(microsecond=0)
+        if request is not None:
+            key = f"manual-{request}"
+            with self._sole_settler(key) as mine:
+                if mine and self.owner.call(ledger.claim_new, key, "manual", now,
+                                            self.clock()) is not None:
+                    return self._drive(key, "manual", now)
+            row = self.owner.call(ledger.get, key)
+            if row is None:         # another thread is claiming it this instant
+                raise RuntimeError(f"/tweet {key} is being posted by another thread")
+            return row
         base = f"manual-{timeofday.slot_key(now)}"
         for n in itertools.count(1):
             key = base if n == 1 else f"{base}-{n}"

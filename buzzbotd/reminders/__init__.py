@@ -25,6 +25,7 @@ from buzzbotd.reminders.due import (
     mark_sent,
     move_chat,
     skip_occurrence,
+    skip_or_pause,
 )
 from buzzbotd.reminders.request import EXAMPLE, MAX_ARGUMENT_CHARS, ReminderRequest, parse_request
 from buzzbotd.reminders.store import (
@@ -44,5 +45,6 @@ __all__ = [
     "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
     "dispatch", "due_page", "due_query", "mark_sent", "move_chat", "next_due", "parse_request",
     "parse_time", "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence",
+    "skip_or_pause",
     "touch_user", "user_reminders", "zone",
 ]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from time import monotonic
 
 import peewee
@@ -111,6 +111,25 @@ def skip_occurrence(reminder_id: int, due_at: datetime, now: datetime) -> None:
     _settle(reminder_id, due_at, now, sent=False)
 
 
+def skip_or_pause(reminder_id: int, due_at: datetime, now: datetime, after_days: int) -> bool:
+    """Telegram answered "chat not found" (400): skipped to the next occurrence, or
+    paused (as a blocked chat's, until someone writes from that chat) once it has
+    gone undelivered `after_days` days in a row. True if paused."""
+    reminder = Reminder.get_or_none(Reminder.id == reminder_id)
+    if reminder is None or reminder.next_due_at != due_at:
+        return False
+    local = zone(reminder.timezone)
+    last = reminder.last_sent_local_date
+    # Never sent: counted from the day before it was set.
+    since = (date.fromisoformat(last) if last else
+             reminder.created_at.astimezone(local).date() - timedelta(days=1))
+    if (due_at.astimezone(local).date() - since).days < after_days:
+        _advance(reminder, max(now, due_at), sent=False)
+        return False
+    Reminder.update(enabled=False).where(Reminder.id == reminder_id).execute()
+    return True
+
+
 def _settle(reminder_id: int, due_at: datetime, now: datetime, sent: bool) -> None:
     reminder = Reminder.get_or_none(Reminder.id == reminder_id)
     # Removed or changed (/unremind, /remind with a new zone) while it was being sent.
@@ -158,6 +177,7 @@ class Tally:
     rejected: int = 0       # 400: skipped until the next occurrence
     skipped: int = 0        # missed by more than the grace period
     unrecorded: int = 0     # delivered, but the database write failed: only it is retried
+    deferred: int = 0       # beyond its chat's share of a round: still due, next round
 
     def add(self, other: Tally) -> None:
         for name in vars(self):
@@ -169,10 +189,12 @@ class Tally:
 
 def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
              send: Callable[[list[Due], str], Tally], clock: Callable[[], datetime],
-             grace_s: int, should_stop: Callable[[], bool] = lambda: False) -> Tally:
+             grace_s: int, should_stop: Callable[[], bool] = lambda: False,
+             drain: Callable[[], Tally] = Tally) -> Tally:
     """Sends every reminder due now: pages of the due query, each page's messages
     composed once (one price for all) and handed to `send`, which delivers them and
-    records each outcome. Returns what happened."""
+    records each outcome (or starts to, and `drain` waits for the rest after the
+    last page). Returns what happened."""
     now = clock()
     started = monotonic()
     tally = Tally()
@@ -185,13 +207,14 @@ def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
         if page.cursor is None:
             break
         cursor = page.cursor
+    tally.add(drain())
     METRICS.reminders(vars(tally))
     if tally:
         seconds = monotonic() - started
         log.info("reminders due by %s: %d sent, %d failed (retried next minute), %d blocked, "
-                 "%d rejected, %d skipped, %d not recorded; %.1fs, %.1f msg/s",
+                 "%d rejected, %d skipped, %d not recorded, %d deferred; %.1fs, %.1f msg/s",
                  utc_text(now), tally.sent, tally.failed, tally.blocked, tally.rejected,
-                 tally.skipped, tally.unrecorded, seconds,
+                 tally.skipped, tally.unrecorded, tally.deferred, seconds,
                  tally.sent / seconds if seconds else 0.0)
     else:
         log.debug("reminders due by %s: none", utc_text(now))

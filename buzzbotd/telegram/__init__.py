@@ -1,25 +1,90 @@
 """The Telegram bot (python-telegram-bot), one module per concern:
 
-- app.py: the life cycle (connect in the background, poll, stop), the bridge
-  from job threads into the bot's loop (`run_in_loop`), the error handler;
-- commands.py: one handler per command (parse → call the domain → reply);
+- app.py: BotApp, the Application and its life cycle (connect in the
+  background, poll, stop), the bridge from job threads into the bot's loop
+  (`run_in_loop`), the error handler, and what the parts share;
+- commands.py: Commands, one handler per command (parse → call the domain →
+  reply), registered on the Application;
+- replies.py: Replies, the answers waiting for their chats' turns;
 - menu.py: the command menu Telegram shows under "/" (admins see more);
-- delivery.py: the reminder send round and what each Telegram answer means
-  for a reminder (sent / retry / blocked / migrated / given up);
+- delivery.py: ReminderDelivery, the reminder send round and what each
+  Telegram answer means for a reminder (sent / retry / blocked / migrated /
+  given up);
 - ratelimit.py: ChatRateLimiter, the limits every message goes through;
 - texts.py: how a price is worded.
 
-`TelegramBot` is all of it in one object, as the daemon builds it.
+`TelegramBot` is the three composed, as the daemon builds it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from buzzbotd.clock import utc_now
+from buzzbotd.config import Settings
+from buzzbotd.db import DatabaseOwner
+from buzzbotd.runtime.notify import Health
+from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.commands import Commands
-from buzzbotd.telegram.delivery import Delivery
+from buzzbotd.telegram.delivery import ReminderDelivery
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
 __all__ = ["ChatRateLimiter", "TelegramBot"]
 
 
-class TelegramBot(Commands, Delivery):
-    """The bot: BotApp's life cycle, with the commands and the reminder round."""
+class TelegramBot:
+    """The bot: BotApp (the Application), with Commands registered on it and the
+    ReminderDelivery sending through it."""
+
+    def __init__(self, settings: Settings, owner: DatabaseOwner, prices: Any, poster: Any,
+                 report: Callable[[], dict[str, Any]],
+                 clock: Callable[[], datetime] = utc_now,
+                 limiter: ChatRateLimiter | None = None,
+                 on_state_change: Callable[[], Awaitable[None]] | None = None,
+                 on_connected: Callable[[], object] | None = None) -> None:
+        self.app = BotApp(settings, owner, prices, clock, limiter, on_state_change,
+                          on_connected)
+        self.commands = Commands(self.app, poster, report)
+        self.delivery = ReminderDelivery(self.app)
+        self.dispatch_reminders = self.delivery.dispatch_reminders
+        self.stop_sending = self.delivery.stop_sending
+        self.send_alert = self.app.send_alert
+
+    # The daemon sets these after building the bot (callbacks that name the bot).
+    @property
+    def on_state_change(self) -> Callable[[], Awaitable[None]] | None:
+        return self.app.on_state_change
+
+    @on_state_change.setter
+    def on_state_change(self, callback: Callable[[], Awaitable[None]] | None) -> None:
+        self.app.on_state_change = callback
+
+    @property
+    def on_connected(self) -> Callable[[], object] | None:
+        return self.app.on_connected
+
+    @on_connected.setter
+    def on_connected(self, callback: Callable[[], object] | None) -> None:
+        self.app.on_connected = callback
+
+    @property
+    def alerts_enabled(self) -> bool:
+        return self.commands.alerts_enabled
+
+    @alerts_enabled.setter
+    def alerts_enabled(self, enabled: bool) -> None:
+        self.commands.alerts_enabled = enabled
+
+    async def run(self, health: Health) -> None:
+        """Connects and polls until cancelled (BotApp.run)."""
+        await self.app.run(health)
+
+    async def stop(self, runner: asyncio.Task | None) -> None:
+        """In the loop, at shutdown: no new reminder is sent, those in flight get
+        CLOSE_GRACE_S to finish (and be recorded), then polling stops. The caller
+        bounds the whole with a timeout."""
+        await self.delivery.finish_sending()
+        await self.app.stop(runner)

@@ -3,9 +3,14 @@
 The bot lives in the daemon's own event loop (the main thread's), started by
 hand (initialize, start, updater.start_polling) rather than by run_polling, so
 that the loop, the scheduler and X posting run whether Telegram answers or
-not: `BotApp.run` connects in the background with backoff, marks the
-part "telegram" degraded in notify.Health while it cannot, and a token that
-Telegram refuses (401) stops only the bot, retried every TOKEN_RETRY_S.
+not: `BotApp.run` connects in the background with backoff (buzzbotd.retry),
+marks the part "telegram" degraded in notify.Health while it cannot, and a
+token that Telegram refuses (401) stops only the bot, retried every
+TOKEN_RETRY_S.
+
+BotApp is the Application and what every part of the bot shares (settings,
+database owner, price, clock, the replies); the commands (commands.py) and
+the reminder round (delivery.py) are objects of their own, registered on it.
 
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
 (`BotApp.run_in_loop`), never to a second event loop: the reminder
@@ -21,7 +26,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from telegram import Update
@@ -39,6 +44,7 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
+from buzzbotd import retry
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
@@ -50,6 +56,7 @@ from buzzbotd.runtime.notify import Health
 from buzzbotd.runtime.text import shorten
 from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
+from buzzbotd.telegram.replies import TELEGRAM_TEXT_MAX, Replies
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -61,8 +68,6 @@ sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 T = TypeVar("T")
 
 POLLING_ERROR_LOG_EVERY_S = 60.0   # a stream of the same polling error is logged once a minute
-CLOSE_GRACE_S = 2.0            # at stop: how long sends in flight get to finish
-TELEGRAM_TEXT_MAX = 4096
 PRICE_MAX_AGE_S = 60           # one price fetch a minute serves every /price and reminder
 # getUpdates waits up to this long for a message (Telegram allows 50 s). Replies are
 # as quick either way; an idle bot makes one request in 50 s instead of 10 s.
@@ -70,8 +75,11 @@ POLL_TIMEOUT_S = 50
 # The updates the bot asks Telegram for: messages (commands) and changes of its own
 # membership in a chat (a user who blocks the bot: status "kicked").
 ALLOWED_UPDATES = ["message", "my_chat_member"]
-CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s,
-CONNECT_MAX_S = 30.0           # at most this far apart
+CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s (each
+CONNECT_MAX_S = 30.0           # half at random, buzzbotd.retry), at most this far apart
+# Updates received and not yet handled: past this, polling waits (Telegram keeps the
+# rest). 16 are handled at once; a flood of commands costs at most this much memory.
+UPDATE_BACKLOG = 256
 TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
 PART = "telegram"              # its name in notify.Health and STATUS=
 
@@ -89,54 +97,66 @@ class _ReportedByUs(logging.Filter):
 _PTB_LOGGERS = ("telegram.ext", "telegram.ext.AIORateLimiter", "telegram.ext.Updater")
 
 
-class BotApp:
-    """Connects, polls and stops the bot; the loop bridge; the error handler.
-    TelegramBot (commands.py, delivery.py) adds what the bot does."""
+class UpdateBacklog(asyncio.Queue):
+    """python-telegram-bot's update queue, bounded by the updates not yet handled
+    (PTB starts a task for each update it takes from the queue, at once; the queue
+    learns each one's end by task_done): polling puts the next update only when
+    fewer than `limit` are being handled or waiting."""
 
-    def __init__(self, settings: Settings, owner: DatabaseOwner, prices: Any, poster: Any,
-                 report: Callable[[], dict[str, Any]],
+    def __init__(self, limit: int = UPDATE_BACKLOG) -> None:
+        super().__init__()
+        self._room = asyncio.Semaphore(limit)
+
+    async def put(self, item: object) -> None:
+        await self._room.acquire()
+        self.put_nowait(item)
+
+    def task_done(self) -> None:
+        super().task_done()
+        self._room.release()
+
+
+class BotApp:
+    """Connects, polls and stops the bot; the loop bridge; the error handler; what
+    the commands and the reminder round share."""
+
+    def __init__(self, settings: Settings, owner: DatabaseOwner, prices: Any,
                  clock: Callable[[], datetime] = utc_now,
-                 limiter: ChatRateLimiter | None = None) -> None:
+                 limiter: ChatRateLimiter | None = None,
+                 on_state_change: Callable[[], Awaitable[None]] | None = None,
+                 on_connected: Callable[[], object] | None = None) -> None:
         self.settings = settings
         self.owner = owner
-        # What /price, /tweet and /status call (the daemon's shared parts).
-        self.prices, self.poster, self.report = prices, poster, report
+        self.prices = prices             # the shared price client: /price and reminders
         self.clock = clock
         self.loop: asyncio.AbstractEventLoop | None = None
-        # Set by the daemon: refreshes systemd's STATUS= after /pause, /resume or a 409.
-        self.on_state_change: Callable[[], Awaitable[None]] | None = None
+        # Refreshes systemd's STATUS= after /pause, /resume or a 409.
+        self.on_state_change = on_state_change
+        # A reminder round at once when connected (reminders wait until then).
+        self.on_connected = on_connected
         self._last_logged: dict[str, float] = {}
-        self._closing = False
-        self._rounds: set[asyncio.Task] = set()
-        self._price_task: asyncio.Future[Quote] | None = None
-        # (reminder id, due_at) that Telegram accepted but the database has not recorded.
-        self._delivered: set[tuple[int, datetime]] = set()
-        self.alerts_enabled = False     # set by the daemon when telegram.alert_admins is on
         self.connected = False         # initialised and polling; reminders wait until then
-        self.on_connected: Callable[[], object] | None = None   # set by the daemon
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
         t = settings.telegram
-        limiter = limiter or ChatRateLimiter()
+        self.limiter = limiter or ChatRateLimiter()
+        self.replies = Replies(self.limiter)
         self.application = (
             ApplicationBuilder()
             .token(t.token.reveal())
             .base_url(f"{t.api_base}/bot")
             .base_file_url(f"{t.api_base}/file/bot")
-            .rate_limiter(limiter)
+            .rate_limiter(self.limiter)
             # PTB's defaults (256 connections; 1 for getUpdates), sharing one TLS context.
             .request(HTTPXRequest(connection_pool_size=256,
                                   httpx_kwargs={"verify": tls.context()}))
             .get_updates_request(HTTPXRequest(connection_pool_size=1,
                                               httpx_kwargs={"verify": tls.context()}))
             .concurrent_updates(16)    # a slow /tweet or /price never holds up other users
+            .update_queue(UpdateBacklog())
             .post_init(self._post_init)
             .build()
         )
-        self._add_handlers()
-
-    def _add_handlers(self) -> None:
-        """Registers the update handlers (commands.py adds its own before these)."""
         self.application.add_error_handler(self.on_error)
 
     # -- life cycle ----------------------------------------------------------
@@ -145,19 +165,22 @@ class BotApp:
         """Connects and polls until cancelled (by stop()): in the background, with
         backoff, never raising. Runs as a task in the daemon's loop."""
         self.loop = asyncio.get_running_loop()
-        delay = CONNECT_FIRST_S
+        failed = 0                              # connection attempts failed in a row
         while True:
             wait = await self._connect(health)
             if wait is None:                   # polling; returns when polling ended
-                delay = CONNECT_FIRST_S
+                failed = 0
                 wait = await self._poll_until_it_ends(health)
-            else:
-                wait, delay = wait or delay, min(delay * 2, CONNECT_MAX_S)
+            elif isinstance(wait, TelegramError):
+                failed += 1
+                asked = (retry.retry_after_s(_seconds(wait.retry_after))
+                         if isinstance(wait, RetryAfter) else None)
+                wait = retry.wait_s(failed, CONNECT_FIRST_S, CONNECT_MAX_S, asked)
             await asyncio.sleep(wait)
 
-    async def _connect(self, health: Health) -> float | None:
+    async def _connect(self, health: Health) -> float | TelegramError | None:
         """initialize (getMe) and start polling: None once polling, else how long to
-        wait before the next try (0: the current backoff)."""
+        wait before the next try, or the error to back off from."""
         app = self.application
         try:
             await app.initialize()
@@ -173,10 +196,10 @@ class BotApp:
         except TelegramError as e:
             await self._reset()
             reason = f"cannot reach Telegram at {self.settings.telegram.api_base} ({e})"
-            if PART not in health.degraded() or self._due_to_log("connect"):
+            if PART not in health.degraded() or self.due_to_log("connect"):
                 log.warning("%s; retrying in the background", reason)
             health.degrade(PART, reason)
-            return 0
+            return e
         self.connected = True
         health.recover(PART)
         log.info("connected to Telegram as @%s; polling for updates", app.bot.username)
@@ -222,22 +245,14 @@ class BotApp:
         with contextlib.suppress(TelegramError, RuntimeError):
             await app.shutdown()
 
-    def stop_sending(self) -> None:
-        """At shutdown, first: no new reminder is sent, so a dispatch round ends as
-        soon as the sends in flight are answered and recorded."""
-        self._closing = True
-
     async def stop(self, runner: asyncio.Task | None) -> None:
-        """In the loop, at shutdown: no new reminder is sent, those in flight get
-        CLOSE_GRACE_S to finish (and be recorded), then polling stops. The caller
-        bounds the whole with a timeout."""
-        self.stop_sending()
-        if self._rounds:
-            await asyncio.wait(list(self._rounds), timeout=CLOSE_GRACE_S)
+        """In the loop, at shutdown (after the reminder round's own stop): polling
+        stops. The caller bounds the whole with a timeout."""
         if runner is not None:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
+        await self.replies.stop()
         await self._reset()
 
     def run_in_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None
@@ -249,7 +264,7 @@ class BotApp:
     async def _post_init(self, application: Application) -> None:
         await menu.publish(application.bot, self.settings.telegram.admin_ids)
 
-    async def _publish_admin_menu(self, admin_id: int) -> None:
+    async def publish_admin_menu(self, admin_id: int) -> None:
         await menu.publish_admin(self.application.bot, admin_id)
 
     async def send_alert(self, chat_id: int, text: str) -> None:
@@ -262,14 +277,14 @@ class BotApp:
             METRICS.inc("telegram_409_total")
             METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
                             ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
-            if self._due_to_log("conflict"):
+            if self.due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
                 await self.owner.run(meta.put_time, meta.TELEGRAM_CONFLICT, self.clock())
-                await self._state_changed()
+                await self.state_changed()
             return
         if update is None and isinstance(error, NetworkError):
-            if self._due_to_log("network"):
+            if self.due_to_log("network"):
                 log.warning("cannot reach Telegram to poll for updates (%s); retrying", error)
             return
         if isinstance(error, TelegramError) and isinstance(update, Update):
@@ -280,22 +295,20 @@ class BotApp:
         log.error("error while handling %s", "polling" if update is None else "an update",
                   exc_info=error)
         if isinstance(update, Update) and update.effective_message is not None:
-            try:
-                await update.effective_message.reply_text(
-                    "Sorry, something went wrong on my side. Please try again later.")
-            except TelegramError as e:
-                log.warning("could not tell the user about the error: %s", e)
+            self.replies.post(update.effective_message, "error",
+                              "Sorry, something went wrong on my side. Please try again later.")
 
-    # -- helpers ---------------------------------------------------------------
+    # -- what the parts share ----------------------------------------------------
 
-    def _quote(self) -> Quote:
+    def quote(self) -> Quote:
+        """The price for /price and reminders (in a worker thread: it may fetch)."""
         return self.prices.latest(PRICE_MAX_AGE_S)
 
-    async def _state_changed(self) -> None:
+    async def state_changed(self) -> None:
         if self.on_state_change is not None:
             await self.on_state_change()
 
-    def _due_to_log(self, kind: str) -> bool:
+    def due_to_log(self, kind: str) -> bool:
         """At most one log line per kind of polling error per POLLING_ERROR_LOG_EVERY_S."""
         now = time.monotonic()
         last = self._last_logged.get(kind)
@@ -303,3 +316,8 @@ class BotApp:
             return False
         self._last_logged[kind] = now
         return True
+
+
+def _seconds(value: int | timedelta) -> float:
+    """RetryAfter.retry_after: seconds, or a timedelta (PTB_TIMEDELTA set)."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)

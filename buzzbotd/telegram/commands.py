@@ -6,6 +6,12 @@ Commands (SPEC "Telegram bot"): /start, /help, /price, /remind, /reminders,
 telegram.admin_ids. A user who blocks the bot (a `my_chat_member` update with
 status kicked) has their reminders switched off; in groups, /cmd@otherbot is
 not ours.
+
+Commands are registered on the bot's Application (BotApp) and own what only
+they use (the shared /price fetch); replies go through BotApp.replies, so a
+handler never waits for its chat's turn. The owner of a reminder is who sent
+the command: the user, or the chat in `sender_chat` when an anonymous group
+admin or a channel sent it (Telegram shows all of those as one shared user).
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 from telegram import ChatMember, Update
+from telegram.constants import ChatID
 from telegram.ext import (
     ChatMemberHandler,
     CommandHandler,
@@ -24,12 +33,11 @@ from telegram.ext import (
     filters,
 )
 
-from buzzbotd import reminders
+from buzzbotd import reminders, timeofday
 from buzzbotd.db import meta
 from buzzbotd.ops import alerts, status
 from buzzbotd.price import PriceUnavailable, Quote
-from buzzbotd.runtime.text import shorten
-from buzzbotd.telegram.app import TELEGRAM_TEXT_MAX, BotApp
+from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.texts import price_text, stale_price_text
 
 log = logging.getLogger("buzzbotd.telegram")
@@ -50,11 +58,24 @@ For admins:
 /alerts off, /alerts on – mute or unmute the alerts I send you"""
 
 
-class Commands(BotApp):
-    """The update handlers, as part of TelegramBot."""
+# The users Telegram puts in `from` when the real sender is a chat (`sender_chat`):
+# every anonymous group admin, and every "send as channel". Never an admin here.
+SHARED_SENDERS = frozenset({ChatID.ANONYMOUS_ADMIN, ChatID.FAKE_CHANNEL})
 
-    def _add_handlers(self) -> None:
-        add = self.application.add_handler
+
+class Commands:
+    """The update handlers, registered on `app`'s Application."""
+
+    def __init__(self, app: BotApp, poster: Any, report: Callable[[], dict[str, Any]]
+                 ) -> None:
+        self.app = app
+        self.owner, self.settings, self.clock = app.owner, app.settings, app.clock
+        self.poster, self.report = poster, report       # what /tweet and /status call
+        self._price_task: asyncio.Future[Quote] | None = None
+        # The daemon sends admins its alerts (telegram.alert_admins): /alerts says so.
+        self.alerts_enabled = bool(self.settings.telegram.alert_admins
+                                   and self.settings.telegram.admin_ids)
+        add = app.application.add_handler
         add(TypeHandler(Update, self._touch), group=-1)
         add(ChatMemberHandler(self.on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
         add(CommandHandler(["start", "help"], self.cmd_help))
@@ -69,25 +90,34 @@ class Commands(BotApp):
         add(CommandHandler("alerts", self.cmd_alerts))
         add(MessageHandler(filters.COMMAND, self.cmd_unknown))
         add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
-        super()._add_handlers()
 
     async def _touch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Before every handler: record the user (and re-enable their refused reminders).
+        """Before every handler: record the sender (and re-enable their refused reminders).
         Only a message of theirs counts as writing to the bot: not a change of its
         membership, and not a command for another bot in a group."""
         if update.message is None or _for_another_bot(update, context.bot.username):
             return
-        user, chat = update.effective_user, update.effective_chat
-        if user is not None and chat is not None:
-            await self.owner.run(reminders.touch_user, user.id, chat.id, self.clock(),
+        chat = update.effective_chat
+        if update.effective_sender is not None and chat is not None:
+            await self.owner.run(reminders.touch_user, _owner_id(update), chat.id, self.clock(),
                                  self.settings.telegram.default_timezone)
 
+    def _reply(self, update: Update, text: str, per_sender: bool = True,
+               kind: str | None = None) -> None:
+        """Answers the update when its chat's turn comes (BotApp.replies). Replies of one
+        kind (the command, and the sender unless the answer is the same for anyone)
+        that wait in a chat at once go as one message."""
+        assert update.effective_message is not None
+        kind = kind or _command(update) or "text"
+        if per_sender:
+            kind += f":{_owner_id(update)}"
+        self.app.replies.post(update.effective_message, kind, text)
+
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        user = _user_id(update)
-        admin = user in self.settings.telegram.admin_ids
+        admin = self._is_admin(update)
         if admin and _command(update) == "start":
-            await self._publish_admin_menu(user)
-        await _reply(update, HELP + (ADMIN_HELP if admin else ""))
+            await self.app.publish_admin_menu(_owner_id(update))
+        self._reply(update, HELP + (ADMIN_HELP if admin else ""), per_sender=admin)
 
     async def cmd_price(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
@@ -95,55 +125,55 @@ class Commands(BotApp):
         except PriceUnavailable as e:
             if e.last is not None:
                 log.info("user %d: /price answered with the last good price (%s)",
-                         _user_id(update), e)
-                await _reply(update, stale_price_text(e.last, self.clock()))
+                         _owner_id(update), e)
+                self._reply(update, stale_price_text(e.last, self.clock()), per_sender=False)
                 return
-            log.warning("user %d: /price failed: %s", _user_id(update), e)
-            await _reply(update, "Sorry, I can't get the price right now. "
-                                 "Please try again in a minute.")
+            log.warning("user %d: /price failed: %s", _owner_id(update), e)
+            self._reply(update, "Sorry, I can't get the price right now. Please try again in "
+                                "a minute.", per_sender=False)
             return
-        await _reply(update, price_text(quote))
+        self._reply(update, price_text(quote), per_sender=False)
 
     async def _shared_quote(self) -> Quote:
         """The price for /price: every /price asking at once waits for one worker thread
         (which itself shares a request with the reminders and the poster), so a crowd of
         /price during a slow price API does not fill the default executor."""
         if self._price_task is None or self._price_task.done():
-            self._price_task = asyncio.ensure_future(asyncio.to_thread(self._quote))
+            self._price_task = asyncio.ensure_future(asyncio.to_thread(self.app.quote))
         return await asyncio.shield(self._price_task)
 
     async def cmd_remind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
             request = reminders.parse_request(context.args or [])
         except reminders.InputError as e:
-            await _reply(update, str(e))
+            self._reply(update, str(e))
             return
         assert update.effective_chat is not None
-        result = await self.owner.run(reminders.set_reminder, _user_id(update),
+        result = await self.owner.run(reminders.set_reminder, _owner_id(update),
                                       update.effective_chat.id, request.at, request.timezone,
                                       self.clock(), self.settings.telegram.default_timezone)
         if result.reminder is None:
-            await _reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
-                                 "most I keep. /reminders lists them; /unremind HH:MM removes "
-                                 "one.")
+            self._reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
+                                "most I keep. /reminders lists them; /unremind HH:MM removes "
+                                "one.")
             return
         r = result.reminder
         first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
                  "unchanged": "You already have it: I'll remind you"}[result.outcome]
-        await _reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
-                             f"price. Next: {self._when(r)}.")
+        self._reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
+                            f"price. Next: {self._when(r)}.")
 
     async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        views = await self.owner.run(reminders.user_reminders, _user_id(update))
+        views = await self.owner.run(reminders.user_reminders, _owner_id(update))
         if not views:
-            await _reply(update, "You have no reminders. Set one with /remind 08:30 "
-                                 "(or /remind 08:30 Europe/Berlin).")
+            self._reply(update, "You have no reminders. Set one with /remind 08:30 "
+                                "(or /remind 08:30 Europe/Berlin).")
             return
         lines = [f"• {r.local_time} {r.timezone} – "
                  + (f"next {self._when(r)}" if r.enabled else
                     "off: Telegram would not deliver to that chat")
                  for r in views]
-        await _reply(update, "Your reminders:\n" + "\n".join(lines))
+        self._reply(update, "Your reminders:\n" + "\n".join(lines))
 
     async def cmd_unremind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -153,35 +183,40 @@ class Commands(BotApp):
                                            "/unremind 08:30 to remove one.")
             at = reminders.parse_time(args[0]) if args else None
         except reminders.InputError as e:
-            await _reply(update, str(e))
+            self._reply(update, str(e))
             return
-        removed = await self.owner.run(reminders.remove_reminders, _user_id(update), at)
+        removed = await self.owner.run(reminders.remove_reminders, _owner_id(update), at)
         if removed:
-            await _reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
+            self._reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
         elif at is not None:
-            await _reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
+            self._reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
         else:
-            await _reply(update, "You had no reminders.")
+            self._reply(update, "You had no reminders.")
 
     async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self._refused(update):
+        if self._refused(update):
             return
         report = await self.owner.run(self.report)
-        await _reply(update, shorten(status.render(report, os.getpid()), TELEGRAM_TEXT_MAX))
+        self._reply(update, status.render(report, os.getpid()))
 
     async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self._refused(update):
+        if self._refused(update):
             return
         if self.poster is None:
-            await _reply(update, "X posting is off (x.enabled = false), so there is nothing "
-                                 "to tweet.")
+            self._reply(update, "X posting is off (x.enabled = false), so there is nothing "
+                                "to tweet.")
             return
-        post = await asyncio.to_thread(self.poster.post_now)
-        log.info("admin %d: /tweet %s: %s", _user_id(update), post.slot_key, post.state)
+        # Keyed by the update: the same update delivered again (a restart before
+        # Telegram had our confirmation) gets this post back, never a second tweet.
+        assert update.effective_message is not None
+        request = f"{timeofday.slot_key(update.effective_message.date)}-u{update.update_id}"
+        post = await asyncio.to_thread(self.poster.post_now, request)
+        log.info("admin %d: /tweet %s: %s", _owner_id(update), post.slot_key, post.state)
         if post.state == "posted":
-            await _reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
+            self._reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
         else:
-            await _reply(update, f"Not posted ({post.state}): {post.reason or 'no reason given'}")
+            self._reply(update, f"Not posted ({post.state}): "
+                                f"{post.reason or 'no reason given'}")
 
     async def cmd_pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._set_paused(update, True)
@@ -190,17 +225,17 @@ class Commands(BotApp):
         await self._set_paused(update, False)
 
     async def _set_paused(self, update: Update, paused: bool) -> None:
-        if await self._refused(update):
+        if self._refused(update):
             return
         await self.owner.run(meta.set_paused, paused, self.clock())
-        await self._state_changed()
-        log.info("admin %d: scheduled posting %s", _user_id(update),
+        await self.app.state_changed()
+        log.info("admin %d: scheduled posting %s", _owner_id(update),
                  "paused" if paused else "resumed")
         text = ("Scheduled tweets paused; slots that pass meanwhile are skipped. /resume to "
                 "restart." if paused else "Scheduled tweets resumed.")
         if not self.settings.x.enabled:
             text += " (X posting is off in the configuration anyway.)"
-        await _reply(update, text)
+        self._reply(update, text)
 
     async def on_my_chat_member(self, update: Update,
                                 context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -218,21 +253,21 @@ class Commands(BotApp):
                     count)
 
     async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if await self._refused(update):
+        if self._refused(update):
             return
         args = [a.lower() for a in context.args or []]
         if args not in (["on"], ["off"]):
-            await _reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
-                                 "get them again.")
+            self._reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
+                                "get them again.")
             return
-        user = _user_id(update)
+        user = _owner_id(update)
         await self.owner.run(alerts.set_muted, user, args == ["off"])
         log.info("admin %d: alerts %s", user, args[0])
         text = ("Alerts on: I'll message you when something breaks, and when it's over."
                 if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
         if not self.alerts_enabled:
             text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
-        await _reply(update, text)
+        self._reply(update, text)
 
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if _for_another_bot(update, context.bot.username):
@@ -242,16 +277,26 @@ class Commands(BotApp):
             return
         command = _command(update)
         head = f"I don't know /{command}." if command else "I only understand commands."
-        await _reply(update, f"{head} /help lists what I can do.")
+        self._reply(update, f"{head} /help lists what I can do.", per_sender=False,
+                    kind="unknown")
 
-    async def _refused(self, update: Update) -> bool:
+    def _is_admin(self, update: Update) -> bool:
+        """One of telegram.admin_ids, writing as themselves: never a message sent as a
+        chat (an anonymous group admin, a channel), whose `from` is shared by all."""
+        message = update.effective_message
+        user = update.effective_user
+        return (user is not None and user.id not in SHARED_SENDERS
+                and (message is None or message.sender_chat is None)
+                and user.id in self.settings.telegram.admin_ids)
+
+    def _refused(self, update: Update) -> bool:
         """True (after a polite refusal) if the sender is not an admin."""
-        user = _user_id(update)
-        if user in self.settings.telegram.admin_ids:
+        if self._is_admin(update):
             return False
-        log.warning("user %d is not an admin and tried /%s; refused", user, _command(update))
-        await _reply(update, "Sorry, that command is for the bot's operators only. "
-                             "/help lists what you can do.")
+        log.warning("user %d is not an admin and tried /%s; refused", _owner_id(update),
+                    _command(update))
+        self._reply(update, "Sorry, that command is for the bot's operators only. "
+                            "/help lists what you can do.")
         return True
 
     def _when(self, reminder: reminders.ReminderView) -> str:
@@ -261,9 +306,12 @@ class Commands(BotApp):
         return f"{local:%a %d %b %H:%M} (in {f'{hours}h ' if hours else ''}{minutes}min)"
 
 
-def _user_id(update: Update) -> int:
-    assert update.effective_user is not None
-    return update.effective_user.id
+def _owner_id(update: Update) -> int:
+    """Who sent it: the user, or the chat they sent it as (`sender_chat`: an anonymous
+    group admin, a channel), which then owns the reminders set by it."""
+    sender = update.effective_sender
+    assert sender is not None
+    return sender.id
 
 
 def _command(update: Update) -> str:
@@ -285,7 +333,3 @@ def _for_another_bot(update: Update, username: str | None) -> bool:
     _, at, name = _command_word(update).partition("@")
     return bool(at) and name.lower() != (username or "").lower()
 
-
-async def _reply(update: Update, text: str) -> None:
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(text)

@@ -20,6 +20,9 @@ Knobs, as Telegram behaves:
   - groups (chat id < 0): more than `group_per_window` messages to one group in
     any `group_window_s` is answered 429 too (counted in `too_many["group"]`);
   - `block(chat_id)`: 403 "Forbidden: bot was blocked by the user";
+  - `forget_chat(chat_id)`: 400 "Bad Request: chat not found" (the chat is gone);
+  - `inject_anonymous(group, text)`: a message of an anonymous group admin (from
+    GroupAnonymousBot, the group in `sender_chat`);
   - `migrate(old, new)`: a group upgraded to a supergroup; a message to `old` is
     answered 400 with `parameters.migrate_to_chat_id = new`;
   - `revoke_token()`: the token stops working; every method answers 401;
@@ -54,6 +57,9 @@ TOKEN = "123456:TEST-token_of-the-fake"
 BOT_USER = {"id": 100000001, "is_bot": True, "first_name": "Buzz",
             "username": "buzzbotd_test_bot", "can_join_groups": True,
             "can_read_all_group_messages": False, "supports_inline_queries": False}
+# Telegram's one user for every anonymous group admin (the sender is in sender_chat).
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                   "username": "GroupAnonymousBot"}
 CONFLICT = ("Conflict: terminated by other getUpdates request; make sure that only one bot "
             "instance is running")
 MAX_UPDATES = 100
@@ -96,6 +102,7 @@ class FakeTelegram(FakeAPI):
         self.conflicts = 0                           # 409s answered
         self.conflict = False
         self._blocked: set[int] = set()
+        self._gone: set[int] = set()
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._next_message_id = 1
@@ -124,6 +131,20 @@ class FakeTelegram(FakeAPI):
             "chat": ({"id": chat_id, "type": "private", "first_name": first_name}
                      if chat_id > 0 else {"id": chat_id, "type": "group", "title": "A group"}),
         }
+        return self._add_message(message, text)
+
+    def inject_anonymous(self, group_id: int, text: str) -> int:
+        """A message from an anonymous admin of a supergroup, as Telegram sends it:
+        `from` is the one GroupAnonymousBot for every such admin of every group, the
+        group itself is in `sender_chat`. Returns the update_id."""
+        group = {"id": group_id, "type": "supergroup", "title": f"Group {group_id}"}
+        message: dict[str, Any] = {
+            "message_id": self._message_id(), "date": int(time.time()), "text": text,
+            "from": dict(ANONYMOUS_ADMIN), "sender_chat": group, "chat": group,
+        }
+        return self._add_message(message, text)
+
+    def _add_message(self, message: dict[str, Any], text: str) -> int:
         if text.startswith("/"):
             message["entities"] = [{"type": "bot_command", "offset": 0,
                                     "length": len(text.split()[0])}]
@@ -168,6 +189,11 @@ class FakeTelegram(FakeAPI):
             self._poller += 1
             self._updates_changed.notify_all()
 
+    def forget_chat(self, chat_id: int) -> None:
+        """The chat is gone (a deleted account, a deleted group): 400 "chat not found"."""
+        with self._lock:
+            self._gone.add(chat_id)
+
     def block(self, chat_id: int) -> None:
         with self._lock:
             self._blocked.add(chat_id)
@@ -177,6 +203,11 @@ class FakeTelegram(FakeAPI):
             self._blocked.discard(chat_id)
 
     # -- reading what happened -----------------------------------------------------
+
+    def polling(self) -> bool:
+        """Whether a getUpdates call is waiting for updates now."""
+        with self._lock:
+            return bool(self._waiting)
 
     def pending_updates(self) -> int:
         """Updates not yet confirmed by a getUpdates offset (not yet received for sure)."""
@@ -302,6 +333,8 @@ class FakeTelegram(FakeAPI):
             if chat_id in self._blocked:
                 self.refused[chat_id] += 1
                 return _error(403, "Forbidden: bot was blocked by the user")
+            if chat_id in self._gone:
+                return _error(400, "Bad Request: chat not found")
             if chat_id in self._migrated:
                 return _error(400, "Bad Request: group chat was upgraded to a supergroup chat",
                               migrate_to_chat_id=self._migrated[chat_id])
