@@ -24,8 +24,10 @@ from tests.harness import REPO
 from tests.telegram_world import ADMIN, World, reminder_rows
 from tests.x_world import status_json
 
-PUBLIC = ["price", "remind", "reminders", "unremind", "help"]
-ADMIN_ONLY = ["status", "tweet", "pause", "resume", "alerts"]
+PUBLIC = ["price", "remind", "reminders", "unremind", "alert", "alerts", "unalert", "currency",
+          "help"]
+ADMIN_ONLY = ["status", "tweet", "pause", "resume", "mute", "unmute"]
+PRICE = "Bitcoin is at $67,890.12 (-1.23% in 24h).\nSource: CoinGecko."
 _users = itertools.count(2000)
 
 
@@ -70,8 +72,7 @@ def test_start_and_help_explain_with_examples(world: World, command: str) -> Non
 
 
 def test_price_shows_the_served_price(world: World) -> None:
-    assert world.telegram.ask(new_user(), "/price") == \
-        "Bitcoin is at $67,890.12 (-1.23% in 24h)."
+    assert world.telegram.ask(new_user(), "/price") == PRICE
 
 
 def test_remind_reminders_unremind(world: World) -> None:
@@ -313,8 +314,7 @@ def test_concurrent_price_requests_share_one_fetch(tmp_path: Path) -> None:
             world.telegram.inject_message(user, "/price")
         assert world.telegram.wait_until(
             lambda: all(world.telegram.messages_to(u) for u in users), 20)
-        assert all(world.telegram.messages_to(u) == ["Bitcoin is at $67,890.12 (-1.23% in "
-                                                     "24h)."] for u in users)
+        assert all(world.telegram.messages_to(u) == [PRICE] for u in users)
         assert len(world.price.requests) == 1
     finally:
         world.close()
@@ -376,7 +376,7 @@ def test_commands_for_another_bot_are_ignored_in_groups(tmp_path: Path) -> None:
         daemon.wait_log(f"chat {group}: /price@otherbot is for another bot; ignored", 10)
         world.telegram.inject_message(user, "/weather@OtherBot", chat_id=group)
         daemon.wait_log(f"chat {group}: /weather@OtherBot is for another bot; ignored", 10)
-        price = "Bitcoin is at $67,890.12 (-1.23% in 24h)."
+        price = PRICE
         assert world.telegram.ask(user, "/price@BuzzBotd_Test_Bot", chat_id=group) == price
         assert world.telegram.ask(user, "/price", chat_id=group) == price
         assert world.telegram.messages_to(group) == [price, price]
@@ -437,7 +437,7 @@ def test_a_command_flood_in_one_group_holds_up_no_other_chat(tmp_path: Path) -> 
     world = World(tmp_path)
     try:
         world.start()
-        group, price = next(_groups), "Bitcoin is at $67,890.12 (-1.23% in 24h)."
+        group, price = next(_groups), PRICE
         for _ in range(40):
             world.telegram.inject_message(new_user(), "/price", chat_id=group)
         assert world.telegram.wait_until(lambda: world.telegram.pending_updates() == 0, 10)

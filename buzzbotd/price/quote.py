@@ -49,6 +49,18 @@ class Quote:
         return fields
 
 
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+SOURCE_NAMES = {"coingecko": "CoinGecko", "coinbase": "Coinbase", "kraken": "Kraken"}
+
+
+def money(amount: float, currency: str, cents: bool | None = None) -> str:
+    """$67,890.12 / €92,000 / 1,234.50 CHF: cents below 1,000 (or if asked)."""
+    digits = 2 if (cents if cents is not None else amount < 1000) else 0
+    symbol = SYMBOLS.get(currency)
+    return f"{symbol}{amount:,.{digits}f}" if symbol else f"{amount:,.{digits}f} " \
+        f"{currency.upper()}"
+
+
 def make_quote(source: str, prices: dict[str, tuple[float, float]], fetched_at: datetime
                ) -> Quote:
     """A quote from a source's {code: (price, change)}, in the configured order."""

@@ -25,6 +25,7 @@ from datetime import datetime
 from buzzbotd.db import migrations
 from buzzbotd.db.models import AlertMessage, database, utc_text
 from buzzbotd.db.raw import execute
+from buzzbotd.price.quote import money
 from buzzbotd.pricealerts.store import REARM_RATIO
 
 log = logging.getLogger("buzzbotd.pricealerts")
@@ -105,16 +106,6 @@ def settle(message_id: int, outcome: str, now: datetime) -> None:
     """What became of a crossing's message: sent, blocked, or failed (given up)."""
     AlertMessage.update(sent_at=now, outcome=outcome).where(
         (AlertMessage.id == message_id) & AlertMessage.sent_at.is_null()).execute()
-
-
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
-
-
-def money(amount: float, currency: str) -> str:
-    symbol = SYMBOLS.get(currency)
-    digits = 0 if amount >= 1000 else 2
-    return f"{symbol}{amount:,.{digits}f}" if symbol else f"{amount:,.{digits}f} " \
-        f"{currency.upper()}"
 
 
 def message_text(crossing: Crossing) -> str:

@@ -6,6 +6,9 @@
 - commands.py: Commands, one handler per command (parse → call the domain →
   reply), registered on the Application;
 - replies.py: Replies, the answers waiting for their chats' turns;
+- alerting.py: PriceAlerting, /alert, /alerts, /unalert, /currency, /mute and
+  the job that sends each crossing of a price alert;
+- inline.py: InlineAnswers, the price answered to `@bot` in any chat;
 - menu.py: the command menu Telegram shows under "/" (admins see more);
 - delivery.py: ReminderDelivery, the reminder send round and what each
   Telegram answer means for a reminder (sent / retry / blocked / migrated /
@@ -27,9 +30,11 @@ from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.runtime.notify import Health
+from buzzbotd.telegram.alerting import PriceAlerting
 from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.commands import Commands
 from buzzbotd.telegram.delivery import ReminderDelivery
+from buzzbotd.telegram.inline import InlineAnswers
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
 __all__ = ["ChatRateLimiter", "TelegramBot"]
@@ -48,8 +53,12 @@ class TelegramBot:
         self.app = BotApp(settings, owner, prices, clock, limiter, on_state_change,
                           on_connected)
         self.commands = Commands(self.app, poster, report)
+        self.alerting = PriceAlerting(self.app, self.commands)
+        self.inline = InlineAnswers(self.app, self.commands)
+        self.commands.add_fallbacks()
         self.delivery = ReminderDelivery(self.app)
         self.dispatch_reminders = self.delivery.dispatch_reminders
+        self.check_alerts = self.alerting.check_alerts
         self.stop_sending = self.delivery.stop_sending
         self.send_alert = self.app.send_alert
 

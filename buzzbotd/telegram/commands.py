@@ -35,10 +35,11 @@ from telegram.ext import (
 
 from buzzbotd import reminders, timeofday
 from buzzbotd.db import meta
-from buzzbotd.ops import alerts, status
+from buzzbotd.ops import status
 from buzzbotd.price import PriceUnavailable, Quote
+from buzzbotd.pricealerts import store
 from buzzbotd.telegram.app import BotApp
-from buzzbotd.telegram.texts import price_text, stale_price_text
+from buzzbotd.telegram.texts import price_reply, stale_price_text
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -48,14 +49,17 @@ HELP = """I tell you the Bitcoin price, and remind you of it every day.
 /remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
 /remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
 /reminders – your reminders
-/unremind – remove them all (/unremind 08:30 removes one)"""
+/unremind – remove them all (/unremind 08:30 removes one)
+/alert above 100000 – one message when the price gets there (below 90000, move 5%)
+/alerts – your price alerts (/unalert N removes one)
+/currency eur – the currency of your prices"""
 ADMIN_HELP = """
 
 For admins:
 /status – health, last and next tweets, counts
 /tweet – post the price tweet now
 /pause, /resume – stop or restart scheduled tweets
-/alerts off, /alerts on – mute or unmute the alerts I send you"""
+/mute, /unmute – stop or restart the alerts I send you (also /alerts off, /alerts on)"""
 
 
 # The users Telegram puts in `from` when the real sender is a chat (`sender_chat`):
@@ -87,9 +91,16 @@ class Commands:
         add(CommandHandler("tweet", self.cmd_tweet))
         add(CommandHandler("pause", self.cmd_pause))
         add(CommandHandler("resume", self.cmd_resume))
-        add(CommandHandler("alerts", self.cmd_alerts))
+
+    def add_fallbacks(self) -> None:
+        """Last, after every other part's handlers: what no command handler took."""
+        add = self.app.application.add_handler
         add(MessageHandler(filters.COMMAND, self.cmd_unknown))
         add(MessageHandler(filters.TEXT & filters.ChatType.PRIVATE, self.cmd_unknown))
+
+    @staticmethod
+    def owner_id(update: Update) -> int:
+        return _owner_id(update)
 
     async def _touch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Before every handler: record the sender (and re-enable their refused reminders).
@@ -102,7 +113,7 @@ class Commands:
             await self.owner.run(reminders.touch_user, _owner_id(update), chat.id, self.clock(),
                                  self.settings.telegram.default_timezone)
 
-    def _reply(self, update: Update, text: str, per_sender: bool = True,
+    def reply(self, update: Update, text: str, per_sender: bool = True,
                kind: str | None = None) -> None:
         """Answers the update when its chat's turn comes (BotApp.replies). Replies of one
         kind (the command, and the sender unless the answer is the same for anyone)
@@ -114,27 +125,35 @@ class Commands:
         self.app.replies.post(update.effective_message, kind, text)
 
     async def cmd_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        admin = self._is_admin(update)
+        admin = self.is_admin(update)
         if admin and _command(update) == "start":
             await self.app.publish_admin_menu(_owner_id(update))
-        self._reply(update, HELP + (ADMIN_HELP if admin else ""), per_sender=admin)
+        self.reply(update, HELP + (ADMIN_HELP if admin else ""), per_sender=admin)
 
     async def cmd_price(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        currency = await self.currency_of(_owner_id(update))
         try:
-            quote = await self._shared_quote()
+            quote = await self.shared_quote()
         except PriceUnavailable as e:
             if e.last is not None:
                 log.info("user %d: /price answered with the last good price (%s)",
                          _owner_id(update), e)
-                self._reply(update, stale_price_text(e.last, self.clock()), per_sender=False)
+                self.reply(update, stale_price_text(e.last, self.clock(), currency),
+                           per_sender=False, kind=f"price:{currency}")
                 return
             log.warning("user %d: /price failed: %s", _owner_id(update), e)
-            self._reply(update, "Sorry, I can't get the price right now. Please try again in "
+            self.reply(update, "Sorry, I can't get the price right now. Please try again in "
                                 "a minute.", per_sender=False)
             return
-        self._reply(update, price_text(quote), per_sender=False)
+        self.reply(update, price_reply(quote, currency), per_sender=False,
+                   kind=f"price:{currency}")
 
-    async def _shared_quote(self) -> Quote:
+    async def currency_of(self, user_id: int) -> str:
+        """The user's /currency (price.currencies[0] unless they chose another)."""
+        currencies = self.settings.price.currencies
+        return await self.owner.run(store.user_currency, user_id, currencies[0], currencies)
+
+    async def shared_quote(self) -> Quote:
         """The price for /price: every /price asking at once waits for one worker thread
         (which itself shares a request with the reminders and the poster), so a crowd of
         /price during a slow price API does not fill the default executor."""
@@ -146,34 +165,34 @@ class Commands:
         try:
             request = reminders.parse_request(context.args or [])
         except reminders.InputError as e:
-            self._reply(update, str(e))
+            self.reply(update, str(e))
             return
         assert update.effective_chat is not None
         result = await self.owner.run(reminders.set_reminder, _owner_id(update),
                                       update.effective_chat.id, request.at, request.timezone,
                                       self.clock(), self.settings.telegram.default_timezone)
         if result.reminder is None:
-            self._reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
+            self.reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
                                 "most I keep. /reminders lists them; /unremind HH:MM removes "
                                 "one.")
             return
         r = result.reminder
         first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
                  "unchanged": "You already have it: I'll remind you"}[result.outcome]
-        self._reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
+        self.reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
                             f"price. Next: {self._when(r)}.")
 
     async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         views = await self.owner.run(reminders.user_reminders, _owner_id(update))
         if not views:
-            self._reply(update, "You have no reminders. Set one with /remind 08:30 "
+            self.reply(update, "You have no reminders. Set one with /remind 08:30 "
                                 "(or /remind 08:30 Europe/Berlin).")
             return
         lines = [f"• {r.local_time} {r.timezone} – "
                  + (f"next {self._when(r)}" if r.enabled else
                     "off: Telegram would not deliver to that chat")
                  for r in views]
-        self._reply(update, "Your reminders:\n" + "\n".join(lines))
+        self.reply(update, "Your reminders:\n" + "\n".join(lines))
 
     async def cmd_unremind(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         args = context.args or []
@@ -183,27 +202,27 @@ class Commands:
                                            "/unremind 08:30 to remove one.")
             at = reminders.parse_time(args[0]) if args else None
         except reminders.InputError as e:
-            self._reply(update, str(e))
+            self.reply(update, str(e))
             return
         removed = await self.owner.run(reminders.remove_reminders, _owner_id(update), at)
         if removed:
-            self._reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
+            self.reply(update, f"Removed {removed} reminder{'s' if removed != 1 else ''}.")
         elif at is not None:
-            self._reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
+            self.reply(update, f"You have no reminder at {at:%H:%M}. /reminders lists yours.")
         else:
-            self._reply(update, "You had no reminders.")
+            self.reply(update, "You had no reminders.")
 
     async def cmd_status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self._refused(update):
+        if self.refused(update):
             return
         report = await self.owner.run(self.report)
-        self._reply(update, status.render(report, os.getpid()))
+        self.reply(update, status.render(report, os.getpid()))
 
     async def cmd_tweet(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self._refused(update):
+        if self.refused(update):
             return
         if self.poster is None:
-            self._reply(update, "X posting is off (x.enabled = false), so there is nothing "
+            self.reply(update, "X posting is off (x.enabled = false), so there is nothing "
                                 "to tweet.")
             return
         # Keyed by the update: the same update delivered again (a restart before
@@ -213,9 +232,9 @@ class Commands:
         post = await asyncio.to_thread(self.poster.post_now, request)
         log.info("admin %d: /tweet %s: %s", _owner_id(update), post.slot_key, post.state)
         if post.state == "posted":
-            self._reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
+            self.reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
         else:
-            self._reply(update, f"Not posted ({post.state}): "
+            self.reply(update, f"Not posted ({post.state}): "
                                 f"{post.reason or 'no reason given'}")
 
     async def cmd_pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -225,7 +244,7 @@ class Commands:
         await self._set_paused(update, False)
 
     async def _set_paused(self, update: Update, paused: bool) -> None:
-        if self._refused(update):
+        if self.refused(update):
             return
         await self.owner.run(meta.set_paused, paused, self.clock())
         await self.app.state_changed()
@@ -235,7 +254,7 @@ class Commands:
                 "restart." if paused else "Scheduled tweets resumed.")
         if not self.settings.x.enabled:
             text += " (X posting is off in the configuration anyway.)"
-        self._reply(update, text)
+        self.reply(update, text)
 
     async def on_my_chat_member(self, update: Update,
                                 context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -252,23 +271,6 @@ class Commands:
                     "blocked" if status == ChatMember.BANNED else "removed", change.chat.id,
                     count)
 
-    async def cmd_alerts(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self._refused(update):
-            return
-        args = [a.lower() for a in context.args or []]
-        if args not in (["on"], ["off"]):
-            self._reply(update, "Use /alerts off to stop the alerts I send you, /alerts on to "
-                                "get them again.")
-            return
-        user = _owner_id(update)
-        await self.owner.run(alerts.set_muted, user, args == ["off"])
-        log.info("admin %d: alerts %s", user, args[0])
-        text = ("Alerts on: I'll message you when something breaks, and when it's over."
-                if args == ["on"] else "Alerts off for you. /alerts on to get them again.")
-        if not self.alerts_enabled:
-            text += " (telegram.alert_admins is false in the configuration, so none are sent.)"
-        self._reply(update, text)
-
     async def cmd_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if _for_another_bot(update, context.bot.username):
             # In a group, /price@otherbot is another bot's business: no reply.
@@ -277,10 +279,10 @@ class Commands:
             return
         command = _command(update)
         head = f"I don't know /{command}." if command else "I only understand commands."
-        self._reply(update, f"{head} /help lists what I can do.", per_sender=False,
+        self.reply(update, f"{head} /help lists what I can do.", per_sender=False,
                     kind="unknown")
 
-    def _is_admin(self, update: Update) -> bool:
+    def is_admin(self, update: Update) -> bool:
         """One of telegram.admin_ids, writing as themselves: never a message sent as a
         chat (an anonymous group admin, a channel), whose `from` is shared by all."""
         message = update.effective_message
@@ -289,13 +291,13 @@ class Commands:
                 and (message is None or message.sender_chat is None)
                 and user.id in self.settings.telegram.admin_ids)
 
-    def _refused(self, update: Update) -> bool:
+    def refused(self, update: Update) -> bool:
         """True (after a polite refusal) if the sender is not an admin."""
-        if self._is_admin(update):
+        if self.is_admin(update):
             return False
         log.warning("user %d is not an admin and tried /%s; refused", _owner_id(update),
                     _command(update))
-        self._reply(update, "Sorry, that command is for the bot's operators only. "
+        self.reply(update, "Sorry, that command is for the bot's operators only. "
                             "/help lists what you can do.")
         return True
 

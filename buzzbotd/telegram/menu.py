@@ -16,6 +16,10 @@ PUBLIC_COMMANDS = [
     BotCommand("remind", "daily reminder, e.g. /remind 08:30 Europe/Berlin"),
     BotCommand("reminders", "your reminders"),
     BotCommand("unremind", "remove your reminders"),
+    BotCommand("alert", "price alert, e.g. /alert above 100000"),
+    BotCommand("alerts", "your price alerts"),
+    BotCommand("unalert", "remove a price alert: /unalert 1"),
+    BotCommand("currency", "your currency, e.g. /currency eur"),
     BotCommand("help", "what I can do"),
 ]
 ADMIN_COMMANDS = [
@@ -23,7 +27,8 @@ ADMIN_COMMANDS = [
     BotCommand("tweet", "post the price tweet now"),
     BotCommand("pause", "pause scheduled tweets"),
     BotCommand("resume", "resume scheduled tweets"),
-    BotCommand("alerts", "alerts on or off for you: /alerts off"),
+    BotCommand("mute", "stop the daemon's alerts to you"),
+    BotCommand("unmute", "get the daemon's alerts again"),
 ]
 
 
