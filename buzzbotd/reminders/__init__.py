@@ -22,6 +22,7 @@ from buzzbotd.reminders.due import (
     dispatch,
     due_page,
     due_query,
+    mark_each_sent,
     mark_sent,
     move_chat,
     skip_occurrence,
@@ -32,6 +33,7 @@ from buzzbotd.reminders.store import (
     ReminderView,
     SetResult,
     next_due,
+    occurrence_day,
     remove_reminders,
     set_reminder,
     touch_user,
@@ -42,7 +44,8 @@ from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
 __all__ = [
     "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "Due", "DuePage",
     "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
-    "dispatch", "due_page", "due_query", "mark_sent", "move_chat", "next_due", "parse_request",
+    "dispatch", "due_page", "due_query", "mark_each_sent", "mark_sent", "move_chat", "next_due",
+    "occurrence_day", "parse_request",
     "parse_time", "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence",
     "touch_user", "user_reminders", "zone",
 ]

@@ -1,0 +1,233 @@
+"""Time zones as stored and loaded: legacy names become current ones (Debian 13
+moved US/Eastern and its kind to tzdata-legacy), a zone that cannot be loaded
+stops only its own reminder, and every zone's DST changes of the next two
+years give one reminder per local day."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, available_timezones
+
+import peewee
+import pytest
+
+from buzzbotd import reminders
+from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
+from buzzbotd.db.migrations import MIGRATIONS, migrate
+from buzzbotd.reminders import next_due, occurrence_day
+from buzzbotd.timeinput import REFUSED_ZONES, InputError, parse_zone
+
+MINUTE = timedelta(minutes=1)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("typed, stored", [
+    ("us/eastern", "America/New_York"), ("GB", "Europe/London"), ("Japan", "Asia/Tokyo"),
+    ("Zulu", "Etc/UTC"), ("EST5EDT", "America/New_York"), ("asia/calcutta", "Asia/Kolkata"),
+    ("Europe/Berlin", "Europe/Berlin"), ("UTC", "UTC"),
+    # POSIX's sign: Etc/GMT+5 is five hours behind UTC, stored as what it means.
+    ("Etc/GMT+5", "-05:00"), ("etc/gmt-14", "+14:00"),
+])
+def test_remind_stores_the_current_name(typed: str, stored: str) -> None:
+    assert parse_zone(typed) == stored
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_ZONES))
+def test_the_hosts_own_zone_files_are_refused(name: str) -> None:
+    with pytest.raises(InputError):
+        parse_zone(name)
+
+
+def test_legacy_names_work_without_tzdata_legacy(tmp_path: Path) -> None:
+    """Debian 13 without tzdata-legacy: a zoneinfo copy without US/, GB, Japan."""
+    copy = tmp_path / "zoneinfo"
+    shutil.copytree("/usr/share/zoneinfo", copy, symlinks=True,
+                    ignore=lambda d, names: [n for n in names
+                                             if n in ("US", "GB", "Japan", "posix", "right")])
+    script = ("from zoneinfo import ZoneInfo\n"
+              "from buzzbotd.timeinput import parse_zone, zone\n"
+              "try:\n    ZoneInfo('US/Eastern')\nexcept Exception:\n    print('no US/Eastern')\n"
+              "print(parse_zone('us/eastern'), parse_zone('GB'))\n"
+              "print(zone('US/Eastern').key)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONTZPATH": str(copy)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["no US/Eastern", "America/New_York Europe/London",
+                                             "America/New_York"]
+
+
+def test_the_migration_rewrites_stored_legacy_names_losing_nothing(tmp_path: Path) -> None:
+    db = peewee.SqliteDatabase(str(tmp_path / "old.db"))
+    migrate(db, MIGRATIONS[:5])
+    now = "2027-01-01T00:00:00Z"
+    zones = {1: "US/Eastern", 2: "Etc/GMT+5", 3: "Asia/Kolkata", 4: "Japan"}
+    for user, name in zones.items():
+        db.execute_sql("INSERT INTO telegram_user (id, chat_id, timezone, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, ?)", (user, user, name, now, now))
+        db.execute_sql("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
+                       "next_due_at, last_sent_local_date, created_at) "
+                       "VALUES (?, ?, '08:00', ?, ?, '2026-12-31', ?)",
+                       (user, user, name, now, now))
+    assert migrate(db) == [6]
+    expected = {1: "America/New_York", 2: "-05:00", 3: "Asia/Kolkata", 4: "Asia/Tokyo"}
+    rows = db.execute_sql("SELECT user_id, timezone, next_due_at, last_sent_local_date "
+                          "FROM reminder ORDER BY user_id").fetchall()
+    assert rows == [(u, z, now, "2026-12-31") for u, z in expected.items()]
+    users = dict(db.execute_sql("SELECT id, timezone FROM telegram_user").fetchall())
+    assert users == expected
+    tally = dict(db.execute_sql("SELECT timezone, n FROM reminder_tally WHERE n > 0"
+                                ).fetchall())
+    assert tally == {z: 1 for z in expected.values()}
+
+
+# -- a zone that cannot be loaded ------------------------------------------------------------
+
+
+def _insert(user: int, name: str, due: datetime) -> None:
+    TelegramUser.create(id=user, chat_id=user, timezone="UTC", created_at=due, updated_at=due)
+    Reminder.create(user=user, chat_id=user, local_time=due.strftime("%H:%M"), timezone=name,
+                    next_due_at=due, enabled=True, created_at=due)
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["within-grace", "beyond-grace"])
+def test_a_zone_that_cannot_be_loaded_pauses_only_its_own_reminder(
+        owner: DatabaseOwner, late: bool, caplog: pytest.LogCaptureFixture) -> None:
+    now = utc(2027, 1, 1, 8, 0)
+    due = now - (timedelta(hours=2) if late else timedelta(0))
+    owner.call(_insert, 1, "Mars/Olympus", due)        # no tzdata has it
+    owner.call(_insert, 2, "UTC", now)
+    sent: list[reminders.Due] = []
+
+    def send(page: list[reminders.Due], text: str) -> reminders.Tally:
+        sent.extend(page)
+        for d in page:
+            owner.call(reminders.mark_sent, d.id, d.due_at, now)
+        return reminders.Tally(sent=len(page))
+
+    reminders.dispatch(owner, lambda: "price", send, lambda: now, 3600)
+    notices = {d.user_id: d.notice for d in sent}
+    assert notices[2] is None
+    assert "is paused" in notices[1] and "Mars/Olympus" in notices[1]
+    rows = {r.user_id: r for r in owner.call(lambda: list(Reminder.select()))}
+    assert not rows[1].enabled
+    assert rows[2].enabled and rows[2].next_due_at == utc(2027, 1, 2, 8, 0)
+    sent.clear()
+    reminders.dispatch(owner, lambda: "price", send, lambda: now + MINUTE, 3600)
+    assert sent == []                                  # told once, logged once
+    assert sum("paused" in r.message for r in caplog.records) == 1
+    # Writing to the bot again does not re-enable it (it could not be scheduled).
+    assert owner.call(reminders.touch_user, 1, 1, now + MINUTE, "UTC") == 0
+
+
+def test_each_record_of_a_batch_succeeds_or_fails_alone(owner: DatabaseOwner) -> None:
+    now = utc(2027, 1, 1, 8, 0)
+    owner.call(_insert, 1, "Mars/Olympus", now)
+    owner.call(_insert, 2, "UTC", now)
+    failed = owner.call(reminders.mark_each_sent, [(1, now), (2, now)], now)
+    assert list(failed) == [(1, now)]
+    row = owner.call(lambda: Reminder.get_by_id(2))
+    assert row.next_due_at == utc(2027, 1, 2, 8, 0) and row.last_sent_at == now
+
+
+# -- one reminder per local day ----------------------------------------------------------------
+
+
+def _run(owner: DatabaseOwner, start: datetime, end: datetime) -> list[datetime]:
+    """The due round each minute from start to end; returns when each was sent."""
+    sent: list[datetime] = []
+    clock = [start]
+
+    def send(page: list[reminders.Due], text: str) -> reminders.Tally:
+        for d in page:
+            sent.append(clock[0])
+            owner.call(reminders.mark_sent, d.id, d.due_at, clock[0])
+        return reminders.Tally(sent=len(page))
+
+    while clock[0] <= end:
+        reminders.dispatch(owner, lambda: "price", send, lambda: clock[0], 3600)
+        clock[0] += MINUTE
+    return sent
+
+
+def remind(owner: DatabaseOwner, at: str, name: str, now: datetime) -> None:
+    owner.call(reminders.set_reminder, 7, 7, time.fromisoformat(at), name, now, "UTC")
+
+
+@pytest.mark.parametrize("name", ["America/Nuuk", "America/Scoresbysund"])
+def test_a_2330_reminder_survives_the_spring_forward_sunday(owner: DatabaseOwner,
+                                                            name: str) -> None:
+    # 2027-03-27, a Saturday: at 01:00 UTC (23:00 at -02:00, both since 2024) the
+    # clocks go to 00:00 Sunday: Saturday's 23:30 happens at Sunday 00:00.
+    zone_ = ZoneInfo(name)
+    at = "23:30"
+    start = utc(2027, 3, 26, 12, 0)
+    remind(owner, at, name, start)
+    sent = _run(owner, start, utc(2027, 3, 30, 6, 0))
+    days = [occurrence_day(t, time.fromisoformat(at), zone_) for t in sent]
+    assert days == [date(2027, 3, d) for d in range(26, 30)], sent
+
+
+def test_zone_hopping_gives_one_reminder_per_local_day(owner: DatabaseOwner) -> None:
+    start = utc(2027, 6, 1, 7, 58)
+    remind(owner, "08:00", "UTC", start)
+    sent = _run(owner, start, start + 5 * MINUTE)              # 08:00 UTC, 1 June
+    remind(owner, "08:00", "+14:00", start + 10 * MINUTE)      # 22:10 there: 1 June had one
+    sent += _run(owner, start + 10 * MINUTE, utc(2027, 6, 1, 18, 5))   # 08:00 on 2 June, +14
+    remind(owner, "08:00", "-05:00", utc(2027, 6, 1, 18, 10))  # 13:10 on 1 June there
+    sent += _run(owner, utc(2027, 6, 1, 18, 10), utc(2027, 6, 2, 14, 0))
+    # In -05:00 they had 03:00 and 13:00 on 1 June: the next is 08:00 on 2 June.
+    assert sent == [utc(2027, 6, 1, 8, 0), utc(2027, 6, 1, 18, 0), utc(2027, 6, 2, 13, 0)]
+
+
+def _transitions(zone_: ZoneInfo, start: datetime, days: int) -> list[datetime]:
+    found = []
+    before = start
+    for _ in range(days):
+        after = before + timedelta(days=1)
+        if before.astimezone(zone_).utcoffset() != after.astimezone(zone_).utcoffset():
+            low, high = before, after
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone_).utcoffset() == low.astimezone(zone_).utcoffset():
+                    low = middle
+                else:
+                    high = middle
+            found.append(high.replace(microsecond=0))
+        before = after
+    return found
+
+
+def test_every_zone_gets_one_reminder_per_local_day_across_its_changes() -> None:
+    """Each IANA zone's offset changes of the next two years, with reminders at the
+    local times around each change: every local day gets exactly one, for that day."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    checked = 0
+    for name in sorted(available_timezones() - REFUSED_ZONES):
+        zone_ = ZoneInfo(name)
+        for change in _transitions(zone_, start, 2 * 366):
+            old_wall = (change - timedelta(seconds=1)).astimezone(zone_) + timedelta(seconds=1)
+            new_wall = change.astimezone(zone_)
+            times = set()
+            for wall in (old_wall, new_wall):
+                for shift in (-30, -1, 0, 1, 30):
+                    times.add((wall + timedelta(minutes=shift)).time().replace(second=0))
+            for at in times:
+                when = next_due(at, zone_, change - timedelta(days=3), None)
+                last = occurrence_day(when, at, zone_)
+                days = []
+                while last < change.astimezone(zone_).date() + timedelta(days=3):
+                    when = next_due(at, zone_, when, last)
+                    day = occurrence_day(when, at, zone_)
+                    assert day == last + timedelta(days=1), (name, at, change, when)
+                    days.append(day)
+                    last = day
+                checked += 1
+    assert checked > 1000
