@@ -19,7 +19,7 @@ import pytest
 from buzzbotd import reminders
 from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.migrations import MIGRATIONS, migrate
-from buzzbotd.reminders import next_due, occurrence_day
+from buzzbotd.reminders import after_send, next_due, occurrence_day
 from buzzbotd.timeinput import REFUSED_ZONES, InputError, parse_zone
 
 MINUTE = timedelta(minutes=1)
@@ -140,8 +140,9 @@ def test_each_record_of_a_batch_succeeds_or_fails_alone(owner: DatabaseOwner) ->
 # -- one reminder per local day ----------------------------------------------------------------
 
 
-def _run(owner: DatabaseOwner, start: datetime, end: datetime) -> list[datetime]:
-    """The due round each minute from start to end; returns when each was sent."""
+def _run(owner: DatabaseOwner, start: datetime, end: datetime, step: timedelta = MINUTE
+         ) -> list[datetime]:
+    """The due round each `step` from start to end; returns when each was sent."""
     sent: list[datetime] = []
     clock = [start]
 
@@ -153,7 +154,7 @@ def _run(owner: DatabaseOwner, start: datetime, end: datetime) -> list[datetime]
 
     while clock[0] <= end:
         reminders.dispatch(owner, lambda: "price", send, lambda: clock[0], 3600)
-        clock[0] += MINUTE
+        clock[0] += step
     return sent
 
 
@@ -170,7 +171,7 @@ def test_a_2330_reminder_survives_the_spring_forward_sunday(owner: DatabaseOwner
     at = "23:30"
     start = utc(2027, 3, 26, 12, 0)
     remind(owner, at, name, start)
-    sent = _run(owner, start, utc(2027, 3, 30, 6, 0))
+    sent = _run(owner, start, utc(2027, 3, 30, 6, 0), step=10 * MINUTE)
     days = [occurrence_day(t, time.fromisoformat(at), zone_) for t in sent]
     assert days == [date(2027, 3, d) for d in range(26, 30)], sent
 
@@ -180,11 +181,11 @@ def test_zone_hopping_gives_one_reminder_per_local_day(owner: DatabaseOwner) -> 
     remind(owner, "08:00", "UTC", start)
     sent = _run(owner, start, start + 5 * MINUTE)              # 08:00 UTC, 1 June
     remind(owner, "08:00", "+14:00", start + 10 * MINUTE)      # 22:10 there: 1 June had one
-    sent += _run(owner, start + 10 * MINUTE, utc(2027, 6, 1, 18, 5))   # 08:00 on 2 June, +14
-    remind(owner, "08:00", "-05:00", utc(2027, 6, 1, 18, 10))  # 13:10 on 1 June there
-    sent += _run(owner, utc(2027, 6, 1, 18, 10), utc(2027, 6, 2, 14, 0))
-    # In -05:00 they had 03:00 and 13:00 on 1 June: the next is 08:00 on 2 June.
-    assert sent == [utc(2027, 6, 1, 8, 0), utc(2027, 6, 1, 18, 0), utc(2027, 6, 2, 13, 0)]
+    remind(owner, "08:00", "-05:00", start + 20 * MINUTE)      # 03:20 on 1 June there
+    sent += _run(owner, start + 20 * MINUTE, utc(2027, 6, 2, 14, 0))
+    # In -05:00 they had theirs at 03:00 on 1 June: the next is 08:00 on 2 June, not
+    # 08:00 on 1 June (13:00 UTC), which the date of the +14:00 detour would allow.
+    assert sent == [utc(2027, 6, 1, 8, 0), utc(2027, 6, 2, 13, 0)]
 
 
 def _transitions(zone_: ZoneInfo, start: datetime, days: int) -> list[datetime]:
@@ -222,12 +223,11 @@ def test_every_zone_gets_one_reminder_per_local_day_across_its_changes() -> None
             for at in times:
                 when = next_due(at, zone_, change - timedelta(days=3), None)
                 last = occurrence_day(when, at, zone_)
-                days = []
                 while last < change.astimezone(zone_).date() + timedelta(days=3):
-                    when = next_due(at, zone_, when, last)
-                    day = occurrence_day(when, at, zone_)
-                    assert day == last + timedelta(days=1), (name, at, change, when)
-                    days.append(day)
-                    last = day
+                    # Sent at its instant, as the due round records it.
+                    sent_day, following = after_send(at, zone_, when, when)
+                    assert sent_day == last, (name, at, change, when)
+                    when, last = following, occurrence_day(following, at, zone_)
+                    assert last == sent_day + timedelta(days=1), (name, at, change, when)
                 checked += 1
     assert checked > 1000

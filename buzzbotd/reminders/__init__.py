@@ -32,6 +32,7 @@ from buzzbotd.reminders.store import (
     MAX_PER_USER,
     ReminderView,
     SetResult,
+    after_send,
     next_due,
     occurrence_day,
     remove_reminders,
@@ -42,7 +43,7 @@ from buzzbotd.reminders.store import (
 from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
 
 __all__ = [
-    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "Due", "DuePage",
+    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "after_send", "Due", "DuePage",
     "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
     "dispatch", "due_page", "due_query", "mark_each_sent", "mark_sent", "move_chat", "next_due",
     "occurrence_day", "parse_request",

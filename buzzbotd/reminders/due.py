@@ -32,7 +32,7 @@ from buzzbotd import testhooks
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 from buzzbotd.ops.metrics import METRICS
-from buzzbotd.reminders.store import next_due_for, occurrence_day
+from buzzbotd.reminders.store import after_send, next_due_for, occurrence_day
 from buzzbotd.timeinput import ZoneUnavailable, canonical_zone, zone
 
 log = logging.getLogger("buzzbotd.reminders")
@@ -154,11 +154,13 @@ def _settle(reminder_id: int, due_at: datetime, now: datetime, sent: bool) -> No
 
 def _advance(reminder: Reminder, after: datetime, sent_at: datetime | None = None) -> None:
     """Moves the reminder past its occurrence at next_due_at; `sent_at`: it was sent."""
-    if sent_at is not None:
-        local_time = time.fromisoformat(reminder.local_time)
-        _record_send(reminder, sent_at, occurrence_day(reminder.next_due_at, local_time,
-                                                       zone(reminder.timezone)))
-    reminder.next_due_at = next_due_for(reminder, after)
+    if sent_at is None:
+        reminder.next_due_at = next_due_for(reminder, after)
+    else:
+        day, reminder.next_due_at = after_send(time.fromisoformat(reminder.local_time),
+                                               zone(reminder.timezone), reminder.next_due_at,
+                                               after)
+        _record_send(reminder, sent_at, day)
     _save_progress(reminder)
 
 

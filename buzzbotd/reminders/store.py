@@ -47,6 +47,14 @@ def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date |
         day += timedelta(days=1)
 
 
+def after_send(local_time: time, zone_: tzinfo, due_at: datetime, after: datetime
+               ) -> tuple[date, datetime]:
+    """The occurrence due at `due_at` was sent: the local day it was for, and the next
+    occurrence after `after` (for a later day)."""
+    day = occurrence_day(due_at, local_time, zone_)
+    return day, next_due(local_time, zone_, max(after, due_at), day)
+
+
 def occurrence_day(when: datetime, local_time: time, zone_: tzinfo) -> date:
     """The local day whose `local_time` happens at `when`: its date, or the day before
     when that day's time fell in a gap that ended at `when`. An instant that is no
