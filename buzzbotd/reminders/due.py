@@ -29,6 +29,7 @@ from time import monotonic
 import peewee
 
 from buzzbotd import testhooks
+from buzzbotd.clock import TRUST
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 from buzzbotd.ops.metrics import METRICS
@@ -72,7 +73,7 @@ def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = 
     # a cursor taken from it would jump over every row still due this minute.
     last = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
     oldest = now - timedelta(seconds=grace_s)
-    due, skipped = [], 0
+    due, skipped, deferred = [], 0, 0
     for row in rows:
         try:
             zone(row.timezone)
@@ -85,12 +86,19 @@ def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = 
         if row.next_due_at >= oldest:
             due.append(Due(row.id, row.user_id, row.chat_id, row.next_due_at))
             continue
+        if not TRUST.may_call_missed():
+            deferred += 1       # the clock may be ahead: left due (clock.ClockTrust)
+            continue
         skipped += 1
         missed = round((now - row.next_due_at).total_seconds())
         _advance(row, now)
         log.info("reminder %d for user %d due %s was missed by %ds (more than "
                  "telegram.reminder_grace_s = %ds): skipped, next %s", row.id, row.user_id,
                  utc_text(row.next_due_at), missed, grace_s, utc_text(row.next_due_at))
+    if deferred:
+        log.info("%d reminder(s) due before %s are late by more than "
+                 "telegram.reminder_grace_s = %ds, but the clock may be ahead: left due, "
+                 "not skipped", deferred, utc_text(oldest), grace_s)
     return DuePage(due, skipped, last)
 
 
