@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, available_timezones
@@ -21,6 +22,8 @@ from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser
 from buzzbotd.db.migrations import MIGRATIONS, migrate
 from buzzbotd.reminders import after_send, next_due, occurrence_day
 from buzzbotd.timeinput import REFUSED_ZONES, InputError, parse_zone
+from buzzbotd.timeofday import slot_key
+from tests.telegram_world import World, database_of, minute_of, reminder_rows
 
 MINUTE = timedelta(minutes=1)
 
@@ -46,12 +49,18 @@ def test_the_hosts_own_zone_files_are_refused(name: str) -> None:
         parse_zone(name)
 
 
-def test_legacy_names_work_without_tzdata_legacy(tmp_path: Path) -> None:
-    """Debian 13 without tzdata-legacy: a zoneinfo copy without US/, GB, Japan."""
-    copy = tmp_path / "zoneinfo"
+def without_tzdata_legacy(directory: Path) -> Path:
+    """A copy of the zoneinfo database as Debian 13 installs it without tzdata-legacy
+    (as far as these tests need: no US/, GB, Japan)."""
+    copy = directory / "zoneinfo"
     shutil.copytree("/usr/share/zoneinfo", copy, symlinks=True,
                     ignore=lambda d, names: [n for n in names
                                              if n in ("US", "GB", "Japan", "posix", "right")])
+    return copy
+
+
+def test_legacy_names_work_without_tzdata_legacy(tmp_path: Path) -> None:
+    copy = without_tzdata_legacy(tmp_path)
     script = ("from zoneinfo import ZoneInfo\n"
               "from buzzbotd.timeinput import parse_zone, zone\n"
               "try:\n    ZoneInfo('US/Eastern')\nexcept Exception:\n    print('no US/Eastern')\n"
@@ -89,6 +98,52 @@ def test_the_migration_rewrites_stored_legacy_names_losing_nothing(tmp_path: Pat
 
 
 # -- a zone that cannot be loaded ------------------------------------------------------------
+
+
+def test_after_the_upgrade_to_debian_13_every_reminder_still_arrives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real daemon, on a database of schema 5 holding US/Eastern (stored as typed
+    then) and a name no tzdata has, with a zoneinfo without tzdata-legacy."""
+    monkeypatch.setenv("PYTHONTZPATH", str(without_tzdata_legacy(tmp_path)))
+    due = minute_of(datetime.now(UTC)) + 2 * MINUTE
+    path = database_of(tmp_path)
+    path.parent.mkdir(parents=True)
+    db = peewee.SqliteDatabase(str(path))
+    migrate(db, MIGRATIONS[:5])
+    users = {101: ("US/Eastern", ZoneInfo("America/New_York"), due), 102: ("UTC", UTC, due),
+             103: ("Mars/Olympus", UTC, due), 104: ("UTC", UTC, due + MINUTE),
+             # Missed while down: skipped in the due query, where a zone that failed
+             # to load failed the whole round, every minute.
+             105: ("US/Eastern", ZoneInfo("America/New_York"), due - timedelta(hours=2))}
+    for user, (name, local, when) in users.items():
+        created = "2026-01-01T00:00:00Z"
+        db.execute_sql("INSERT INTO telegram_user (id, chat_id, timezone, created_at, "
+                       "updated_at) VALUES (?, ?, ?, ?, ?)", (user, user, name, created, created))
+        db.execute_sql("INSERT INTO reminder (user_id, chat_id, local_time, timezone, "
+                       "next_due_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                       (user, user, when.astimezone(local).strftime("%H:%M"), name,
+                        slot_key(when), created))
+    db.close()
+    with closing(World(tmp_path)) as world:
+        daemon = world.start()
+        world.clock.move_to(due - timedelta(seconds=2))
+        for user in (101, 102):
+            assert "Your daily Bitcoin reminder" in world.telegram.wait_for_message(
+                user, "reminder", timeout=20).text
+        notice = world.telegram.wait_for_message(103, "is paused", timeout=20).text
+        assert "(Mars/Olympus)" in notice
+        daemon.wait_log("reminders due by", timeout=10)
+        rows = {r["user_id"]: r for r in reminder_rows(world.database)}
+        assert rows[101]["timezone"] == "America/New_York"
+        assert rows[101]["last_sent_at"] and rows[102]["last_sent_at"]
+        assert not rows[103]["enabled"]
+        # The next round: 104's, and nothing again; the paused one stays quiet.
+        world.clock.move_to(due + MINUTE - timedelta(seconds=2))
+        world.telegram.wait_for_message(104, "reminder", timeout=20)
+        daemon.wait_log(": 1 sent,", timeout=10)             # that round is over
+        assert [len(world.telegram.messages_to(u)) for u in users] == [1, 1, 1, 1, 0]
+        assert "reminder 5 for user 105 due" in daemon.wait_log("user 105", timeout=1)
+        assert daemon.log.count("paused:") == 1 and "Traceback" not in daemon.log
 
 
 def _insert(user: int, name: str, due: datetime) -> None:
