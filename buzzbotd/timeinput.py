@@ -151,7 +151,7 @@ def closest_zone(text: str, *, any_case: bool, cutoff: float) -> str | None:
                                       cutoff=cutoff)
     if not close:
         return None
-    return _zone_names()[close[0]] if any_case else close[0]
+    return _zone_names()[close[0]] if any_case else zone_aliases().get(close[0], close[0])
 
 
 def parse_zone(text: str) -> str:
