@@ -85,7 +85,7 @@ def test_the_migration_rewrites_stored_legacy_names_losing_nothing(tmp_path: Pat
                        "next_due_at, last_sent_local_date, created_at) "
                        "VALUES (?, ?, '08:00', ?, ?, '2026-12-31', ?)",
                        (user, user, name, now, now))
-    assert migrate(db) == [6]
+    assert migrate(db)[-1] == len(MIGRATIONS)      # the last one renames the zones
     expected = {1: "America/New_York", 2: "-05:00", 3: "Asia/Kolkata", 4: "Asia/Tokyo"}
     rows = db.execute_sql("SELECT user_id, timezone, next_due_at, last_sent_local_date "
                           "FROM reminder ORDER BY user_id").fetchall()

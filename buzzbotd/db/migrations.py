@@ -31,7 +31,7 @@ TYPES = {
 
 log = logging.getLogger("buzzbotd.db")
 
-# Migration 6's renames of stored zones: legacy name → current name or offset.
+# The renames of stored zones by "current zone names": legacy name → current name or offset.
 _RENAMED = {**ALIASES, **{f"Etc/GMT{-h:+d}": f"{h:+03d}:00" for h in range(-12, 15) if h}}
 _RENAMES = " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in sorted(_RENAMED.items()))
 

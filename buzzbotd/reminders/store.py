@@ -176,7 +176,7 @@ def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
     last = reminder.last_sent_local_date
     if not last:
         return None
-    # Sent before last_sent_at was recorded (schema 5): its instant, as well as the
+    # Sent before last_sent_at was recorded (older schema): its instant, as well as the
     # old zone tells it.
     sent_at = timeofday.instant(date.fromisoformat(last), time.fromisoformat(
         reminder.local_time), zone(reminder.timezone))
