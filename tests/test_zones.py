@@ -178,8 +178,13 @@ def test_a_zone_that_cannot_be_loaded_pauses_only_its_own_reminder(
     reminders.dispatch(owner, lambda: "price", send, lambda: now + MINUTE, 3600)
     assert sent == []                                  # told once, logged once
     assert sum("paused" in r.message for r in caplog.records) == 1
-    # Writing to the bot again does not re-enable it (it could not be scheduled).
+    # Writing to the bot again does not re-enable it (it could not be scheduled)...
     assert owner.call(reminders.touch_user, 1, 1, now + MINUTE, "UTC") == 0
+    # ... setting it again with a zone this system has does.
+    owner.call(lambda: Reminder.update(last_sent_local_date="2026-12-31").execute())
+    result = owner.call(reminders.set_reminder, 1, 1, due.time(), "Europe/Berlin",
+                        now + MINUTE, "UTC")
+    assert result.outcome == "updated" and result.reminder.enabled
 
 
 def test_each_record_of_a_batch_succeeds_or_fails_alone(owner: DatabaseOwner) -> None:

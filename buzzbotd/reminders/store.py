@@ -178,8 +178,12 @@ def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
         return None
     # Sent before last_sent_at was recorded (older schema): its instant, as well as the
     # old zone tells it.
+    try:
+        old_zone = zone(reminder.timezone)
+    except ZoneUnavailable:
+        return last                 # paused for that zone: its date is the best there is
     sent_at = timeofday.instant(date.fromisoformat(last), time.fromisoformat(
-        reminder.local_time), zone(reminder.timezone))
+        reminder.local_time), old_zone)
     return sent_at.astimezone(new_zone).date().isoformat()
 
 
