@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from buzzbotd import __version__, testhooks
-from buzzbotd.clock import Clock, build_date, from_environment, is_sane
+from buzzbotd.clock import TRUST, Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
 from buzzbotd.db import backup, meta, open_owner
 from buzzbotd.db.models import utc_text
@@ -245,6 +245,7 @@ class Daemon:
         since = self.launched if is_sane(self.launched, self.built) else self.clock()
         first = await self.owner.run(meta.first_start, since)
         log.info("first start %s", utc_text(first))
+        TRUST.opened(self.clock, self._unclean_start[1])    # a clock far ahead is suspect
         self._schedule_jobs()
         self._catch_up()
         if self.bot is not None:

@@ -55,12 +55,27 @@ BROKEN = [
      'telegram.default_timezone = "Europe/Berln": expected an IANA time zone name, e.g. "UTC", '
      '"Europe/Berlin"; did you mean "Europe/Berlin"?'),
     ("negative duration", "[x]\nenabled = false\ngrace_s = -5\n[telegram]\nenabled = false\n",
-     "x.grace_s = -5: expected a whole number of seconds from 1 to 86400"),
+     "x.grace_s = -5: expected a whole number of seconds from 60 to 86400"),
     ("zero grace", "[x]\nenabled = false\ngrace_s = 0\n[telegram]\nenabled = false\n",
-     "x.grace_s = 0: expected a whole number of seconds from 1 to 86400"),
+     "x.grace_s = 0: expected a whole number of seconds from 60 to 86400"),
     ("zero reminder grace", "[x]\nenabled = false\n[telegram]\nenabled = false\n"
      "reminder_grace_s = 0\n",
-     "telegram.reminder_grace_s = 0: expected a whole number of seconds from 1 to 86400"),
+     "telegram.reminder_grace_s = 0: expected a whole number of seconds from 60 to 86400"),
+    # One slow round would skip a slot or a reminder for good.
+    ("one-second grace", "[x]\nenabled = false\ngrace_s = 1\n[telegram]\nenabled = false\n",
+     "x.grace_s = 1: expected a whole number of seconds from 60 to 86400"),
+    ("59-second reminder grace", "[x]\nenabled = false\n[telegram]\nenabled = false\n"
+     "reminder_grace_s = 59\n",
+     "telegram.reminder_grace_s = 59: expected a whole number of seconds from 60 to 86400"),
+    # Debian 13 moved the legacy names to tzdata-legacy: the file names the current one.
+    ("legacy timezone", "[x]\nenabled = false\ntimezone = \"US/Eastern\"\n"
+     "[telegram]\nenabled = false\n", 'x.timezone = "US/Eastern": a legacy name, which Debian '
+     '13 no longer installs by default (it is in tzdata-legacy); expected its current name '
+     '"America/New_York"'),
+    ("legacy default timezone", "[x]\nenabled = false\n[telegram]\nenabled = false\n"
+     "default_timezone = \"Japan\"\n", 'expected its current name "Asia/Tokyo"'),
+    ("host's own zone", "[x]\nenabled = false\ntimezone = \"posixrules\"\n"
+     "[telegram]\nenabled = false\n", 'x.timezone = "posixrules": expected an IANA'),
     ("huge template width", "[x]\nenabled = false\ntemplate = \"BTC {time:>999999999}\"\n"
      "[telegram]\nenabled = false\n", "x.template = \"BTC {time:>999999999}\": {time:>999999999} "
      "asks for a width or precision of 999999999; expected at most 280"),

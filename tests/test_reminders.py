@@ -164,15 +164,19 @@ def test_one_reminder_per_time_at_most_five_zone_never_null(owner: DatabaseOwner
         Reminder.timezone.is_null() | (Reminder.timezone == "")).count()) == 0
 
 
-def test_a_reminder_changed_while_it_was_sent_is_not_advanced_by_that_send(
+def test_a_reminder_changed_while_it_was_sent_counts_that_send_in_its_new_zone(
         owner: DatabaseOwner) -> None:
     now = utc(2027, 1, 1, 7, 59)
     remind(owner, 7, "08:00", "UTC", now)
     [due] = owner.call(reminders.due_page, now + MINUTE, 3600).due
-    remind(owner, 7, "08:00", "Asia/Kolkata", now + MINUTE)      # meanwhile, a new zone
+    # Meanwhile, a zone to the west, where 08:00 today is still to come (13:00 UTC).
+    remind(owner, 7, "08:00", "America/New_York", now + MINUTE)
     owner.call(reminders.mark_sent, due.id, due.due_at, now + MINUTE)
     row = owner.call(lambda: Reminder.get())
-    assert (row.timezone, row.last_sent_local_date) == ("Asia/Kolkata", None)
+    # It arrived at 03:01 in New York: that day has had its reminder.
+    assert (row.timezone, row.last_sent_local_date) == ("America/New_York", "2027-01-01")
+    assert row.last_sent_at == now + MINUTE
+    assert row.next_due_at == utc(2027, 1, 2, 13, 0)
 
 
 def test_a_refused_chat_is_disabled_and_writing_again_re_enables_it(

@@ -167,7 +167,7 @@ def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
     clock = SlotClock(tmp_path, x)
     due = clock.due
     key = slot_key(due)
-    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2,
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60,
                       database_url=daemon_db.url)
     daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     if stored:
@@ -178,7 +178,7 @@ def test_a_sending_row_whose_window_passed_is_settled_on_the_timeline(
     assert daemon.wait(20) == -9
     x.on_store = None
     # Down until the slot's window has passed: the row is found `sending` at the restart.
-    clock.set_to(max(clock.now(), due + timedelta(seconds=2.5)))
+    clock.set_to(max(clock.now(), due + timedelta(seconds=60.5)))
     line = wait_final(spawn(config, notify, **clock.daemon_args()), key, timeout=20)
     assert x.timeline_reads == 1 and x.post_attempts == 1
     if stored:

@@ -55,6 +55,10 @@ _KEY_IN_URL = re.compile(r"[?&](x_cg_(?:demo|pro)_api_key)=", re.IGNORECASE)
 _SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _NO_SECRET = Secret("", "default")
+# A grace period is how late a slot or a reminder may still go out. Under a minute,
+# one slow round (a price fetch, a restart) skips it for good: the scheduler runs
+# each minute's job a moment after its instant, and a round can take seconds.
+GRACE_FLOOR_S = 60
 
 
 class ConfigError(Exception):
@@ -103,8 +107,7 @@ class XSettings:
     api_base: str = key(Url(api_base=True), "https://api.x.com")
     times: tuple[time, ...] = key(TimesOfDay(), (time(8), time(12), time(16), time(20)))
     timezone: str = key(Zone(), "UTC")
-    # 0 would skip every slot: the job runs a moment after its instant.
-    grace_s: int = key(Seconds(1, 86400, whole=True), 600)
+    grace_s: int = key(Seconds(GRACE_FLOOR_S, 86400, whole=True), 600)
     consumer_key: Secret = key(SecretText(), _NO_SECRET)
     consumer_secret: Secret = key(SecretText(), _NO_SECRET)
     access_token: Secret = key(SecretText(), _NO_SECRET)
@@ -122,7 +125,7 @@ class TelegramSettings:
     token: Secret = key(SecretText(), _NO_SECRET)
     admin_ids: frozenset[int] = key(UserIds(), frozenset())
     default_timezone: str = key(Zone(), "UTC")
-    reminder_grace_s: int = key(Seconds(1, 86400, whole=True), 3600)
+    reminder_grace_s: int = key(Seconds(GRACE_FLOOR_S, 86400, whole=True), 3600)
     alert_admins: bool = key(Flag(), True)
     # How often /alert levels are checked against the shared price client.
     alert_check_s: int = key(Seconds(15, 3600, whole=True), 60)

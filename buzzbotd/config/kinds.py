@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from buzzbotd.config.database_url import masked
 from buzzbotd.runtime.text import shorten
 from buzzbotd.template import template_problem
-from buzzbotd.timeinput import closest_zone, time_of_day, zone_name
+from buzzbotd.timeinput import REFUSED_ZONES, closest_zone, legacy_zone, time_of_day, zone_name
 
 MISSING: Any = dataclasses.MISSING
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
@@ -208,6 +208,13 @@ class Zone(Kind):
         expected = 'expected an IANA time zone name, e.g. "UTC", "Europe/Berlin"'
         if not isinstance(value, str):
             raise Invalid(expected, value)
+        current = legacy_zone(value)
+        if current is not None:
+            raise Invalid(f'a legacy name, which Debian 13 no longer installs by default '
+                          f'(it is in tzdata-legacy); expected its current name "{current}"',
+                          value)
+        if value in REFUSED_ZONES:
+            raise Invalid(expected + "; this name is not a place's zone", value)
         if zone_name(value, any_case=False) is None:
             close = closest_zone(value, any_case=False, cutoff=0.6)
             raise Invalid(expected + (f'; did you mean "{close}"?' if close else ""), value)

@@ -91,7 +91,8 @@ class Reminder(BaseModel):
     local_time = peewee.TextField()    # "HH:MM"
     timezone = peewee.TextField()      # never NULL: the seed bots' silent failure
     next_due_at = UtcField()
-    last_sent_local_date = peewee.TextField(null=True)   # "YYYY-MM-DD" in its timezone
+    last_sent_local_date = peewee.TextField(null=True)   # "YYYY-MM-DD": the day it was for
+    last_sent_at = UtcField(null=True)                  # when it was last sent
     enabled = peewee.BooleanField(default=True)
     created_at = UtcField()
 

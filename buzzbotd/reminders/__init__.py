@@ -22,6 +22,7 @@ from buzzbotd.reminders.due import (
     dispatch,
     due_page,
     due_query,
+    mark_each_sent,
     mark_sent,
     move_chat,
     skip_occurrence,
@@ -32,7 +33,9 @@ from buzzbotd.reminders.store import (
     MAX_PER_USER,
     ReminderView,
     SetResult,
+    after_send,
     next_due,
+    occurrence_day,
     remove_reminders,
     set_reminder,
     touch_user,
@@ -41,9 +44,10 @@ from buzzbotd.reminders.store import (
 from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
 
 __all__ = [
-    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "Due", "DuePage",
+    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "after_send", "Due", "DuePage",
     "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
-    "dispatch", "due_page", "due_query", "mark_sent", "move_chat", "next_due", "parse_request",
+    "dispatch", "due_page", "due_query", "mark_each_sent", "mark_sent", "move_chat", "next_due",
+    "occurrence_day", "parse_request",
     "parse_time", "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence",
     "skip_or_pause",
     "touch_user", "user_reminders", "zone",

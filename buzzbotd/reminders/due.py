@@ -23,17 +23,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from time import monotonic
 
 import peewee
 
 from buzzbotd import testhooks
+from buzzbotd.clock import TRUST
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 from buzzbotd.ops.metrics import METRICS
-from buzzbotd.reminders.store import next_due_for
-from buzzbotd.timeinput import zone
+from buzzbotd.reminders.store import after_send, next_due_for, occurrence_day
+from buzzbotd.timeinput import ZoneUnavailable, canonical_zone, zone
 
 log = logging.getLogger("buzzbotd.reminders")
 
@@ -51,6 +52,8 @@ class Due:
     user_id: int
     chat_id: int
     due_at: datetime
+    # Sent instead of the reminder: why it stopped (its zone cannot be loaded).
+    notice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,32 @@ def due_page(now: datetime, grace_s: int, cursor: tuple[datetime, int] | None = 
     # a cursor taken from it would jump over every row still due this minute.
     last = (rows[-1].next_due_at, rows[-1].id) if len(rows) == limit else None
     oldest = now - timedelta(seconds=grace_s)
-    due, skipped = [], 0
+    due, skipped, deferred = [], 0, 0
     for row in rows:
+        try:
+            zone(row.timezone)
+        except ZoneUnavailable as e:
+            # This row alone: paused (it leaves the due query), its user told why.
+            _pause(row, e)
+            due.append(Due(row.id, row.user_id, row.chat_id, row.next_due_at,
+                           notice=_paused_notice(row)))
+            continue
         if row.next_due_at >= oldest:
             due.append(Due(row.id, row.user_id, row.chat_id, row.next_due_at))
             continue
+        if not TRUST.may_call_missed():
+            deferred += 1       # the clock may be ahead: left due (clock.ClockTrust)
+            continue
         skipped += 1
         missed = round((now - row.next_due_at).total_seconds())
-        _advance(row, now, sent=False)
+        _advance(row, now)
         log.info("reminder %d for user %d due %s was missed by %ds (more than "
                  "telegram.reminder_grace_s = %ds): skipped, next %s", row.id, row.user_id,
                  utc_text(row.next_due_at), missed, grace_s, utc_text(row.next_due_at))
+    if deferred:
+        log.info("%d reminder(s) due before %s are late by more than "
+                 "telegram.reminder_grace_s = %ds, but the clock may be ahead: left due, "
+                 "not skipped", deferred, utc_text(oldest), grace_s)
     return DuePage(due, skipped, last)
 
 
@@ -94,7 +112,8 @@ def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
                       > peewee.Tuple(utc_text(cursor[0]), cursor[1]))
     return (Reminder
             .select(Reminder.id, Reminder.user, Reminder.chat_id, Reminder.local_time,
-                    Reminder.timezone, Reminder.next_due_at, Reminder.last_sent_local_date)
+                    Reminder.timezone, Reminder.next_due_at, Reminder.last_sent_local_date,
+                    Reminder.last_sent_at)
             .where(condition)
             .order_by(Reminder.next_due_at, Reminder.id)
             .limit(limit))
@@ -104,6 +123,20 @@ def mark_sent(reminder_id: int, due_at: datetime, now: datetime) -> None:
     """Telegram confirmed the message for the occurrence due at `due_at`."""
     testhooks.maybe_fail("mark_sent")
     _settle(reminder_id, due_at, now, sent=True)
+
+
+def mark_each_sent(sent: list[tuple[int, datetime]], now: datetime
+                   ) -> dict[tuple[int, datetime], Exception]:
+    """mark_sent for each (id, due_at) of a batch, in one transaction, each in its own
+    savepoint: a record that fails is undone alone and returned, the others stay."""
+    failed: dict[tuple[int, datetime], Exception] = {}
+    for reminder_id, due_at in sent:
+        try:
+            with Reminder._meta.database.atomic():
+                mark_sent(reminder_id, due_at, now)
+        except Exception as e:  # noqa: BLE001 - returned to the record's own waiter
+            failed[(reminder_id, due_at)] = e
+    return failed
 
 
 def skip_occurrence(reminder_id: int, due_at: datetime, now: datetime) -> None:
@@ -124,7 +157,7 @@ def skip_or_pause(reminder_id: int, due_at: datetime, now: datetime, after_days:
     since = (date.fromisoformat(last) if last else
              reminder.created_at.astimezone(local).date() - timedelta(days=1))
     if (due_at.astimezone(local).date() - since).days < after_days:
-        _advance(reminder, max(now, due_at), sent=False)
+        _advance(reminder, max(now, due_at))
         return False
     Reminder.update(enabled=False).where(Reminder.id == reminder_id).execute()
     return True
@@ -132,19 +165,58 @@ def skip_or_pause(reminder_id: int, due_at: datetime, now: datetime, after_days:
 
 def _settle(reminder_id: int, due_at: datetime, now: datetime, sent: bool) -> None:
     reminder = Reminder.get_or_none(Reminder.id == reminder_id)
-    # Removed or changed (/unremind, /remind with a new zone) while it was being sent.
-    if reminder is not None and reminder.next_due_at == due_at:
-        _advance(reminder, max(now, due_at), sent)
+    if reminder is None or not reminder.enabled:
+        return                      # removed (/unremind), or paused, meanwhile
+    if reminder.next_due_at == due_at:
+        _advance(reminder, max(now, due_at), sent_at=now if sent else None)
+    elif sent:
+        # Changed (/remind with a new zone) while it was being sent: the message still
+        # arrived, and counts for the local day it arrived on in the new zone.
+        local_time = time.fromisoformat(reminder.local_time)
+        day = occurrence_day(due_at, local_time, zone(reminder.timezone))
+        _record_send(reminder, now, day)
+        reminder.next_due_at = next_due_for(reminder, max(now, due_at))
+        _save_progress(reminder)
 
 
-def _advance(reminder: Reminder, after: datetime, sent: bool) -> None:
-    if sent:
-        reminder.last_sent_local_date = reminder.next_due_at.astimezone(
-            zone(reminder.timezone)).date().isoformat()
-    reminder.next_due_at = next_due_for(reminder, after)
+def _advance(reminder: Reminder, after: datetime, sent_at: datetime | None = None) -> None:
+    """Moves the reminder past its occurrence at next_due_at; `sent_at`: it was sent."""
+    if sent_at is None:
+        reminder.next_due_at = next_due_for(reminder, after)
+    else:
+        day, reminder.next_due_at = after_send(time.fromisoformat(reminder.local_time),
+                                               zone(reminder.timezone), reminder.next_due_at,
+                                               after)
+        _record_send(reminder, sent_at, day)
+    _save_progress(reminder)
+
+
+def _record_send(reminder: Reminder, sent_at: datetime, day: date) -> None:
+    if reminder.last_sent_local_date is None or day.isoformat() > reminder.last_sent_local_date:
+        reminder.last_sent_local_date = day.isoformat()
+    reminder.last_sent_at = sent_at
+
+
+def _save_progress(reminder: Reminder) -> None:
     Reminder.update(next_due_at=reminder.next_due_at,
-                    last_sent_local_date=reminder.last_sent_local_date
+                    last_sent_local_date=reminder.last_sent_local_date,
+                    last_sent_at=reminder.last_sent_at
                     ).where(Reminder.id == reminder.id).execute()
+
+
+def _pause(reminder: Reminder, error: ZoneUnavailable) -> None:
+    Reminder.update(enabled=False).where(Reminder.id == reminder.id).execute()
+    log.error("reminder %d for user %d (%s %s) paused: %s; it is sent again once its user "
+              "sets it with a zone this system has", reminder.id, reminder.user_id,
+              reminder.local_time, reminder.timezone, error)
+
+
+def _paused_notice(reminder: Reminder) -> str:
+    current = canonical_zone(reminder.timezone)
+    example = current if current != reminder.timezone else "Europe/Berlin"
+    return (f"⏰ Your daily reminder at {reminder.local_time} ({reminder.timezone}) is paused: "
+            "this server no longer knows that time zone. Set it again with a zone name it "
+            f"knows, e.g. /remind {reminder.local_time} {example}")
 
 
 def disable_chat(chat_id: int, now: datetime) -> int:

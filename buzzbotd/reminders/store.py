@@ -2,11 +2,18 @@
 
 A reminder is a local time of day ("08:30") in a zone (an IANA name or a
 fixed offset "+05:30", never NULL) for one chat. It keeps `next_due_at`, the
-UTC instant it is next sent (indexed with `enabled`), and
-`last_sent_local_date`. The invariant, kept by `next_due()`: next_due_at is
-the first occurrence of the local time (DST-correct, via timeofday) after
-the last send whose local date is later than last_sent_local_date, so a
-reminder is sent at most once per local day.
+UTC instant it is next sent (indexed with `enabled`), `last_sent_at`, the
+UTC instant of its last send, and `last_sent_local_date`, the local day that
+send belonged to. The invariant, kept by `next_due()`: next_due_at is the
+first occurrence of the local time (DST-correct, via timeofday) after the
+last send, of a local day later than last_sent_local_date, so a reminder is
+sent at most once per local day.
+
+The day an occurrence belongs to is the day whose time it is, not the date
+its instant reads: 23:30 on a spring-forward Saturday in America/Nuuk falls
+in the gap and happens at Sunday 00:00; it is Saturday's, and Sunday's 23:30
+still comes. A new zone carries over the instant of the last send (its local
+date in the new zone), never a date of the old zone.
 
 The functions taking `now` run inside the database owner.
 """
@@ -15,11 +22,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from buzzbotd import timeofday
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
-from buzzbotd.timeinput import zone
+from buzzbotd.timeinput import ZoneUnavailable, zone
 
 log = logging.getLogger("buzzbotd.reminders")
 
@@ -28,12 +35,35 @@ MAX_PER_USER = 5
 
 def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None
              ) -> datetime:
-    """The first instant after `after` at which `local_time` happens on a local day
+    """The first instant after `after` at which `local_time` happens for a local day
     later than `last_sent`."""
-    when = timeofday.next_occurrence([local_time], zone_, after)
-    while last_sent is not None and when.astimezone(zone_).date() <= last_sent:
-        when = timeofday.next_occurrence([local_time], zone_, when)
-    return when
+    day = after.astimezone(zone_).date() - timedelta(days=1)
+    if last_sent is not None:
+        day = max(day, last_sent + timedelta(days=1))
+    while True:
+        when = timeofday.instant(day, local_time, zone_)
+        if when > after:
+            return when
+        day += timedelta(days=1)
+
+
+def after_send(local_time: time, zone_: tzinfo, due_at: datetime, after: datetime
+               ) -> tuple[date, datetime]:
+    """The occurrence due at `due_at` was sent: the local day it was for, and the next
+    occurrence after `after` (for a later day)."""
+    day = occurrence_day(due_at, local_time, zone_)
+    return day, next_due(local_time, zone_, max(after, due_at), day)
+
+
+def occurrence_day(when: datetime, local_time: time, zone_: tzinfo) -> date:
+    """The local day whose `local_time` happens at `when`: its date, or the day before
+    when that day's time fell in a gap that ended at `when`. An instant that is no
+    occurrence in `zone_` (the zone changed meanwhile) belongs to the date it reads."""
+    local_date = when.astimezone(zone_).date()
+    for day in (local_date, local_date - timedelta(days=1)):
+        if timeofday.instant(day, local_time, zone_) == when:
+            return day
+    return local_date
 
 
 @dataclass(frozen=True)
@@ -66,13 +96,18 @@ def touch_user(user_id: int, chat_id: int, now: datetime, default_timezone: str)
     disabled = list(Reminder.select().where((Reminder.user == user_id)
                                             & (Reminder.chat_id == chat_id)
                                             & (Reminder.enabled == False)))  # noqa: E712
+    enabled = 0
     for reminder in disabled:
+        try:
+            reminder.next_due_at = next_due_for(reminder, now)
+        except ZoneUnavailable:
+            continue                # paused for its zone: set again with a current name
         reminder.enabled = True
-        reminder.next_due_at = next_due_for(reminder, now)
         reminder.save()
-    if disabled:
-        log.info("user %d wrote again: %d reminder(s) re-enabled", user_id, len(disabled))
-    return len(disabled)
+        enabled += 1
+    if enabled:
+        log.info("user %d wrote again: %d reminder(s) re-enabled", user_id, enabled)
+    return enabled
 
 
 def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None,
@@ -94,7 +129,7 @@ def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None
                                                                        True):
             return SetResult("unchanged", _view(reminder))
         if reminder.timezone != timezone_name:
-            reminder.last_sent_local_date = _last_sent_in(reminder, zone(timezone_name))
+            reminder.last_sent_local_date = last_sent_in(reminder, zone(timezone_name))
         reminder.timezone, reminder.chat_id, reminder.enabled = timezone_name, chat_id, True
         reminder.next_due_at = next_due_for(reminder, now)
         reminder.save()
@@ -132,15 +167,23 @@ def _view(reminder: Reminder) -> ReminderView:
                         bool(reminder.enabled))
 
 
-def _last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
+def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
     """The local date, in `new_zone`, of the reminder's last send. The stored date is a
     day in the old zone: compared with days in the new one it would skip a day (moving
-    west) or repeat one (moving east), so the instant it names is carried over."""
+    west) or repeat one (moving east), so the instant of the send is carried over."""
+    if reminder.last_sent_at is not None:
+        return reminder.last_sent_at.astimezone(new_zone).date().isoformat()
     last = reminder.last_sent_local_date
     if not last:
         return None
+    # Sent before last_sent_at was recorded (older schema): its instant, as well as the
+    # old zone tells it.
+    try:
+        old_zone = zone(reminder.timezone)
+    except ZoneUnavailable:
+        return last                 # paused for that zone: its date is the best there is
     sent_at = timeofday.instant(date.fromisoformat(last), time.fromisoformat(
-        reminder.local_time), zone(reminder.timezone))
+        reminder.local_time), old_zone)
     return sent_at.astimezone(new_zone).date().isoformat()
 
 

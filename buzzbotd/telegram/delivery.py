@@ -197,7 +197,7 @@ class ReminderDelivery:
             while queue and not (self._closing or round_.token_refused):
                 due = queue[0]
                 if due.chat_id not in round_.refused:
-                    await self._send_reminder(due, text, round_)
+                    await self._send_reminder(due, due.notice or text, round_)
                 queue.pop(0)
                 round_.waiting -= 1
                 round_.progress.set()
@@ -337,20 +337,17 @@ class ReminderDelivery:
         while round_.unwritten:
             batch, round_.unwritten = round_.unwritten, []
             try:
-                # One owner call: one transaction (fenced on PostgreSQL) for the batch.
-                await self.owner.run(_mark_all_sent, [(d.id, d.due_at) for d, _ in batch],
-                                     self.clock())
+                # One owner call: one transaction (fenced on PostgreSQL) for the batch,
+                # each record in its own savepoint: one that fails fails alone.
+                failed = await self.owner.run(reminders.mark_each_sent,
+                                              [(d.id, d.due_at) for d, _ in batch],
+                                              self.clock())
             except Exception as e:  # noqa: BLE001 - each waiting record reports it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(e)
-            else:
-                for _, done in batch:
-                    if not done.done():
+                failed = {(d.id, d.due_at): e for d, _ in batch}
+            for d, done in batch:
+                if not done.done():
+                    error = failed.get((d.id, d.due_at))
+                    if error is None:
                         done.set_result(None)
-
-
-def _mark_all_sent(sent: list[tuple[int, datetime]], now: datetime) -> None:
-    """In the owner, in one transaction: reminders.mark_sent for each (id, due_at)."""
-    for reminder_id, due_at in sent:
-        reminders.mark_sent(reminder_id, due_at, now)
+                    else:
+                        done.set_exception(error)
