@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "buzzbotd"
 # runtime/*). A new module must be placed here: a module no name covers fails.
 LAYERS: list[tuple[str, ...]] = [
     ("buzzbotd",                 # the package root: __version__
-     "clock", "retry", "timeofday", "timeinput", "template", "testhooks",
+     "clock", "retry", "timeofday", "timeinput", "template", "testhooks", "zonealiases",
      "runtime", "ops.health", "ops.metrics"),
     ("config",),
     ("db",),
