@@ -218,3 +218,19 @@ def test_a_clock_that_jumps_back_does_not_leave_the_minute_job_idle() -> None:
     # Once each: the skipped minutes are one run (the jobs' own state catches up).
     assert ticks == [utc("2026-11-23T12:31:00"), utc("2026-11-23T11:32:00"),
                      utc("2026-11-23T13:00:00")]
+
+
+def test_a_keyed_throttle_lets_each_key_through_once_per_period() -> None:
+    from buzzbotd.runtime.throttle import KeyedThrottle
+    now = [100.0]
+    throttle = KeyedThrottle(60, clock=lambda: now[0])
+    assert throttle.allow("a") and throttle.allow("b")
+    now[0] += 59
+    assert not throttle.allow("a") and throttle.since("a") == 59
+    now[0] += 1
+    assert throttle.allow("a") and not throttle.allow("a")
+    throttle.note("b")                      # went through regardless: a new period
+    now[0] += 30
+    assert not throttle.allow("b")
+    throttle.forget("b")
+    assert throttle.allow("b")

@@ -40,6 +40,7 @@ from buzzbotd import testhooks
 from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
 from buzzbotd.ops.metrics import METRICS
+from buzzbotd.runtime.throttle import KeyedThrottle
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -134,7 +135,7 @@ class DatabaseOwner:
         self._pings_lock = threading.Lock()
         self._stopping = threading.Event()
         self._unavailable: tuple[str, float] | None = None   # (reason, since) monotonic
-        self._logged_at = 0.0
+        self._still_logged = KeyedThrottle(LOG_EVERY_S)   # "still waiting" lines
         self._db = self._make_db()
         self._thread = threading.Thread(target=self._loop, name="db-owner", daemon=True)
 
@@ -296,12 +297,11 @@ class DatabaseOwner:
         now = time.monotonic()
         if self._unavailable is None or self._unavailable[0] != reason:
             self._unavailable = (reason, now)
-            self._logged_at = now
+            self._still_logged.note(reason)
             self._on_unavailable(reason)
             log.error("database %s: %s; waiting, each write is retried (up to %.0fs) and "
                       "nothing is lost or repeated", self.path, reason, GIVE_UP_S)
-        elif now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
+        elif self._still_logged.allow(reason):
             log.error("database %s: still %s after %.0fs; waiting", self.path, reason,
                       now - self._unavailable[1])
         self._answer_pings()

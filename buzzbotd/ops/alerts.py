@@ -23,6 +23,7 @@ from datetime import datetime
 
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.ops.metrics import METRICS, Condition, Metrics
+from buzzbotd.runtime.throttle import KeyedThrottle
 
 log = logging.getLogger("buzzbotd.alerts")
 WINDOW_S = 600.0            # at most one message per kind in this long
@@ -80,7 +81,7 @@ class Alerts:
         self.clock = clock
         self.metrics = metrics
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._last_sent: dict[str, float] = {}    # kind → when its last message went out
+        self._window = KeyedThrottle(WINDOW_S, clock)   # kind → its last message
         self._told: set[str] = set()              # kinds whose alert went out, not yet resolved
         self._tasks: set[asyncio.Task] = set()
 
@@ -116,12 +117,12 @@ class Alerts:
 
     def alert(self, kind: str, reason: str, since: float | None = None) -> None:
         """Tells the admins, unless this kind was told within WINDOW_S."""
-        now = self.clock()
-        last = self._last_sent.get(kind)
-        if last is not None and now - last < WINDOW_S:
+        if not self._window.allow(kind):
             # Not told: then its end is not told either.
-            log.info("alert %s not sent (one went out %.0fs ago): %s", kind, now - last, reason)
+            log.info("alert %s not sent (one went out %.0fs ago): %s", kind,
+                     self._window.since(kind) or 0, reason)
             return
+        now = self.clock()
         self._told.add(kind)
         lasting = f" (for {_duration(now - since)})" if since and now - since >= 60 else ""
         self._post(kind, f"⚠️ buzzbotd: {TITLES.get(kind, kind)}{lasting}: {reason}")
@@ -132,7 +133,7 @@ class Alerts:
                               f"restart or power loss){seen}. Check journalctl -u buzzbotd.")
 
     def _post(self, kind: str, text: str) -> None:
-        self._last_sent[kind] = self.clock()
+        self._window.note(kind)         # a resolved message opens a window too
         if self.loop is None:
             return
         task = self.loop.create_task(self._deliver(kind, text), name=f"alert-{kind}")
