@@ -149,3 +149,35 @@ def test_unclean_stop_is_known_at_the_next_start(owner) -> None:
     owner.call(alerts.mark_stopped)
     assert owner.call(alerts.mark_running)[0] is False       # after a clean stop
     assert owner.call(alerts.mark_running)[0] is True        # no stop between: a crash
+
+
+def test_a_condition_back_within_the_window_of_its_resolved_is_told_once_the_window_passes(
+        owner) -> None:
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("database", "database locked by another process")
+        await settle()
+        clock.now += 60
+        metrics.clear("database")                               # resolved
+        resolved_at = clock.now
+        await settle()
+        clock.now += 60
+        metrics.problem("database", "database locked by another process")   # back: held
+        await settle()
+        while clock.now + alerts.CHECK_EVERY_S < resolved_at + alerts.WINDOW_S:
+            clock.now += alerts.CHECK_EVERY_S
+            a.check()                                           # still within the window
+            await settle()
+        assert "database" not in a._told                        # not told yet
+        clock.now += alerts.CHECK_EVERY_S                       # the window has passed
+        a.check()
+        await settle()
+        clock.now += alerts.CHECK_EVERY_S
+        a.check()                                               # told once, not at each check
+        await settle()
+        metrics.clear("database")
+        await settle()
+
+    told = texts(run(owner, script))
+    assert len(told) == 4, told
+    assert told[2].startswith("⚠️ buzzbotd: the database") and "locked" in told[2], told
+    assert told[3].startswith("✅ Resolved: the database"), told

@@ -6,7 +6,8 @@ Kinds (SPEC "Alerts to admins"): `x` (a slot failed or was skipped), `unclean`
 PRICE_AFTER_S), `database` (locked by another process, or the disk full).
 The conditions come from buzzbotd.metrics; this module decides who hears of
 them: at most one message per kind per WINDOW_S, and one "resolved" message
-when a condition whose alert went out is over. An admin mutes them with
+when a condition whose alert went out is over. A condition held back by its
+window is told once the window has passed, if it still holds. An admin mutes them with
 /alerts off (kept in the meta table) and turns them back on with /alerts on.
 
 Everything but the listener runs in the daemon's event loop; the clock is
@@ -83,6 +84,7 @@ class Alerts:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._window = KeyedThrottle(WINDOW_S, clock)   # kind → its last message
         self._told: set[str] = set()              # kinds whose alert went out, not yet resolved
+        self._held: set[str] = set()              # kinds held back by their window
         self._tasks: set[asyncio.Task] = set()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -98,13 +100,17 @@ class Alerts:
             self.check()
 
     def check(self) -> None:
+        """Expires what was only seen, never seen to end; and tells of a condition
+        not told yet that still holds: a delayed one whose delay is over, or one
+        held back by its kind's window once that window has passed."""
         self.metrics.clear_expired()
         for part, condition in list(self.metrics.conditions.items()):
-            if part in DELAY_S and part not in self._told:
+            if part not in self._told:
                 self.on_change(part, condition, condition)
 
     def on_change(self, part: str, before: Condition | None, after: Condition | None) -> None:
         if after is None:
+            self._held.discard(part)
             if part in self._told:
                 self._told.discard(part)
                 self._post(part, f"✅ Resolved: {TITLES.get(part, part)} works again "
@@ -118,11 +124,15 @@ class Alerts:
     def alert(self, kind: str, reason: str, since: float | None = None) -> None:
         """Tells the admins, unless this kind was told within WINDOW_S."""
         if not self._window.allow(kind):
-            # Not told: then its end is not told either.
-            log.info("alert %s not sent (one went out %.0fs ago): %s", kind,
-                     self._window.since(kind) or 0, reason)
+            # Not told now (nor its end); check() tells it once the window has
+            # passed, if it still holds.
+            if kind not in self._held:
+                self._held.add(kind)
+                log.info("alert %s held back (one went out %.0fs ago): %s", kind,
+                         self._window.since(kind) or 0, reason)
             return
         now = self.clock()
+        self._held.discard(kind)
         self._told.add(kind)
         lasting = f" (for {_duration(now - since)})" if since and now - since >= 60 else ""
         self._post(kind, f"⚠️ buzzbotd: {TITLES.get(kind, kind)}{lasting}: {reason}")
