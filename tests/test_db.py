@@ -193,3 +193,26 @@ def test_backups_keep_the_last_seven(owner: DatabaseOwner) -> None:
     copy = sqlite3.connect(owner.backup_dir / backups[-1])
     assert copy.execute("SELECT slot_key FROM post").fetchall() == [("kept",)]
     assert copy.execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_owner_answers_a_ping_while_a_large_backup_runs(owner: DatabaseOwner) -> None:
+    def fill() -> None:     # ~8 MiB: many more pages than one backup step copies
+        Meta._meta.database.execute_sql("CREATE TABLE filler (data BLOB)")
+        for _ in range(256):
+            Meta._meta.database.execute_sql("INSERT INTO filler VALUES (randomblob(32768))")
+
+    owner.call(fill)
+    release = threading.Event()
+    owner.submit(release.wait, 10, transaction=False)       # holds the owner's queue
+    backup = owner.submit(owner._backup, NOW, transaction=False)
+    ping = owner.ping()
+    seen: list[tuple[bool, bool]] = []
+    partial = owner.backup_dir / "buzzbotd-2026-11-22.db.partial"
+    ping.add_done_callback(lambda _: seen.append((backup.done(), partial.exists())))
+    release.set()
+    ping.result(10)
+    backup.result(10)
+    assert seen == [(False, True)], "the ping waited for the whole backup"
+    copy = sqlite3.connect(owner.backup_dir / "buzzbotd-2026-11-22.db")
+    assert copy.execute("SELECT count(*) FROM filler").fetchone() == (256,)

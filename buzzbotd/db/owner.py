@@ -344,7 +344,8 @@ class DatabaseOwner:
             raise DatabaseTooNew(f"{self.path}: {e}") from None
 
     def _backup(self, today: datetime) -> Path:
-        return backup.write(self._db.connection(), self.backup_dir, today)
+        return backup.write(self._db.connection(), self.backup_dir, today,
+                            between_steps=self._answer_pings)
 
     def _close(self) -> None:
         if not self._db.is_closed():
