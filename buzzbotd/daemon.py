@@ -279,7 +279,8 @@ class Daemon:
             sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
             return
         from buzzbotd.web.server import WebServer  # tornado and prometheus_client only when on
-        self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock)
+        self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock,
+                             role=self._role)
         log.info("http: listening on %s", self.web.bind())
 
     def _serve_http_and_alerts(self) -> None:
@@ -392,6 +393,11 @@ class Daemon:
         """From a job thread: STATUS= shows a change now, not at the next refresh."""
         if self.loop is not None and not self._stopping:
             asyncio.run_coroutine_threadsafe(self.watchdog.refresh_status(), self.loop)
+
+    def _role(self) -> str | None:
+        if self.leadership is None:
+            return None
+        return "leader" if self.leadership.is_leader else "standby"
 
     async def _ping_database(self) -> None:
         await asyncio.wrap_future(self.owner.ping())

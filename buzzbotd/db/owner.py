@@ -168,9 +168,11 @@ class DatabaseOwner:
 
     # -- the interface for other threads --------------------------------
 
-    def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True) -> Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
+               fenced: bool = True) -> Future[T]:
         """Queues fn(*args) for the owner thread; a transaction is retried while
-        the database cannot be written (see the module's doc)."""
+        the database cannot be written (see the module's doc). `fenced=False`: the
+        call does not check this daemon's leadership (PostgreSQL; SQLite has none)."""
         return self._enqueue(fn, args, transaction=transaction, retry=transaction)
 
     def _enqueue(self, fn: Callable[..., T], args: tuple[Any, ...], transaction: bool,
@@ -187,10 +189,15 @@ class DatabaseOwner:
         event loop: the bot's, the web server's."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args), which only reads, awaited from an event loop: not fenced, so
+        a standby answers what the leader wrote (/health, /api/status, the page)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, fenced=False))
+
     def call(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
-             timeout: float | None = CALL_TIMEOUT_S) -> T:
+             timeout: float | None = CALL_TIMEOUT_S, fenced: bool = True) -> T:
         """Runs fn(*args) in the owner thread (in a write transaction) and returns its result."""
-        future = self.submit(fn, *args, transaction=transaction)
+        future = self.submit(fn, *args, transaction=transaction, fenced=fenced)
         try:
             return future.result(timeout)
         except TimeoutError:

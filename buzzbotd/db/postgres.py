@@ -156,14 +156,8 @@ class PostgresOwner(DatabaseOwner):
     def submit(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
                fenced: bool = True) -> Any:
         if transaction and not fenced:
-            return super().submit(_unfenced, fn, *args, transaction=True)
+            return super().submit(_unfenced, fn, *args)
         return super().submit(fn, *args, transaction=transaction)
-
-    def call(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
-             timeout: float | None = _owner.CALL_TIMEOUT_S, fenced: bool = True) -> Any:
-        if transaction and not fenced:
-            return super().call(_unfenced, fn, *args, transaction=True, timeout=timeout)
-        return super().call(fn, *args, transaction=transaction, timeout=timeout)
 
     def _transaction(self, fn: Callable[..., Any]) -> Any:
         return _FencedTransaction(self, fenced=fn is not _unfenced)

@@ -68,11 +68,14 @@ class HealthHandler(_Handler):
     async def get(self) -> None:
         parts = await self.web.parts()
         failing = {k: v for k, v in parts.items() if v != "ok"}
+        role = self.web.role()
+        seen = {"role": role} if role else {}
         if not failing:
-            self.write_json({"status": "ok", "parts": parts})
+            self.write_json({"status": "ok", **seen, "parts": parts})
             return
         verdict = ("unhealthy" if any(k in WATCHDOG_PARTS for k in failing) else "degraded")
-        self.write_json({"status": verdict, "failing": sorted(failing), "parts": parts}, 503)
+        self.write_json({"status": verdict, **seen, "failing": sorted(failing), "parts": parts},
+                        503)
 
 
 class StatusHandler(_Handler):

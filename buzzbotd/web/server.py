@@ -44,8 +44,11 @@ BACKLOG = 64
 class WebServer:
     def __init__(self, settings: Settings, owner: DatabaseOwner, health: Health,
                  watchdog: Watchdog, clock: Callable[[], datetime],
-                 metrics: Metrics = METRICS) -> None:
+                 metrics: Metrics = METRICS, role: Callable[[], str | None] = lambda: None
+                 ) -> None:
+        """`role()`: "leader" or "standby" on PostgreSQL, None on SQLite."""
         self.settings = settings
+        self.role = role
         self.owner = owner
         self.health = health
         self.watchdog = watchdog
@@ -131,7 +134,8 @@ class WebServer:
         return self._exposition
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.wait_for(self.owner.run(fn, *args), DB_TIMEOUT_S)
+        """What `fn(*args)` reads; unfenced, so a standby answers too."""
+        return await asyncio.wait_for(self.owner.read(fn, *args), DB_TIMEOUT_S)
 
     async def parts(self, owner_answered: bool = False) -> dict[str, str]:
         """Each part: "ok", or what is wrong. The watchdog's judgement (the loop turns:
