@@ -44,8 +44,9 @@ from buzzbotd.db import backup, meta, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.ops import alerts, status
 from buzzbotd.runtime.lock import PidLock
-from buzzbotd.runtime.notify import Health, Notifier, Watchdog
+from buzzbotd.runtime.notify import Health, Notifier
 from buzzbotd.runtime.scheduler import Scheduler, WorkerPool
+from buzzbotd.runtime.watchdog import Watchdog
 
 log = logging.getLogger("buzzbotd")
 # The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
@@ -71,7 +72,7 @@ class Daemon:
         self.health = Health(wall=self.clock)
         self.lock = PidLock(settings.daemon.lock_file)
         # Beat often enough that a hung scheduler is noticed within one watchdog
-        # interval (the arithmetic is in buzzbotd/notify.py).
+        # interval (the arithmetic is in buzzbotd/runtime/watchdog.py).
         interval = self.notifier.watchdog_interval or 30.0
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),

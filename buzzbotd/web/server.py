@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from buzzbotd.config import ListenError, Settings
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.ops.metrics import METRICS, Metrics
-from buzzbotd.runtime.notify import Health, Watchdog
+from buzzbotd.runtime.notify import Health
+from buzzbotd.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
     import tornado.httpserver
