@@ -43,8 +43,9 @@ from buzzbotd.config import Settings
 from buzzbotd.db import backup, meta, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.ops import alerts, status
+from buzzbotd.ops.health import HEALTH
 from buzzbotd.runtime.lock import PidLock
-from buzzbotd.runtime.notify import Health, Notifier
+from buzzbotd.runtime.notify import Notifier
 from buzzbotd.runtime.scheduler import Scheduler, WorkerPool
 from buzzbotd.runtime.watchdog import Watchdog
 
@@ -58,7 +59,7 @@ LOOP_CLOSE_S = 1.0       # tasks still in the loop
 STOP_BUDGET_S = JOB_GRACE_S + BOT_STOP_S + OWNER_STOP_S + LOOP_CLOSE_S
 BLOCKING_THREADS = 8     # the loop's executor (asyncio.to_thread): /price, /tweet
 CLOCK_CHECK_S = 1.0      # how often an unsynchronised clock is looked at again
-CLOCK = "clock"          # its part name in notify.Health
+CLOCK = "clock"          # its part name in ops.health
 
 
 class Daemon:
@@ -69,7 +70,8 @@ class Daemon:
         self.launched = self.clock()        # see _start_work: the first start
         self.built = build_date()
         self.notifier = Notifier(environ)
-        self.health = Health(wall=self.clock)
+        self.health = HEALTH
+        self.health.use_wall(self.clock)
         self.lock = PidLock(settings.daemon.lock_file)
         # Beat often enough that a hung scheduler is noticed within one watchdog
         # interval (the arithmetic is in buzzbotd/runtime/watchdog.py).
@@ -77,7 +79,7 @@ class Daemon:
         self.health.register("scheduler", max_age_s=interval)
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=self.clock)
-        self.owner = open_owner(settings, on_unavailable=self._database_unavailable)
+        self.owner = open_owner(settings)
         # PostgreSQL: one leader among the daemons on the database (buzzbotd.leadership).
         self.leadership: Any = None
         self._leading: asyncio.Event | None = None
@@ -280,7 +282,7 @@ class Daemon:
             sys.modules.setdefault("tornado", None)  # type: ignore[arg-type]
             return
         from buzzbotd.web.server import WebServer  # tornado and prometheus_client only when on
-        self.web = WebServer(self.settings, self.owner, self.health, self.watchdog, self.clock,
+        self.web = WebServer(self.settings, self.owner, self.health, self.clock,
                              role=self._role)
         log.info("http: listening on %s", self.web.bind())
 
@@ -379,16 +381,9 @@ class Daemon:
 
     def _heartbeat_report(self) -> dict[str, Any]:
         meta.put_many({meta.HEARTBEAT: utc_text(self.clock()),
-                          meta.HEALTH: "; ".join(self.watchdog.problems),
+                          meta.HEALTH: "; ".join(self.health.hung),
                           meta.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
-
-    def _database_unavailable(self, reason: str | None) -> None:
-        """From the owner: writes wait (e.g. another process holds the lock) or work again."""
-        if reason is None:
-            self.health.recover("database")
-        else:
-            self.health.degrade("database", reason)
 
     def _refresh_status_soon(self) -> None:
         """From a job thread: STATUS= shows a change now, not at the next refresh."""

@@ -35,6 +35,7 @@ import httpx
 
 from buzzbotd import __version__, retry
 from buzzbotd.config import PriceSettings
+from buzzbotd.ops.health import HEALTH
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime import tls
 from buzzbotd.runtime.scheduler import utc_now
@@ -185,7 +186,7 @@ class PriceClient:
                 quote = self._fetch_once()
             except _Retryable as e:
                 if attempt == self.attempts:
-                    METRICS.problem("price", f"{e} (after {attempt} attempts)")
+                    HEALTH.problem("price", f"{e} (after {attempt} attempts)")
                     error = PriceError(f"{e} (after {attempt} attempts)")
                     error.retry_after_s = e.retry_after_s
                     raise error from None
@@ -193,7 +194,7 @@ class PriceClient:
                 log.warning("<price> attempt %d failed: %s; retrying in %.1fs", attempt, e, wait)
                 self.sleep(wait)
             else:
-                METRICS.clear("price")
+                HEALTH.clear("price")
                 return quote
         raise AssertionError("unreachable")
 

@@ -11,7 +11,7 @@ import pytest
 
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.ops import alerts
-from buzzbotd.ops.metrics import Metrics
+from buzzbotd.ops.health import Health
 
 
 class Clock:
@@ -39,8 +39,8 @@ def run(owner: DatabaseOwner, script, admins=frozenset({1, 2})) -> list[tuple[in
 
     async def main() -> None:
         clock = Clock()
-        metrics = Metrics(clock=clock)
-        a = alerts.Alerts(admins, owner, send, clock=clock, metrics=metrics)
+        metrics = Health(clock=clock)       # the conditions the alerts listen to
+        a = alerts.Alerts(admins, owner, send, health=metrics)
         a.attach(asyncio.get_running_loop())
 
         async def settle() -> None:

@@ -14,7 +14,10 @@ its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, or the
 disk is full), the owner keeps the call and retries it: in short busy-timeout
 slices for a lock, every second for a failed write. Between tries it answers
 pings, so the watchdog sees it alive (degraded, not hung), and it reports
-the state through `on_unavailable`. A call is only ever retried whole: its
+the state to the health registry (buzzbotd.ops.health) as the part
+"database": degraded while writes wait, and a condition the admins hear of.
+The error is classified once, by its code (`_unavailable_reason`: SQLite's
+result code here, the SQLSTATE on PostgreSQL). A call is only ever retried whole: its
 transaction rolled back, so a retry repeats nothing (owner functions are pure
 database work; anything else goes through `after_commit`). A call that
 could not be written within GIVE_UP_S fails with DatabaseUnavailable.
@@ -32,13 +35,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import peewee
 
 from buzzbotd import testhooks
 from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
+from buzzbotd.ops.health import HEALTH, Health
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime.throttle import KeyedThrottle
 
@@ -56,6 +60,7 @@ WRITE_RETRY_S = 0.5           # between tries of a write that failed (disk full)
 # job gets an answer within its grace period.
 GIVE_UP_S = 300.0
 CALL_TIMEOUT_S = GIVE_UP_S + 60.0   # callers wait for the owner's answer, not less
+PART = "database"           # its name in the health registry
 LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not per try
 
 PRAGMAS = {
@@ -72,6 +77,13 @@ PRAGMAS = {
 _LOCKED_CODES = {5: "locked by another process", 6: "locked by another process"}
 _WRITE_CODES = {13: "database or disk is full", 10: "disk I/O error",
                 8: "the database file is read-only"}
+
+
+class Unavailable(NamedTuple):
+    """Why the database cannot take a write now, as the error's code says."""
+    reason: str
+    waits_inside: bool      # the database waits itself (SQLite's busy_timeout): no pause
+    alert: bool             # the admins hear of it (a lock, failing writes), not of a retry
 
 
 _transaction = threading.local()     # .after_commit: the running call's callbacks
@@ -123,13 +135,14 @@ class _OwnedDatabase(OwnerThreadOnly, peewee.SqliteDatabase):
 
 class DatabaseOwner:
     def __init__(self, path: Path, on_beat: Callable[[], None] | None = None,
-                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
-        """`on_unavailable(reason)` is called when writes start waiting (e.g.
-        "locked by another process") and `on_unavailable(None)` when they work again."""
+                 health: Health = HEALTH) -> None:
+        """`health` hears of the part "database": degraded while writes wait (e.g.
+        "locked by another process"), failing while calls fail for a reason the
+        database gives; recovered and cleared when they work again."""
         self.path = Path(path)
         self.backup_dir = self.path.parent / "backups"
         self._on_beat = on_beat
-        self._on_unavailable = on_unavailable or (lambda reason: None)
+        self._health = health
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pings: list[Future[None]] = []
         self._pings_lock = threading.Lock()
@@ -259,22 +272,26 @@ class DatabaseOwner:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 self._end_failed_transaction()
-                METRICS.db_call(time.monotonic() - started, e)
-                reason = self._unavailable_reason(e)
-                if reason is None or not give_up_at:
+                METRICS.observe("db_call_seconds", time.monotonic() - started)
+                why = self._unavailable_reason(e)
+                if why is not None and why.alert:
+                    self._health.problem(PART, why.reason)
+                if why is None or not give_up_at:
                     future.set_exception(e)
                     return
+                reason = why.reason
                 if time.monotonic() >= give_up_at or self._stopping.is_set():
                     waited = self.unavailable()
                     future.set_exception(DatabaseUnavailable(
                         f"{self.path}: {reason} for {waited[1] if waited else 0:.0f}s; "
                         "gave up on this write"))
                     return
-                self._wait_for_database(reason, locked=reason in _LOCKED_CODES.values())
+                self._wait_for_database(reason, locked=why.waits_inside)
                 continue
             finally:
                 _transaction.after_commit = None
-            METRICS.db_call(time.monotonic() - started, None)
+            METRICS.observe("db_call_seconds", time.monotonic() - started)
+            self._health.clear(PART)
             self._database_available()
             for callback in committed:
                 callback()
@@ -285,7 +302,7 @@ class DatabaseOwner:
         """The context of the write call `fn` (PostgreSQL adds its fencing check)."""
         return self._db.atomic()
 
-    def _unavailable_reason(self, error: BaseException) -> str | None:
+    def _unavailable_reason(self, error: BaseException) -> Unavailable | None:
         return _unavailable_reason(error)
 
     def _end_failed_transaction(self) -> None:
@@ -305,7 +322,7 @@ class DatabaseOwner:
         if self._unavailable is None or self._unavailable[0] != reason:
             self._unavailable = (reason, now)
             self._still_logged.note(reason)
-            self._on_unavailable(reason)
+            self._health.degrade(PART, reason)
             log.error("database %s: %s; waiting, each write is retried (up to %.0fs) and "
                       "nothing is lost or repeated", self.path, reason, GIVE_UP_S)
         elif self._still_logged.allow(reason):
@@ -324,7 +341,7 @@ class DatabaseOwner:
         if self._unavailable is not None:
             reason, since = self._unavailable
             self._unavailable = None
-            self._on_unavailable(None)
+            self._health.recover(PART)
             log.warning("database %s: writes work again after %.1fs (%s)", self.path,
                         time.monotonic() - since, reason)
 
@@ -363,7 +380,7 @@ class DatabaseOwner:
             self._db.close()
 
 
-def _unavailable_reason(error: BaseException) -> str | None:
+def _unavailable_reason(error: BaseException) -> Unavailable | None:
     """Why the database cannot be written now, if that is what `error` says
     (peewee wraps sqlite3's exception; a failed rollback hides it in __context__)."""
     seen: BaseException | None = error
@@ -374,8 +391,9 @@ def _unavailable_reason(error: BaseException) -> str | None:
             if isinstance(code, int):
                 primary = code & 0xFF
                 if primary in _LOCKED_CODES:
-                    return _LOCKED_CODES[primary]
+                    return Unavailable(_LOCKED_CODES[primary], waits_inside=True, alert=True)
                 if primary in _WRITE_CODES:
-                    return f"writes failing ({_WRITE_CODES[primary]})"
+                    return Unavailable(f"writes failing ({_WRITE_CODES[primary]})",
+                                       waits_inside=False, alert=True)
         seen = seen.__context__
     return None

@@ -29,7 +29,8 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 import peewee
 
 from buzzbotd.db import owner as _owner
-from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly
+from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly, Unavailable
+from buzzbotd.ops.health import HEALTH, Health
 
 # How a cut-off connection is noticed (SPEC: a leader stops within 5 s). The
 # client side: libpq's keepalives and tcp_user_timeout; the server side (it
@@ -137,12 +138,12 @@ class PostgresOwner(DatabaseOwner):
 
     def __init__(self, url: str, password: str | None = None,
                  on_beat: Callable[[], None] | None = None,
-                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
+                 health: Health = HEALTH) -> None:
         self.url = url
         self._password = password
         # Set by buzzbotd.leadership once this daemon leads: () → the epoch it holds.
         self.fence: Callable[[], int] | None = None
-        super().__init__(Path(masked(url)), on_beat=on_beat, on_unavailable=on_unavailable)
+        super().__init__(Path(masked(url)), on_beat=on_beat, health=health)
 
     @property
     def backend(self) -> str:
@@ -162,7 +163,8 @@ class PostgresOwner(DatabaseOwner):
     def _transaction(self, fn: Callable[..., Any]) -> Any:
         return _FencedTransaction(self, fenced=fn is not _unfenced)
 
-    def _unavailable_reason(self, error: BaseException) -> str | None:
+    def _unavailable_reason(self, error: BaseException) -> Unavailable | None:
+        """By the SQLSTATE: a conflict retried at once, or the server out of reach."""
         if isinstance(error, NotLeader):
             return None
         seen: BaseException | None = error
@@ -170,11 +172,12 @@ class PostgresOwner(DatabaseOwner):
             for candidate in (seen, *(a for a in seen.args if isinstance(a, BaseException))):
                 state = getattr(candidate, "sqlstate", None)
                 if state in _RETRY_SQLSTATES:
-                    return _RETRY_SQLSTATES[state]
+                    return Unavailable(_RETRY_SQLSTATES[state], waits_inside=False, alert=False)
                 if _lost_connection(candidate, state):
                     if not self._db.is_closed():
                         self._db.close()      # a broken connection: the next try reconnects
-                    return "cannot reach PostgreSQL"
+                    return Unavailable("cannot reach PostgreSQL", waits_inside=False,
+                                       alert=False)
             seen = seen.__context__
         return None
 

@@ -4,7 +4,7 @@ Kinds (SPEC "Alerts to admins"): `x` (a slot failed or was skipped), `unclean`
 (the daemon started after a crash, a watchdog kill or a power loss), `telegram`
 (409: another instance polls the token), `price` (the price API failing for
 PRICE_AFTER_S), `database` (locked by another process, or the disk full).
-The conditions come from buzzbotd.metrics; this module decides who hears of
+The conditions come from buzzbotd.ops.health; this module decides who hears of
 them: at most one message per kind per WINDOW_S, and one "resolved" message
 when a condition whose alert went out is over. A condition held back by its
 window is told once the window has passed, if it still holds. An admin mutes them with
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from buzzbotd.db import DatabaseOwner, meta
-from buzzbotd.ops.metrics import METRICS, Condition, Metrics
+from buzzbotd.ops.health import HEALTH, Condition, Health
+from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime.throttle import KeyedThrottle
 
 log = logging.getLogger("buzzbotd.alerts")
@@ -74,15 +74,15 @@ def mark_stopped() -> None:
 
 class Alerts:
     def __init__(self, admins: frozenset[int], owner: DatabaseOwner,
-                 send: Callable[[int, str], Awaitable[object]],
-                 clock: Callable[[], float] = time.time, metrics: Metrics = METRICS) -> None:
+                 send: Callable[[int, str], Awaitable[object]], health: Health = HEALTH
+                 ) -> None:
         self.admins = admins
         self.owner = owner
         self.send = send
-        self.clock = clock
-        self.metrics = metrics
+        self.health = health
+        self.clock = health.clock       # the conditions' own clock: durations and windows
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._window = KeyedThrottle(WINDOW_S, clock)   # kind → its last message
+        self._window = KeyedThrottle(WINDOW_S, self.clock)   # kind → its last message
         self._told: set[str] = set()              # kinds whose alert went out, not yet resolved
         self._held: set[str] = set()              # kinds held back by their window
         self._tasks: set[asyncio.Task] = set()
@@ -90,7 +90,7 @@ class Alerts:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Starts listening to the conditions; changes arrive from any thread."""
         self.loop = loop
-        self.metrics.listen(lambda part, before, after: loop.call_soon_threadsafe(
+        self.health.listen(lambda part, before, after: loop.call_soon_threadsafe(
             self.on_change, part, before, after))
 
     async def watch(self) -> None:
@@ -103,8 +103,8 @@ class Alerts:
         """Expires what was only seen, never seen to end; and tells of a condition
         not told yet that still holds: a delayed one whose delay is over, or one
         held back by its kind's window once that window has passed."""
-        self.metrics.clear_expired()
-        for part, condition in list(self.metrics.conditions.items()):
+        self.health.clear_expired()
+        for part, condition in list(self.health.conditions.items()):
             if part not in self._told:
                 self.on_change(part, condition, condition)
 
@@ -128,7 +128,7 @@ class Alerts:
             # passed, if it still holds.
             if kind not in self._held:
                 self._held.add(kind)
-                log.info("alert %s held back (one went out %.0fs ago): %s", kind,
+                log.info("alert %s not sent (one went out %.0fs ago): %s", kind,
                          self._window.since(kind) or 0, reason)
             return
         now = self.clock()

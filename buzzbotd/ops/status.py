@@ -89,7 +89,7 @@ def daemon_pid(lock_file: Path) -> int | None:
 
 
 def degraded_meta(degraded: dict[str, tuple[str, datetime]]) -> str:
-    """notify.Health.degraded() as the daemon writes it for `status` to read."""
+    """ops.health.Health.degraded() as the daemon writes it for `status` to read."""
     return json.dumps({part: [reason, timeofday.slot_key(since)]
                        for part, (reason, since) in sorted(degraded.items())})
 

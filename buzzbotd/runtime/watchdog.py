@@ -29,7 +29,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from buzzbotd.runtime.notify import Health, Notifier
+from buzzbotd.ops.health import Health
+from buzzbotd.runtime.notify import Notifier
 
 log = logging.getLogger("buzzbotd.notify")
 
@@ -48,7 +49,6 @@ class Watchdog:
         self.status_text = status_text
         self.interval = notifier.watchdog_interval or status_every_s
         self.status_every_s = status_every_s
-        self.problems: list[str] = []
         self._status_task: asyncio.Task | None = None
 
     async def check(self) -> list[str]:
@@ -68,12 +68,12 @@ class Watchdog:
             while True:
                 started = time.monotonic()
                 problems = await self.check()
-                if problems != self.problems:
+                if problems != self.health.hung:
                     if problems:
                         log.error("unhealthy, not feeding the watchdog: %s", "; ".join(problems))
-                    elif self.problems:
+                    elif self.health.hung:
                         log.info("healthy again")
-                    self.problems = problems
+                    self.health.hung = problems
                 if not problems and self.notifier.watchdog_interval:
                     self.notifier.watchdog()
                 now_degraded = set(self.health.degraded())
@@ -94,8 +94,8 @@ class Watchdog:
                 self.refresh_status(), name="watchdog-status")
 
     async def refresh_status(self) -> None:
-        if self.problems:
-            self.notifier.status("unhealthy: " + "; ".join(self.problems))
+        if self.health.hung:
+            self.notifier.status("unhealthy: " + "; ".join(self.health.hung))
             return
         degraded = self.health.degraded()
         if "database" in degraded:

@@ -4,7 +4,7 @@ The bot lives in the daemon's own event loop (the main thread's), started by
 hand (initialize, start, updater.start_polling) rather than by run_polling, so
 that the loop, the scheduler and X posting run whether Telegram answers or
 not: `BotApp.run` connects in the background with backoff, marks the
-part "telegram" degraded in notify.Health while it cannot, and a token that
+part "telegram" degraded in ops.health while it cannot, and a token that
 Telegram refuses (401) stops only the bot, retried every TOKEN_RETRY_S.
 
 Job threads hand coroutines to this loop with run_coroutine_threadsafe
@@ -43,10 +43,10 @@ from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.ops import status
+from buzzbotd.ops.health import HEALTH, Health
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import Quote
 from buzzbotd.runtime import tls
-from buzzbotd.runtime.notify import Health
 from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 
@@ -72,7 +72,7 @@ ALLOWED_UPDATES = ["message", "my_chat_member"]
 CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s,
 CONNECT_MAX_S = 30.0           # at most this far apart
 TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
-PART = "telegram"              # its name in notify.Health and STATUS=
+PART = "telegram"              # its name in ops.health and STATUS=
 
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
@@ -259,8 +259,8 @@ class BotApp:
         error = context.error
         if isinstance(error, Conflict):
             METRICS.inc("telegram_409_total")
-            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
-                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
+            HEALTH.problem("telegram", "409 Conflict: another bot instance polls this token",
+                           ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
             if self._due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")

@@ -17,8 +17,9 @@ import tornado.httpserver
 import tornado.web
 
 from buzzbotd.ops import status
+from buzzbotd.ops.health import WATCHDOG_PARTS
 from buzzbotd.web import page
-from buzzbotd.web.server import WATCHDOG_PARTS, WebServer
+from buzzbotd.web.server import WebServer
 
 log = logging.getLogger("buzzbotd.http")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
