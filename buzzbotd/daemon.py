@@ -35,12 +35,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buzzbotd import __version__, testhooks
 from buzzbotd.clock import Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
-from buzzbotd.db import backup, meta, open_owner
+from buzzbotd.db import meta, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.ops import alerts, status
 from buzzbotd.ops.health import HEALTH
@@ -48,6 +48,9 @@ from buzzbotd.runtime.lock import PidLock
 from buzzbotd.runtime.notify import Notifier
 from buzzbotd.runtime.scheduler import Scheduler, WorkerPool
 from buzzbotd.runtime.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from buzzbotd.db.leadership import Leadership
 
 log = logging.getLogger("buzzbotd")
 # The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
@@ -80,8 +83,7 @@ class Daemon:
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=self.clock)
         self.owner = open_owner(settings)
-        # PostgreSQL: one leader among the daemons on the database (buzzbotd.leadership).
-        self.leadership: Any = None
+        self.leadership: Leadership | None = None
         self._leading: asyncio.Event | None = None
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,
                                  self._status_text)
@@ -131,22 +133,17 @@ class Daemon:
         log.info("database %s open (migrations applied: %s)",
                  self.settings.database.describe(self.settings.daemon.database),
                  applied or "none")
-        if self.owner.backend == "postgresql":
-            self._start_leadership()
+        # PostgreSQL: one leader among the daemons on the database; SQLite: None.
+        self.leadership = self.owner.leadership(
+            on_gained=self._leadership_gained, on_lost=self._leadership_lost, wall=self.clock)
+        if self.leadership is not None:
+            self.leadership.start()
             if not self.leadership.is_leader:
                 return        # the rest waits for leadership (_start_work)
         self._unclean_start = self.owner.call(alerts.mark_running)
         if self._unclean_start[0]:
             log.warning("the previous run did not stop cleanly (crash, watchdog restart or "
                         "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
-
-    def _start_leadership(self) -> None:
-        from buzzbotd.db.leadership import Leadership
-        self.leadership = Leadership(
-            self.settings.database.url, self.settings.database.password.reveal() or None,
-            on_gained=self._leadership_gained, on_lost=self._leadership_lost, wall=self.clock)
-        self.owner.fence = self.leadership.fence
-        self.leadership.start()
 
     def _leadership_gained(self) -> None:
         """From the leadership thread: a standby took over (or the first try won)."""
@@ -234,6 +231,7 @@ class Daemon:
         catch-up, the bot. A standby waits here (no polling, posting or sending)."""
         assert self._leading is not None
         if not self._leading.is_set():
+            assert self.leadership is not None
             log.info("standing by: %s", self.leadership.status_line())
             await self._leading.wait()
             self._unclean_start = await self.owner.run(alerts.mark_running)
@@ -258,7 +256,7 @@ class Daemon:
             self.scheduler.at_instants("x-slots", self.poster.next_slot, self.poster.run_due)
         if self.bot is not None:
             self.scheduler.every_minute("reminders", self.bot.dispatch_reminders)
-        if self.owner.backend == "sqlite":      # PostgreSQL: the operator's pg_dump
+        if self.owner.takes_backups:      # PostgreSQL: the operator's pg_dump
             self.scheduler.every(3600, "backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.every(self.settings.sheets.interval_s, "sheets", self.sheets.run)
@@ -267,7 +265,7 @@ class Daemon:
         """What came due while the daemon was down is settled at once, not at the next tick."""
         if self.poster is not None:
             self.scheduler.run_now("x-slots", self.poster.run_due)
-        if self.owner.backend == "sqlite":
+        if self.owner.takes_backups:
             self.scheduler.run_now("backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.run_now("sheets", self.sheets.run)
@@ -405,9 +403,8 @@ class Daemon:
         return status.status_line(report)
 
     def _backup_if_due(self) -> None:
-        today = self.clock()
-        if not backup.path_for(self.owner.backup_dir, today).exists():
-            path = self.owner.backup(today)
+        path = self.owner.backup_if_due(self.clock())
+        if path is not None:
             log.info("database backed up to %s", path)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import DatabaseOwner, SqliteOwner
 from buzzbotd.ops import alerts
 from buzzbotd.ops.health import Health
 
@@ -24,7 +24,7 @@ class Clock:
 
 @pytest.fixture
 def owner(tmp_path: Path) -> Iterator[DatabaseOwner]:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     owner.start()
     yield owner
     owner.stop()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd import config
-from buzzbotd.db import DatabaseOwner, Meta
+from buzzbotd.db import Meta, SqliteOwner
 from buzzbotd.db import owner as owner_module
 from buzzbotd.ops.health import Health
 from buzzbotd.posting.poster import Poster
@@ -193,7 +193,7 @@ def test_a_claim_that_cannot_be_recorded_posts_nothing(
     reasons: list[str | None] = []
     health = Health()
     health.listen(lambda part, before, after: reasons.append(after and after.reason))
-    owner = DatabaseOwner(small_fs / "buzzbotd.db", health=health)
+    owner = SqliteOwner(small_fs / "buzzbotd.db", health=health)
     owner.start()
     try:
         poster = Poster(settings, owner, PriceClient(settings.price))
@@ -214,7 +214,7 @@ def test_a_claim_that_cannot_be_recorded_posts_nothing(
 
 
 def test_the_owner_answers_pings_while_locked_out_and_stops_promptly(tmp_path: Path) -> None:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     owner.start()
     shell = sqlite3.connect(tmp_path / "buzzbotd.db", isolation_level=None)
     shell.execute("BEGIN IMMEDIATE")

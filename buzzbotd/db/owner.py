@@ -1,23 +1,19 @@
 """The database owner: one thread holds the only writing connection.
 
 Every other thread hands it a function and waits for the result, so writes
-are serialised in-process and SQLite never has two writers to arbitrate
-("database is locked" cannot happen inside the daemon). Each call runs in a
-`BEGIN IMMEDIATE` transaction: in WAL mode a deferred transaction that reads
-and then writes fails at once with SQLITE_BUSY if anyone else wrote between,
-whereas IMMEDIATE takes the write lock up front and waits for it.
-Other processes (`buzzbotd status`) read through `open_readonly` (readonly.py);
-WAL lets them read while the owner writes.
+are serialised in-process; each call is one transaction. This module is the
+backend-neutral part (the queue, the thread, the retries); SqliteOwner
+(sqlite.py) and PostgresOwner (postgres.py) open, classify and close.
 
 When the database cannot take a write for a while (another process holds
-its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, or the
-disk is full), the owner keeps the call and retries it: in short busy-timeout
-slices for a lock, every second for a failed write. Between tries it answers
+its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, the disk
+is full, the server is out of reach), the owner keeps the call and retries
+it: in short busy-timeout slices for a lock, every WRITE_RETRY_S otherwise. Between tries it answers
 pings, so the watchdog sees it alive (degraded, not hung), and it reports
 the state to the health registry (buzzbotd.ops.health) as the part
 "database": degraded while writes wait, and a condition the admins hear of.
 The error is classified once, by its code (`_unavailable_reason`: SQLite's
-result code here, the SQLSTATE on PostgreSQL). A call is only ever retried whole: its
+result code, PostgreSQL's SQLSTATE). A call is only ever retried whole: its
 transaction rolled back, so a retry repeats nothing (owner functions are pure
 database work; anything else goes through `after_commit`). A call that
 could not be written within GIVE_UP_S fails with DatabaseUnavailable.
@@ -28,23 +24,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
-
-import peewee
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from buzzbotd import testhooks
-from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
 from buzzbotd.ops.health import HEALTH, Health
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.runtime.throttle import KeyedThrottle
+
+if TYPE_CHECKING:
+    import peewee
+
+    from buzzbotd.clock import Clock
+    from buzzbotd.db.leadership import Leadership
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -62,22 +60,6 @@ GIVE_UP_S = 300.0
 CALL_TIMEOUT_S = GIVE_UP_S + 60.0   # callers wait for the owner's answer, not less
 PART = "database"           # its name in the health registry
 LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not per try
-
-PRAGMAS = {
-    "journal_mode": "wal",
-    # FULL: every commit fsyncs the WAL before it returns, so a ledger move is on
-    # disk before the POST it announces (NORMAL syncs only at checkpoints: a power
-    # cut could roll back a `sending` row and the slot would be posted again).
-    "synchronous": "full",
-    "foreign_keys": 1,
-    "busy_timeout": int(WAIT_SLICE_S * 1000),
-}
-# SQLite's primary result codes for "not now": another connection holds the
-# lock, the disk is full, a write failed, the file cannot be written.
-_LOCKED_CODES = {5: "locked by another process", 6: "locked by another process"}
-_WRITE_CODES = {13: "database or disk is full", 10: "disk I/O error",
-                8: "the database file is read-only"}
-
 
 class Unavailable(NamedTuple):
     """Why the database cannot take a write now, as the error's code says."""
@@ -129,18 +111,16 @@ class OwnerThreadOnly:
         return super().connect(reuse_if_open)  # type: ignore[misc]
 
 
-class _OwnedDatabase(OwnerThreadOnly, peewee.SqliteDatabase):
-    pass
-
-
 class DatabaseOwner:
+    """The backend-neutral owner: its queue, its thread, the retries. A backend
+    (SqliteOwner, PostgresOwner) says how to open, classify errors and close."""
+
     def __init__(self, path: Path, on_beat: Callable[[], None] | None = None,
                  health: Health = HEALTH) -> None:
         """`health` hears of the part "database": degraded while writes wait (e.g.
         "locked by another process"), failing while calls fail for a reason the
         database gives; recovered and cleared when they work again."""
         self.path = Path(path)
-        self.backup_dir = self.path.parent / "backups"
         self._on_beat = on_beat
         self._health = health
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -151,13 +131,6 @@ class DatabaseOwner:
         self._still_logged = KeyedThrottle(LOG_EVERY_S)   # "still waiting" lines
         self._db = self._make_db()
         self._thread = threading.Thread(target=self._loop, name="db-owner", daemon=True)
-
-    def _make_db(self) -> peewee.Database:
-        return _OwnedDatabase(str(self.path), pragmas=PRAGMAS, lock_type="IMMEDIATE")
-
-    @property
-    def backend(self) -> str:
-        return "sqlite"
 
     # -- life cycle ------------------------------------------------------
 
@@ -231,11 +204,6 @@ class DatabaseOwner:
         state = self._unavailable
         return None if state is None else (state[0], time.monotonic() - state[1])
 
-    def backup(self, today: datetime) -> Path:
-        """An online backup into backups/ named by `today` (the daemon's clock);
-        see db/backup.py."""
-        return self.call(self._backup, today, transaction=False)
-
     # -- inside the owner thread -----------------------------------------
 
     def _loop(self) -> None:
@@ -302,19 +270,45 @@ class DatabaseOwner:
         """The context of the write call `fn` (PostgreSQL adds its fencing check)."""
         return self._db.atomic()
 
+    # -- what each backend says (sqlite.py, postgres.py) --------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: "sqlite" or "postgresql"."""
+        raise NotImplementedError
+
+    @property
+    def takes_backups(self) -> bool:
+        """Whether the daemon backs this database up itself (backup_if_due)."""
+        return False
+
+    def backup_if_due(self, today: datetime) -> Path | None:
+        """Today's backup, if it is not taken yet: its path, else None."""
+        raise NotImplementedError(f"{self.backend} is backed up by its own tools")
+
+    def leadership(self, on_gained: Callable[[], None], on_lost: Callable[[str], None],
+                   wall: Clock) -> Leadership | None:
+        """The election among the daemons on this database, fencing this owner's
+        writes; None where there is only ever one daemon (SQLite: the pid lock)."""
+        return None
+
+    def _make_db(self) -> peewee.Database:
+        raise NotImplementedError
+
+    def _open(self) -> list[int]:
+        """In the owner thread: connects, checks, migrates."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
     def _unavailable_reason(self, error: BaseException) -> Unavailable | None:
-        return _unavailable_reason(error)
+        """Why the database cannot be written now, if that is what `error` says."""
+        raise NotImplementedError
 
     def _end_failed_transaction(self) -> None:
-        """After a failed COMMIT SQLite may or may not have rolled back; the
-        next call must start outside any transaction."""
-        if self._db.is_closed():
-            return
-        try:
-            if self._db.connection().in_transaction:
-                self._db.connection().rollback()
-        except sqlite3.Error as e:
-            log.warning("rollback after a failed write failed: %s", e)
+        """The next call must start outside any transaction."""
+        raise NotImplementedError
 
     def _wait_for_database(self, reason: str, locked: bool) -> None:
         """One pause before the next try, answering pings; logs once a minute."""
@@ -352,48 +346,3 @@ class DatabaseOwner:
             if ping.set_running_or_notify_cancel():
                 ping.set_result(None)
 
-    def _open(self) -> list[int]:
-        try:
-            self._db.connect()
-            check = self._db.execute_sql("PRAGMA quick_check").fetchone()[0]
-        except (peewee.DatabaseError, sqlite3.DatabaseError) as e:
-            raise DatabaseError(f"{self.path}: cannot open the database: {e}; move it aside "
-                                f"and restore the newest copy from {self.backup_dir}") from None
-        if check != "ok":
-            raise DatabaseError(f"{self.path}: integrity check failed ({check}); move it aside "
-                                f"and restore the newest copy from {self.backup_dir}")
-        try:
-            return migrations.migrate(self._db)
-        except migrations.SchemaTooNew as e:
-            raise DatabaseTooNew(f"{self.path}: {e}") from None
-
-    def _backup(self, today: datetime) -> Path:
-        return backup.write(self._db.connection(), self.backup_dir, today,
-                            between_steps=self._answer_pings)
-
-    def _close(self) -> None:
-        if not self._db.is_closed():
-            try:
-                self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            except peewee.DatabaseError as e:
-                log.warning("WAL checkpoint at close failed: %s", e)
-            self._db.close()
-
-
-def _unavailable_reason(error: BaseException) -> Unavailable | None:
-    """Why the database cannot be written now, if that is what `error` says
-    (peewee wraps sqlite3's exception; a failed rollback hides it in __context__)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        candidates = [seen, *(a for a in seen.args if isinstance(a, BaseException))]
-        for candidate in candidates:
-            code = getattr(candidate, "sqlite_errorcode", None)
-            if isinstance(code, int):
-                primary = code & 0xFF
-                if primary in _LOCKED_CODES:
-                    return Unavailable(_LOCKED_CODES[primary], waits_inside=True, alert=True)
-                if primary in _WRITE_CODES:
-                    return Unavailable(f"writes failing ({_WRITE_CODES[primary]})",
-                                       waits_inside=False, alert=True)
-        seen = seen.__context__
-    return None

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 import peewee
@@ -31,6 +30,10 @@ import peewee
 from buzzbotd.db import owner as _owner
 from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly, Unavailable
 from buzzbotd.ops.health import HEALTH, Health
+
+if TYPE_CHECKING:
+    from buzzbotd.clock import Clock
+    from buzzbotd.db.leadership import Leadership
 
 # How a cut-off connection is noticed (SPEC: a leader stops within 5 s). The
 # client side: libpq's keepalives and tcp_user_timeout; the server side (it
@@ -141,13 +144,23 @@ class PostgresOwner(DatabaseOwner):
                  health: Health = HEALTH) -> None:
         self.url = url
         self._password = password
-        # Set by buzzbotd.leadership once this daemon leads: () → the epoch it holds.
+        # Set by leadership(): () → the epoch this daemon holds, or NotLeader.
         self.fence: Callable[[], int] | None = None
         super().__init__(Path(masked(url)), on_beat=on_beat, health=health)
 
     @property
     def backend(self) -> str:
         return "postgresql"
+
+    def leadership(self, on_gained: Callable[[], None], on_lost: Callable[[str], None],
+                   wall: Clock) -> Leadership:
+        """The election among the daemons on this database (buzzbotd.db.leadership);
+        this owner's fenced writes check the epoch it holds."""
+        from buzzbotd.db.leadership import Leadership
+        leadership = Leadership(self.url, self._password, on_gained=on_gained,
+                                on_lost=on_lost, wall=wall)
+        self.fence = leadership.fence
+        return leadership
 
     def _make_db(self) -> peewee.Database:
         load_driver()
@@ -203,9 +216,6 @@ class PostgresOwner(DatabaseOwner):
             return migrations.migrate(self._db)
         except migrations.SchemaTooNew as e:
             raise _owner.DatabaseTooNew(f"{self.path}: {e}") from None
-
-    def _backup(self, today: datetime) -> Path:
-        raise DatabaseError("PostgreSQL is backed up by its own tools (pg_dump), not buzzbotd")
 
     def _close(self) -> None:
         if not self._db.is_closed():
