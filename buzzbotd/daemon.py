@@ -32,9 +32,9 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from buzzbotd import __version__, testhooks
@@ -44,13 +44,19 @@ from buzzbotd.db import meta, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.ops import alerts, status
 from buzzbotd.ops.health import HEALTH
+from buzzbotd.runtime.lifecycle import Awaited, Parts, Stopped, WorkerPool, in_thread
 from buzzbotd.runtime.lock import PidLock
 from buzzbotd.runtime.notify import Notifier
-from buzzbotd.runtime.scheduler import Scheduler, WorkerPool
+from buzzbotd.runtime.scheduler import Scheduler
 from buzzbotd.runtime.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from buzzbotd.db.leadership import Leadership
+    from buzzbotd.posting.poster import Poster
+    from buzzbotd.price import PriceClient
+    from buzzbotd.sheets.sync import SheetsSync
+    from buzzbotd.telegram import TelegramBot
+    from buzzbotd.web.server import WebServer
 
 log = logging.getLogger("buzzbotd")
 # The stop budget: these add up to STOP_BUDGET_S, against TimeoutStopSec=15.
@@ -83,21 +89,21 @@ class Daemon:
         self.scheduler = Scheduler(beat=lambda: self.health.beat("scheduler"),
                                    beat_every_s=interval / 3, clock=self.clock)
         self.owner = open_owner(settings)
+        self.parts = Parts()
         self.leadership: Leadership | None = None
-        self._leading: asyncio.Event | None = None
         self.watchdog = Watchdog(self.notifier, self.health, self._ping_database,
                                  self._status_text)
-        self.prices: Any = None
-        self.poster: Any = None
-        self.bot: Any = None
-        self.sheets: Any = None
-        self.web: Any = None
-        self.alerts: Any = None
-        self._unclean_start: tuple[bool, Any] = (False, None)
+        self.prices: PriceClient | None = None
+        self.poster: Poster | None = None
+        self.bot: TelegramBot | None = None
+        self.sheets: SheetsSync | None = None
+        self.web: WebServer | None = None
+        self.alerts: alerts.Alerts | None = None
+        self._unclean_start: tuple[bool, datetime | None] = (False, None)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._leading = asyncio.Event()
         self._stop_started: float | None = None
-        self._stop_main: Callable[[], None] = lambda: None
-        self._stopping = False
+        self._stop_main = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._bot_task: asyncio.Task | None = None
         self._executor: WorkerPool | None = None
@@ -122,32 +128,42 @@ class Daemon:
             finally:
                 self._close_loop(loop)
         finally:
-            self._stop_threads()
+            self.parts.stop_now()           # what is left, if the start failed
+            if self._stop_started is not None:
+                log.info("shutdown took %.1fs (budget %.0fs)",
+                         time.monotonic() - self._stop_started, STOP_BUDGET_S)
             self.lock.release()
         log.info("stopped")
         return 0
 
     def _start_storage(self) -> None:
         self.settings.daemon.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        applied = self.owner.start()
-        log.info("database %s open (migrations applied: %s)",
-                 self.settings.database.describe(self.settings.daemon.database),
-                 applied or "none")
+        self.parts.start(Stopped("database owner", self.owner.stop, OWNER_STOP_S,
+                                 start=self._open_database))
         # PostgreSQL: one leader among the daemons on the database; SQLite: None.
         self.leadership = self.owner.leadership(
             on_gained=self._leadership_gained, on_lost=self._leadership_lost, wall=self.clock)
         if self.leadership is not None:
-            self.leadership.start()
-            if not self.leadership.is_leader:
+            leadership = self.leadership
+            self.parts.start(Stopped("leadership", lambda _: leadership.stop(), OWNER_STOP_S,
+                                     start=leadership.start))
+            if not leadership.is_leader:
                 return        # the rest waits for leadership (_start_work)
+        self._leading.set()
         self._unclean_start = self.owner.call(alerts.mark_running)
         if self._unclean_start[0]:
             log.warning("the previous run did not stop cleanly (crash, watchdog restart or "
                         "power loss); last heartbeat %s", self._unclean_start[1] or "unknown")
 
+    def _open_database(self) -> None:
+        applied = self.owner.start()
+        log.info("database %s open (migrations applied: %s)",
+                 self.settings.database.describe(self.settings.daemon.database),
+                 applied or "none")
+
     def _leadership_gained(self) -> None:
         """From the leadership thread: a standby took over (or the first try won)."""
-        if self.loop is not None and self._leading is not None:
+        if self.loop is not None:
             self.loop.call_soon_threadsafe(self._leading.set)
             self._refresh_status_soon()
 
@@ -169,15 +185,15 @@ class Daemon:
             self.poster = Poster(s, self.owner, self.prices, clock=self.clock)
         if s.telegram.enabled:
             from buzzbotd.telegram import TelegramBot
-            self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
-                                   clock=self.clock)
-            self.bot.on_state_change = self.watchdog.refresh_status
+            bot = self.bot = TelegramBot(s, self.owner, self.prices, self.poster, self.report,
+                                         clock=self.clock)
+            bot.on_state_change = self.watchdog.refresh_status
             # Reminders wait while the bot is not connected: a round at once when it is.
-            self.bot.on_connected = lambda: self.scheduler.run_now(
-                "reminders", self.bot.dispatch_reminders)
+            bot.on_connected = lambda: self.scheduler.run_now("reminders",
+                                                              bot.dispatch_reminders)
             if s.telegram.alert_admins and s.telegram.admin_ids:
-                self.alerts = alerts.Alerts(s.telegram.admin_ids, self.owner, self.bot.send_alert)
-                self.bot.alerts_enabled = True
+                self.alerts = alerts.Alerts(s.telegram.admin_ids, self.owner, bot.send_alert)
+                bot.alerts_enabled = True
         if s.sheets.enabled:
             from buzzbotd.sheets.sync import SheetsSync  # gspread and google-auth: only when on
             self.sheets = SheetsSync(s, self.owner, clock=self.clock)
@@ -188,19 +204,25 @@ class Daemon:
         self.loop = loop = asyncio.get_running_loop()
         self._executor = WorkerPool(BLOCKING_THREADS, name="blocking")
         loop.set_default_executor(self._executor)
-        stop = asyncio.Event()
-        self._stop_main = stop.set
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.health.on_change = lambda: loop.call_soon_threadsafe(self._health_changed)
-        self.scheduler.start()
+        # Stopped in reverse: the jobs end (JOB_GRACE_S), then the bot, then HTTP,
+        # then the clean stop is recorded; the watchdog turns until then.
+        self.parts.start(Awaited("clean stop", self._record_clean_stop, LOOP_CLOSE_S))
+        if self.web is not None:
+            self.parts.start(Awaited("http", self.web.stop, LOOP_CLOSE_S, start=self.web.serve))
+        if self.bot is not None:
+            bot = self.bot
+            self.parts.start(Awaited("the bot", lambda: bot.stop(self._bot_task), BOT_STOP_S))
+        self.parts.start(Awaited("jobs", self._stop_jobs, JOB_GRACE_S,
+                                 start=self.scheduler.start))
         self._spawn(self.watchdog.loop(), "watchdog")
-        self._serve_http_and_alerts()
+        self._start_alerts()
         after = testhooks.hang_after("loop")
         if after is not None:
             loop.call_later(after, testhooks.maybe_hang, "loop")
         self._check_clock()
-        self._leading = asyncio.Event()
         if self.leadership is None or self.leadership.is_leader:
             self._leading.set()
         line = await self._status_text()
@@ -209,8 +231,11 @@ class Daemon:
         gc.enable()
         log.info("%s", line)
         self._spawn(self._start_work(), "start-work")
-        await stop.wait()
-        await self._shutdown()
+        await self._stop_main.wait()
+        await self.parts.stop()
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
 
     def _check_clock(self) -> bool:
         """True if the clock is sane; else the part "clock" is degraded (STATUS=)."""
@@ -229,7 +254,6 @@ class Daemon:
     async def _start_work(self) -> None:
         """Once the clock is sane and this daemon leads: the first start, the jobs,
         catch-up, the bot. A standby waits here (no polling, posting or sending)."""
-        assert self._leading is not None
         if not self._leading.is_set():
             assert self.leadership is not None
             log.info("standing by: %s", self.leadership.status_line())
@@ -247,11 +271,11 @@ class Daemon:
         first = await self.owner.run(meta.first_start, since)
         log.info("first start %s", utc_text(first))
         self._schedule_jobs()
-        self._catch_up()
         if self.bot is not None:
             self._bot_task = self._spawn(self.bot.run(self.health), "telegram")
 
     def _schedule_jobs(self) -> None:
+        """The jobs, and at once what came due while the daemon was down (catch-up)."""
         if self.poster is not None:
             self.scheduler.at_instants("x-slots", self.poster.next_slot, self.poster.run_due)
         if self.bot is not None:
@@ -260,9 +284,6 @@ class Daemon:
             self.scheduler.every(3600, "backup", self._backup_if_due)
         if self.sheets is not None:
             self.scheduler.every(self.settings.sheets.interval_s, "sheets", self.sheets.run)
-
-    def _catch_up(self) -> None:
-        """What came due while the daemon was down is settled at once, not at the next tick."""
         if self.poster is not None:
             self.scheduler.run_now("x-slots", self.poster.run_due)
         if self.owner.takes_backups:
@@ -284,10 +305,8 @@ class Daemon:
                              role=self._role)
         log.info("http: listening on %s", self.web.bind())
 
-    def _serve_http_and_alerts(self) -> None:
-        """In the loop, once it runs: answer HTTP, and watch for what admins must hear."""
-        if self.web is not None:
-            self.web.serve()
+    def _start_alerts(self) -> None:
+        """In the loop, once it runs: watch for what admins must hear."""
         if self.alerts is not None:
             assert self.loop is not None
             self.alerts.attach(self.loop)
@@ -297,46 +316,37 @@ class Daemon:
 
     def _health_changed(self) -> None:
         """A part became degraded or recovered: STATUS= says so at once."""
-        if not self._stopping:
+        if self._stop_started is None:
             self._spawn(self.watchdog.refresh_status(), "status")
 
     # -- stopping ----------------------------------------------------------
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._stopping:
+        if self._stop_started is not None:
             return
-        self._stopping = True
         self._stop_started = time.monotonic()
         log.info("%s received, stopping", sig.name)
         self.notifier.stopping()
-        self._stop_main()
+        self._stop_main.set()
 
-    async def _shutdown(self) -> None:
-        # The scheduler stops while the loop still turns, so a job that is
-        # sending through the bot can finish; the poster stops waiting between
-        # retries (an open slot is settled at the next start) and the bot starts
-        # no new reminder (those not sent stay due for the next start).
-        if self.poster is not None:
-            self.poster.stop()
+    async def _stop_jobs(self) -> None:
+        """The scheduler stops while the loop still turns, so a job that is sending
+        through the bot can finish; the poster stops waiting between retries (an
+        open slot is settled at the next start) and the bot starts no new reminder
+        (those not sent stay due for the next start)."""
+        for part in (self.poster, self.sheets):
+            if part is not None:
+                part.stop()
         if self.bot is not None:
             self.bot.stop_sending()
-        if self.sheets is not None:
-            self.sheets.stop()
-        await _in_thread(lambda: self.scheduler.stop(JOB_GRACE_S), "stop-jobs")
-        if self.bot is not None:
-            try:
-                await asyncio.wait_for(self.bot.stop(self._bot_task), BOT_STOP_S)
-            except TimeoutError:
-                log.warning("the bot did not stop within %.0fs; abandoned", BOT_STOP_S)
-        if self.web is not None:
-            await self.web.stop()
-        try:    # the next start tells a clean stop from a crash by this marker
-            await asyncio.wait_for(self.owner.run(alerts.mark_stopped), LOOP_CLOSE_S)
+        await in_thread(lambda: self.scheduler.stop(JOB_GRACE_S), "stop-jobs")
+
+    async def _record_clean_stop(self) -> None:
+        """The next start tells a clean stop from a crash by this marker."""
+        try:
+            await self.owner.run(alerts.mark_stopped)
         except Exception as e:  # noqa: BLE001 - the stop goes on regardless
             log.warning("could not record the clean stop: %s", e or type(e).__name__)
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
 
     def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Cancels what is left in the loop, gives it LOOP_CLOSE_S, closes the loop.
@@ -355,18 +365,9 @@ class Daemon:
                             ", ".join(busy))
         loop.close()
 
-    def _stop_threads(self) -> None:
-        self.scheduler.stop(0)          # already stopped, unless start-up failed
-        if self.leadership is not None:
-            self.leadership.stop()
-        self.owner.stop(OWNER_STOP_S)
-        if self._stop_started is not None:
-            log.info("shutdown took %.1fs (budget %.0fs)",
-                     time.monotonic() - self._stop_started, STOP_BUDGET_S)
-
     # -- helpers -----------------------------------------------------------
 
-    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task:
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task:
         assert self.loop is not None
         task = self.loop.create_task(coroutine, name=name)
         self._tasks.add(task)
@@ -379,13 +380,13 @@ class Daemon:
 
     def _heartbeat_report(self) -> dict[str, Any]:
         meta.put_many({meta.HEARTBEAT: utc_text(self.clock()),
-                          meta.HEALTH: "; ".join(self.health.hung),
-                          meta.DEGRADED: status.degraded_meta(self.health.degraded())})
+                       meta.HEALTH: "; ".join(self.health.hung),
+                       meta.DEGRADED: status.degraded_meta(self.health.degraded())})
         return self.report()
 
     def _refresh_status_soon(self) -> None:
         """From a job thread: STATUS= shows a change now, not at the next refresh."""
-        if self.loop is not None and not self._stopping:
+        if self.loop is not None and self._stop_started is None:
             asyncio.run_coroutine_threadsafe(self.watchdog.refresh_status(), self.loop)
 
     def _role(self) -> str | None:
@@ -406,29 +407,3 @@ class Daemon:
         path = self.owner.backup_if_due(self.clock())
         if path is not None:
             log.info("database backed up to %s", path)
-
-
-def _in_thread(fn: Callable[[], object], name: str) -> asyncio.Future:
-    """Runs blocking `fn` in a thread of its own (the executor's may all be busy)."""
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-
-    def work() -> None:
-        try:
-            result = fn()
-        except Exception as e:  # noqa: BLE001 - handed to the awaiting coroutine
-            loop.call_soon_threadsafe(_resolve, future, None, e)
-        else:
-            loop.call_soon_threadsafe(_resolve, future, result, None)
-
-    threading.Thread(target=work, name=name, daemon=True).start()
-    return future
-
-
-def _resolve(future: asyncio.Future, result: object, error: Exception | None) -> None:
-    """In the loop: hands the thread's outcome to whoever awaits `future` (unless cancelled)."""
-    if not future.done():
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
