@@ -94,6 +94,14 @@ def degraded_meta(degraded: dict[str, tuple[str, datetime]]) -> str:
                        for part, (reason, since) in sorted(degraded.items())})
 
 
+def heartbeat(settings: Settings, now: datetime, hung: list[str],
+              degraded: dict[str, tuple[str, datetime]]) -> dict[str, Any]:
+    """In the owner: the leader's heartbeat and health recorded for `status`; the report."""
+    meta.put_many({meta.HEARTBEAT: utc_text(now), meta.HEALTH: "; ".join(hung),
+                   meta.DEGRADED: degraded_meta(degraded)})
+    return collect(settings, now)
+
+
 def status_line(report: dict[str, Any]) -> str:
     """One line for systemd's STATUS=, e.g. 'ready: next tweet 16:00 UTC, 12 reminders',
     or 'degraded: telegram: … since …; next tweet …' when a part is not doing its work."""

@@ -10,15 +10,17 @@ waited for (daemon threads; what it left undone is settled at the next start).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 log = logging.getLogger("buzzbotd")
+SLACK_S = 0.25      # past its deadline, for a part that stops on time to say so
 
 
 class Part(Protocol):
@@ -48,7 +50,8 @@ class Parts:
         while self._started:
             part = self._started.pop()
             try:
-                await asyncio.wait_for(part.stop(time.monotonic() + part.stop_s), part.stop_s)
+                await asyncio.wait_for(part.stop(time.monotonic() + part.stop_s),
+                                       part.stop_s + SLACK_S)
             except TimeoutError:
                 log.warning("%s did not stop within %.0fs; abandoned", part.name, part.stop_s)
             except Exception as e:  # noqa: BLE001 - the stop goes on with the next part
@@ -79,21 +82,22 @@ class Stopped:
                         f"stop-{self.name}")
 
 
-class Awaited:
-    """A part whose stop is a coroutine (the bot's, the web server's, a last write)."""
-
-    def __init__(self, name: str, stop: Callable[[], Awaitable[object]], stop_s: float,
-                 start: Callable[[], object] = lambda: None) -> None:
-        self.name = name
-        self.stop_s = stop_s
-        self._start = start
-        self._stop = stop
-
-    def start(self) -> None:
-        self._start()
-
-    async def stop(self, deadline: float) -> None:
-        await self._stop()
+def close_loop(loop: asyncio.AbstractEventLoop, executor: WorkerPool | None,
+               timeout: float) -> None:
+    """Cancels what is left in `loop`, gives it `timeout`, closes it. Threads of
+    its executor still busy are abandoned (daemon threads)."""
+    with contextlib.suppress(Exception):
+        tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=timeout))
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), timeout))
+    if executor is not None:
+        busy = executor.shutdown(timeout=0)
+        if busy:
+            log.warning("blocking calls still running at exit, abandoned: %s", ", ".join(busy))
+    loop.close()
 
 
 def in_thread(fn: Callable[[], object], name: str) -> asyncio.Future:
