@@ -217,7 +217,9 @@ class Leading:
 
     def standby_line(self) -> str | None:
         """A standby's STATUS= line (the leader writes the heartbeat), else None."""
-        return None if self.is_leader else self.leadership.status_line()  # type: ignore[union-attr]
+        if self.leadership is None or self.leadership.is_leader:
+            return None
+        return self.leadership.status_line()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -53,7 +53,7 @@ class Parts:
                 await asyncio.wait_for(part.stop(time.monotonic() + part.stop_s),
                                        part.stop_s + SLACK_S)
             except TimeoutError:
-                log.warning("%s did not stop within %.0fs; abandoned", part.name, part.stop_s)
+                log.warning("%s did not stop within %gs; abandoned", part.name, part.stop_s)
             except Exception as e:  # noqa: BLE001 - the stop goes on with the next part
                 log.warning("%s failed to stop: %s", part.name, str(e) or type(e).__name__)
 
