@@ -33,14 +33,14 @@ class DaemonDatabase:
 
     def create(self) -> None:
         """The schema, as the daemon makes it on its first start."""
-        from buzzbotd.db import DatabaseOwner
+        from buzzbotd.db import SqliteOwner
 
         if self.url:
             from buzzbotd.db.postgres import PostgresOwner
             owner: Any = PostgresOwner(self.url)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            owner = DatabaseOwner(self.path)
+            owner = SqliteOwner(self.path)
         owner.start()
         owner.stop()
 

@@ -156,8 +156,8 @@ def _write_post(n: int) -> None:
 def bench_database(quick: bool) -> list[Row]:
     import peewee
 
-    from buzzbotd.db import DatabaseOwner, database, migrations
-    from buzzbotd.db.owner import PRAGMAS
+    from buzzbotd.db import SqliteOwner, database, migrations
+    from buzzbotd.db.sqlite import PRAGMAS
     seconds = 1.0 if quick else 5.0
     with tempfile.TemporaryDirectory() as d:
         # Baseline: one bare peewee connection, one thread, same pragmas and transaction.
@@ -174,7 +174,7 @@ def bench_database(quick: bool) -> list[Row]:
 
         config = write_config(Path(d))
         Path(d, "state").mkdir()
-        owner = DatabaseOwner(Path(d, "state", "buzzbotd.db"))
+        owner = SqliteOwner(Path(d, "state", "buzzbotd.db"))
         owner.start()
         stop = threading.Event()
         written = [0] * 8

@@ -52,13 +52,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 def make_owner(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator:
     """make_owner(**kwargs): a new, not yet started owner of an empty database
     on `backend` (SQLite in tmp_path, or a fresh database on the test server)."""
-    from buzzbotd.db import DatabaseOwner
+    from buzzbotd.db import SqliteOwner
 
     made: list = []
 
     def make(**kwargs):
         if backend == "sqlite":
-            owner = DatabaseOwner(tmp_path / "buzzbotd.db", **kwargs)
+            owner = SqliteOwner(tmp_path / "buzzbotd.db", **kwargs)
         else:
             from buzzbotd.db.postgres import PostgresOwner
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from buzzbotd import config, reminders
-from buzzbotd.db import DatabaseOwner, open_owner
+from buzzbotd.db import SqliteOwner, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.price import PriceClient
 from buzzbotd.telegram import ChatRateLimiter, TelegramBot
@@ -271,7 +271,7 @@ def due_query_ms(n: int, runs: int = 21) -> dict[str, Any]:
         path = Path(scratch) / "buzzbotd.db"
         start = minute_of(datetime.now(UTC))
         seed_reminders(path, n, start, spread_s=24 * 3600)
-        owner = DatabaseOwner(path)
+        owner = SqliteOwner(path)
         owner.start()
         try:
             now = start + timedelta(seconds=59)

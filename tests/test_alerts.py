@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import DatabaseOwner, SqliteOwner
 from buzzbotd.ops import alerts
-from buzzbotd.ops.metrics import Metrics
+from buzzbotd.ops.health import Health
 
 
 class Clock:
@@ -24,7 +24,7 @@ class Clock:
 
 @pytest.fixture
 def owner(tmp_path: Path) -> Iterator[DatabaseOwner]:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     owner.start()
     yield owner
     owner.stop()
@@ -39,8 +39,8 @@ def run(owner: DatabaseOwner, script, admins=frozenset({1, 2})) -> list[tuple[in
 
     async def main() -> None:
         clock = Clock()
-        metrics = Metrics(clock=clock)
-        a = alerts.Alerts(admins, owner, send, clock=clock, metrics=metrics)
+        metrics = Health(clock=clock)       # the conditions the alerts listen to
+        a = alerts.Alerts(admins, owner, send, health=metrics)
         a.attach(asyncio.get_running_loop())
 
         async def settle() -> None:
@@ -102,7 +102,7 @@ def test_price_is_told_only_after_ten_minutes_of_failing(owner) -> None:
         await settle()
 
     def sent_so_far(a) -> list:
-        return list(a._last_sent)
+        return [kind for kind in alerts.TITLES if a._window.since(kind) is not None]
 
     sent = texts(run(owner, script))
     assert len(sent) == 2, sent
@@ -149,3 +149,35 @@ def test_unclean_stop_is_known_at_the_next_start(owner) -> None:
     owner.call(alerts.mark_stopped)
     assert owner.call(alerts.mark_running)[0] is False       # after a clean stop
     assert owner.call(alerts.mark_running)[0] is True        # no stop between: a crash
+
+
+def test_a_condition_back_within_the_window_of_its_resolved_is_told_once_the_window_passes(
+        owner) -> None:
+    async def script(a, metrics, clock, settle) -> None:
+        metrics.problem("database", "database locked by another process")
+        await settle()
+        clock.now += 60
+        metrics.clear("database")                               # resolved
+        resolved_at = clock.now
+        await settle()
+        clock.now += 60
+        metrics.problem("database", "database locked by another process")   # back: held
+        await settle()
+        while clock.now + alerts.CHECK_EVERY_S < resolved_at + alerts.WINDOW_S:
+            clock.now += alerts.CHECK_EVERY_S
+            a.check()                                           # still within the window
+            await settle()
+        assert "database" not in a._told                        # not told yet
+        clock.now += alerts.CHECK_EVERY_S                       # the window has passed
+        a.check()
+        await settle()
+        clock.now += alerts.CHECK_EVERY_S
+        a.check()                                               # told once, not at each check
+        await settle()
+        metrics.clear("database")
+        await settle()
+
+    told = texts(run(owner, script))
+    assert len(told) == 4, told
+    assert told[2].startswith("⚠️ buzzbotd: the database") and "locked" in told[2], told
+    assert told[3].startswith("✅ Resolved: the database"), told

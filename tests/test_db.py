@@ -20,6 +20,7 @@ from buzzbotd.db import (
     Meta,
     Post,
     PostEvent,
+    SqliteOwner,
     after_commit,
     migrations,
 )
@@ -48,7 +49,7 @@ def test_migration_from_older_schema_keeps_every_row(tmp_path: Path) -> None:
                         (f"slot-{i}", f"2026-01-01T00:{i:02d}:00Z", f"tweet {i}",
                          "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"))
     old.close()
-    owner = DatabaseOwner(path)
+    owner = SqliteOwner(path)
     assert owner.start() == list(range(2, migrations.LATEST + 1))
     try:
         assert owner.call(lambda: Post.select().count()) == 50
@@ -75,7 +76,7 @@ def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "buzzbotd.db"
     sqlite3.connect(path).execute("PRAGMA user_version = 99").connection.close()
-    owner = DatabaseOwner(path)
+    owner = SqliteOwner(path)
     with pytest.raises(DatabaseError, match="schema version 99, newer than this buzzbotd"):
         owner.start()
     owner.stop()
@@ -130,7 +131,7 @@ def test_after_commit_runs_once_the_row_is_visible_and_never_on_rollback(
 
 def test_writers_and_status_readers_never_see_locked(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    owner = DatabaseOwner(tmp_path / "state" / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "state" / "buzzbotd.db")
     (tmp_path / "state").mkdir()
     owner.start()
     stop = threading.Event()
@@ -176,7 +177,7 @@ def test_writers_and_status_readers_never_see_locked(tmp_path: Path) -> None:
 def test_integrity_failure_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "buzzbotd.db"
     path.write_bytes(b"\x00garbage" * 512)
-    owner = DatabaseOwner(path)
+    owner = SqliteOwner(path)
     with pytest.raises(DatabaseError, match="cannot open the database.*restore the newest copy"):
         owner.start()
     owner.stop()
@@ -193,3 +194,26 @@ def test_backups_keep_the_last_seven(owner: DatabaseOwner) -> None:
     copy = sqlite3.connect(owner.backup_dir / backups[-1])
     assert copy.execute("SELECT slot_key FROM post").fetchall() == [("kept",)]
     assert copy.execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_the_owner_answers_a_ping_while_a_large_backup_runs(owner: DatabaseOwner) -> None:
+    def fill() -> None:     # ~8 MiB: many more pages than one backup step copies
+        Meta._meta.database.execute_sql("CREATE TABLE filler (data BLOB)")
+        for _ in range(256):
+            Meta._meta.database.execute_sql("INSERT INTO filler VALUES (randomblob(32768))")
+
+    owner.call(fill)
+    release = threading.Event()
+    owner.submit(release.wait, 10, transaction=False)       # holds the owner's queue
+    backup = owner.submit(owner._backup, NOW, transaction=False)
+    ping = owner.ping()
+    seen: list[tuple[bool, bool]] = []
+    partial = owner.backup_dir / "buzzbotd-2026-11-22.db.partial"
+    ping.add_done_callback(lambda _: seen.append((backup.done(), partial.exists())))
+    release.set()
+    ping.result(10)
+    backup.result(10)
+    assert seen == [(False, True)], "the ping waited for the whole backup"
+    copy = sqlite3.connect(owner.backup_dir / "buzzbotd-2026-11-22.db")
+    assert copy.execute("SELECT count(*) FROM filler").fetchone() == (256,)

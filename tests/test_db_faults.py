@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from buzzbotd import config
-from buzzbotd.db import DatabaseOwner, Meta
+from buzzbotd.db import Meta, SqliteOwner
 from buzzbotd.db import owner as owner_module
+from buzzbotd.ops.health import Health
 from buzzbotd.posting.poster import Poster
 from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
@@ -190,7 +191,9 @@ def test_a_claim_that_cannot_be_recorded_posts_nothing(
     monkeypatch.setattr(owner_module, "GIVE_UP_S", 2.0)
     settings = config.load(x_config(tmp_path, x, price, ["08:00"]), environ={})
     reasons: list[str | None] = []
-    owner = DatabaseOwner(small_fs / "buzzbotd.db", on_unavailable=reasons.append)
+    health = Health()
+    health.listen(lambda part, before, after: reasons.append(after and after.reason))
+    owner = SqliteOwner(small_fs / "buzzbotd.db", health=health)
     owner.start()
     try:
         poster = Poster(settings, owner, PriceClient(settings.price))
@@ -211,7 +214,7 @@ def test_a_claim_that_cannot_be_recorded_posts_nothing(
 
 
 def test_the_owner_answers_pings_while_locked_out_and_stops_promptly(tmp_path: Path) -> None:
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     owner.start()
     shell = sqlite3.connect(tmp_path / "buzzbotd.db", isolation_level=None)
     shell.execute("BEGIN IMMEDIATE")

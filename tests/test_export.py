@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buzzbotd.db import DatabaseOwner
+from buzzbotd.db import SqliteOwner
 from tests.harness import REPO, write_config
 from tests.sheets_world import BOOLEAN_COLUMNS, database_rows
 from tests.telegram_world import seed_reminders
@@ -33,7 +33,7 @@ def database(tmp_path: Path):
     config = write_config(tmp_path)
     path = tmp_path / "state" / "buzzbotd.db"
     path.parent.mkdir()
-    owner = DatabaseOwner(path)
+    owner = SqliteOwner(path)
     owner.start()
     owner.call(fill)
     yield config, path, owner       # the owner stays open, as in a running daemon
@@ -70,7 +70,7 @@ def test_csv_is_the_default_and_an_empty_table_is_a_header(tmp_path: Path) -> No
     config = write_config(tmp_path)
     path = tmp_path / "state" / "buzzbotd.db"
     path.parent.mkdir()
-    owner = DatabaseOwner(path)
+    owner = SqliteOwner(path)
     owner.start()
     owner.stop()
     out = export(config, "users")

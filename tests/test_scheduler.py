@@ -218,3 +218,49 @@ def test_a_clock_that_jumps_back_does_not_leave_the_minute_job_idle() -> None:
     # Once each: the skipped minutes are one run (the jobs' own state catches up).
     assert ticks == [utc("2026-11-23T12:31:00"), utc("2026-11-23T11:32:00"),
                      utc("2026-11-23T13:00:00")]
+
+
+def test_a_keyed_throttle_lets_each_key_through_once_per_period() -> None:
+    from buzzbotd.runtime.throttle import KeyedThrottle
+    now = [100.0]
+    throttle = KeyedThrottle(60, clock=lambda: now[0])
+    assert throttle.allow("a") and throttle.allow("b")
+    now[0] += 59
+    assert not throttle.allow("a") and throttle.since("a") == 59
+    now[0] += 1
+    assert throttle.allow("a") and not throttle.allow("a")
+    throttle.note("b")                      # went through regardless: a new period
+    now[0] += 30
+    assert not throttle.allow("b")
+    throttle.forget("b")
+    assert throttle.allow("b")
+
+
+def test_parts_stop_in_reverse_and_a_slow_one_is_abandoned_at_its_share(caplog) -> None:
+    import asyncio
+
+    from buzzbotd.runtime.lifecycle import Parts
+
+    order: list[str] = []
+
+    class Part:
+        def __init__(self, name: str, takes_s: float) -> None:
+            self.name, self.stop_s, self.takes_s = name, 0.2, takes_s
+
+        def start(self) -> None:
+            order.append(f"start {self.name}")
+
+        async def stop(self, deadline: float) -> None:
+            assert deadline <= time.monotonic() + self.stop_s
+            await asyncio.sleep(self.takes_s)
+            order.append(f"stop {self.name}")
+
+    parts = Parts()
+    for name, takes_s in (("database", 0), ("slow", 10), ("jobs", 0)):
+        parts.start(Part(name, takes_s))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(parts.stop())
+    assert time.monotonic() - started < 1.0
+    assert order == ["start database", "start slow", "start jobs", "stop jobs", "stop database"]
+    assert "slow did not stop within 0.2s; abandoned" in caplog.text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd import config
-from buzzbotd.db import DatabaseOwner, Post
+from buzzbotd.db import Post, SqliteOwner
 from buzzbotd.db.models import Reminder, TelegramUser
 from buzzbotd.ops import status
 from buzzbotd.sheets.sync import SheetsSync
@@ -78,7 +78,7 @@ class World:
         self.settings = config.load(sheets_config(directory, self.fake, self.key))
         self.database = self.settings.daemon.database
         self.database.parent.mkdir(parents=True)
-        self.owner = DatabaseOwner(self.database)
+        self.owner = SqliteOwner(self.database)
         self.owner.start()
 
     def sync(self, backoff_first_s: float = 1.0) -> tuple[bool, SheetsSync]:

@@ -9,6 +9,7 @@ how fast a daemon starts (seconds, when the disk stalls)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -19,10 +20,11 @@ import pytest
 
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
-from tests.fakes.x import FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket
+from tests.fakes.x import CREDENTIALS, FakeX
+from tests.harness import ClockFile, Daemon, NotifySocket, free_port, write_config
 from tests.postgres import query_elsewhere
-from tests.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
+from tests.test_http import get
+from tests.x_world import TEMPLATE, expected_text, hhmmss, slot_in, wait_final, x_config
 
 
 @pytest.fixture
@@ -403,3 +405,29 @@ def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
     finally:
         blocker.close()
     assert lost == []
+
+
+def test_a_healthy_standby_answers_its_http_reads_with_role_standby(
+        tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+    due = slot_in(SLOT_AFTER_S)
+    ports = {"a": free_port(), "b": free_port()}
+    daemons = {}
+    for name, notify in zip("ab", notify_pair, strict=True):
+        (tmp_path / name).mkdir()
+        config = write_config(
+            tmp_path / name, price={"url": price.endpoint, "timeout_s": 2},
+            x={"enabled": True, "api_base": x.url, "times": [hhmmss(due)], "timezone": "UTC",
+               "template": TEMPLATE, **CREDENTIALS},
+            telegram={"enabled": False}, database={"url": database_url},
+            http={"listen": f"127.0.0.1:{ports[name]}"})
+        daemons[name] = spawn(config, notify, **clocked(clock))
+        notify.wait_message("READY=1", timeout=60)
+    assert any(s.startswith("standby") for s in notify_pair[1].statuses())
+    for name, role in (("b", "standby"), ("a", "leader")):
+        base = f"http://127.0.0.1:{ports[name]}"
+        for path in ("/health", "/api/status", "/", "/metrics"):
+            code, body, _ = get(base + path)
+            assert code == 200, (name, path, body[:300])
+        assert json.loads(get(f"{base}/health")[1])["role"] == role
+    assert "Traceback" not in daemons["b"].log and "NotLeader" not in daemons["b"].log

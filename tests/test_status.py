@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from buzzbotd import config
-from buzzbotd.db import DatabaseOwner, Post, meta
+from buzzbotd.db import Post, SqliteOwner, meta
 from buzzbotd.db.models import Reminder, TelegramUser
 from buzzbotd.ops import status
 from tests.harness import write_config
@@ -32,7 +32,7 @@ def test_report_counts_posts_slots_and_reminders(tmp_path: Path) -> None:
     settings = config.load(write_config(tmp_path, x={"times": ["08:00", "12:00", "16:00"]}))
     settings = replace(settings, x=replace(settings.x, enabled=True),
                        telegram=replace(settings.telegram, enabled=True))
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     owner.start()
     try:
         owner.call(fill, 7)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import peewee
 
-from buzzbotd.db import DatabaseOwner, Reminder, TelegramUser, database, migrations, tally
+from buzzbotd.db import (
+    Reminder,
+    SqliteOwner,
+    TelegramUser,
+    database,
+    migrations,
+    tally,
+)
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -83,7 +90,7 @@ def test_a_database_migrated_with_rows_starts_with_their_counts(tmp_path: Path) 
         add_user(1, "UTC", 2)
         add_user(2, "Europe/Berlin", 1, False)
     old.close()
-    owner = DatabaseOwner(tmp_path / "buzzbotd.db")
+    owner = SqliteOwner(tmp_path / "buzzbotd.db")
     try:
         assert owner.start() == list(range(5, migrations.LATEST + 1))
         assert owner.call(kept) == ({(True, "UTC"): 2, (False, "Europe/Berlin"): 1}, 2)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from buzzbotd.db.models import MODELS, Meta, Post, PostEvent, Reminder, TelegramUser, database
 from buzzbotd.db.owner import DatabaseError, DatabaseOwner, DatabaseTooNew, after_commit
 from buzzbotd.db.readonly import open_readonly
+from buzzbotd.db.sqlite import SqliteOwner
 
 if TYPE_CHECKING:
     from buzzbotd.config import Settings
@@ -19,11 +20,11 @@ def open_owner(settings: Settings, **kwargs: Any) -> DatabaseOwner:
         from buzzbotd.db.postgres import PostgresOwner
         return PostgresOwner(settings.database.url, settings.database.password.reveal() or None,
                              **kwargs)
-    return DatabaseOwner(settings.daemon.database, **kwargs)
+    return SqliteOwner(settings.daemon.database, **kwargs)
 
 
 __all__ = [
     "open_owner",
     "MODELS", "DatabaseError", "DatabaseOwner", "DatabaseTooNew", "Meta", "Post", "PostEvent",
-    "Reminder", "TelegramUser", "after_commit", "database", "open_readonly",
+    "Reminder", "SqliteOwner", "TelegramUser", "after_commit", "database", "open_readonly",
 ]

@@ -1,20 +1,19 @@
 """The database owner: one thread holds the only writing connection.
 
 Every other thread hands it a function and waits for the result, so writes
-are serialised in-process and SQLite never has two writers to arbitrate
-("database is locked" cannot happen inside the daemon). Each call runs in a
-`BEGIN IMMEDIATE` transaction: in WAL mode a deferred transaction that reads
-and then writes fails at once with SQLITE_BUSY if anyone else wrote between,
-whereas IMMEDIATE takes the write lock up front and waits for it.
-Other processes (`buzzbotd status`) read through `open_readonly` (readonly.py);
-WAL lets them read while the owner writes.
+are serialised in-process; each call is one transaction. This module is the
+backend-neutral part (the queue, the thread, the retries); SqliteOwner
+(sqlite.py) and PostgresOwner (postgres.py) open, classify and close.
 
 When the database cannot take a write for a while (another process holds
-its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, or the
-disk is full), the owner keeps the call and retries it: in short busy-timeout
-slices for a lock, every second for a failed write. Between tries it answers
+its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, the disk
+is full, the server is out of reach), the owner keeps the call and retries
+it: in short busy-timeout slices for a lock, every WRITE_RETRY_S otherwise. Between tries it answers
 pings, so the watchdog sees it alive (degraded, not hung), and it reports
-the state through `on_unavailable`. A call is only ever retried whole: its
+the state to the health registry (buzzbotd.ops.health) as the part
+"database": degraded while writes wait, and a condition the admins hear of.
+The error is classified once, by its code (`_unavailable_reason`: SQLite's
+result code, PostgreSQL's SQLSTATE). A call is only ever retried whole: its
 transaction rolled back, so a retry repeats nothing (owner functions are pure
 database work; anything else goes through `after_commit`). A call that
 could not be written within GIVE_UP_S fails with DatabaseUnavailable.
@@ -25,21 +24,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-
-import peewee
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from buzzbotd import testhooks
-from buzzbotd.db import backup, migrations
 from buzzbotd.db.models import database
+from buzzbotd.ops.health import HEALTH, Health
 from buzzbotd.ops.metrics import METRICS
+from buzzbotd.runtime.throttle import KeyedThrottle
+
+if TYPE_CHECKING:
+    import peewee
+
+    from buzzbotd.clock import Clock
+    from buzzbotd.db.leadership import Leadership
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -55,22 +58,14 @@ WRITE_RETRY_S = 0.5           # between tries of a write that failed (disk full)
 # job gets an answer within its grace period.
 GIVE_UP_S = 300.0
 CALL_TIMEOUT_S = GIVE_UP_S + 60.0   # callers wait for the owner's answer, not less
+PART = "database"           # its name in the health registry
 LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not per try
 
-PRAGMAS = {
-    "journal_mode": "wal",
-    # FULL: every commit fsyncs the WAL before it returns, so a ledger move is on
-    # disk before the POST it announces (NORMAL syncs only at checkpoints: a power
-    # cut could roll back a `sending` row and the slot would be posted again).
-    "synchronous": "full",
-    "foreign_keys": 1,
-    "busy_timeout": int(WAIT_SLICE_S * 1000),
-}
-# SQLite's primary result codes for "not now": another connection holds the
-# lock, the disk is full, a write failed, the file cannot be written.
-_LOCKED_CODES = {5: "locked by another process", 6: "locked by another process"}
-_WRITE_CODES = {13: "database or disk is full", 10: "disk I/O error",
-                8: "the database file is read-only"}
+class Unavailable(NamedTuple):
+    """Why the database cannot take a write now, as the error's code says."""
+    reason: str
+    waits_inside: bool      # the database waits itself (SQLite's busy_timeout): no pause
+    alert: bool             # the admins hear of it (a lock, failing writes), not of a retry
 
 
 _transaction = threading.local()     # .after_commit: the running call's callbacks
@@ -116,34 +111,26 @@ class OwnerThreadOnly:
         return super().connect(reuse_if_open)  # type: ignore[misc]
 
 
-class _OwnedDatabase(OwnerThreadOnly, peewee.SqliteDatabase):
-    pass
-
-
 class DatabaseOwner:
+    """The backend-neutral owner: its queue, its thread, the retries. A backend
+    (SqliteOwner, PostgresOwner) says how to open, classify errors and close."""
+
     def __init__(self, path: Path, on_beat: Callable[[], None] | None = None,
-                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
-        """`on_unavailable(reason)` is called when writes start waiting (e.g.
-        "locked by another process") and `on_unavailable(None)` when they work again."""
+                 health: Health = HEALTH) -> None:
+        """`health` hears of the part "database": degraded while writes wait (e.g.
+        "locked by another process"), failing while calls fail for a reason the
+        database gives; recovered and cleared when they work again."""
         self.path = Path(path)
-        self.backup_dir = self.path.parent / "backups"
         self._on_beat = on_beat
-        self._on_unavailable = on_unavailable or (lambda reason: None)
+        self._health = health
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pings: list[Future[None]] = []
         self._pings_lock = threading.Lock()
         self._stopping = threading.Event()
         self._unavailable: tuple[str, float] | None = None   # (reason, since) monotonic
-        self._logged_at = 0.0
+        self._still_logged = KeyedThrottle(LOG_EVERY_S)   # "still waiting" lines
         self._db = self._make_db()
         self._thread = threading.Thread(target=self._loop, name="db-owner", daemon=True)
-
-    def _make_db(self) -> peewee.Database:
-        return _OwnedDatabase(str(self.path), pragmas=PRAGMAS, lock_type="IMMEDIATE")
-
-    @property
-    def backend(self) -> str:
-        return "sqlite"
 
     # -- life cycle ------------------------------------------------------
 
@@ -167,9 +154,11 @@ class DatabaseOwner:
 
     # -- the interface for other threads --------------------------------
 
-    def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True) -> Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
+               fenced: bool = True) -> Future[T]:
         """Queues fn(*args) for the owner thread; a transaction is retried while
-        the database cannot be written (see the module's doc)."""
+        the database cannot be written (see the module's doc). `fenced=False`: the
+        call does not check this daemon's leadership (PostgreSQL; SQLite has none)."""
         return self._enqueue(fn, args, transaction=transaction, retry=transaction)
 
     def _enqueue(self, fn: Callable[..., T], args: tuple[Any, ...], transaction: bool,
@@ -186,10 +175,15 @@ class DatabaseOwner:
         event loop: the bot's, the web server's."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args), which only reads, awaited from an event loop: not fenced, so
+        a standby answers what the leader wrote (/health, /api/status, the page)."""
+        return await asyncio.wrap_future(self.submit(fn, *args, fenced=False))
+
     def call(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
-             timeout: float | None = CALL_TIMEOUT_S) -> T:
+             timeout: float | None = CALL_TIMEOUT_S, fenced: bool = True) -> T:
         """Runs fn(*args) in the owner thread (in a write transaction) and returns its result."""
-        future = self.submit(fn, *args, transaction=transaction)
+        future = self.submit(fn, *args, transaction=transaction, fenced=fenced)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -209,11 +203,6 @@ class DatabaseOwner:
         """(why writes wait, for how many seconds), or None when they work."""
         state = self._unavailable
         return None if state is None else (state[0], time.monotonic() - state[1])
-
-    def backup(self, today: datetime) -> Path:
-        """An online backup into backups/ named by `today` (the daemon's clock);
-        see db/backup.py."""
-        return self.call(self._backup, today, transaction=False)
 
     # -- inside the owner thread -----------------------------------------
 
@@ -251,22 +240,26 @@ class DatabaseOwner:
                     result = fn(*args)
             except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
                 self._end_failed_transaction()
-                METRICS.db_call(time.monotonic() - started, e)
-                reason = self._unavailable_reason(e)
-                if reason is None or not give_up_at:
+                METRICS.observe("db_call_seconds", time.monotonic() - started)
+                why = self._unavailable_reason(e)
+                if why is not None and why.alert:
+                    self._health.problem(PART, why.reason)
+                if why is None or not give_up_at:
                     future.set_exception(e)
                     return
+                reason = why.reason
                 if time.monotonic() >= give_up_at or self._stopping.is_set():
                     waited = self.unavailable()
                     future.set_exception(DatabaseUnavailable(
                         f"{self.path}: {reason} for {waited[1] if waited else 0:.0f}s; "
                         "gave up on this write"))
                     return
-                self._wait_for_database(reason, locked=reason in _LOCKED_CODES.values())
+                self._wait_for_database(reason, locked=why.waits_inside)
                 continue
             finally:
                 _transaction.after_commit = None
-            METRICS.db_call(time.monotonic() - started, None)
+            METRICS.observe("db_call_seconds", time.monotonic() - started)
+            self._health.clear(PART)
             self._database_available()
             for callback in committed:
                 callback()
@@ -277,31 +270,56 @@ class DatabaseOwner:
         """The context of the write call `fn` (PostgreSQL adds its fencing check)."""
         return self._db.atomic()
 
-    def _unavailable_reason(self, error: BaseException) -> str | None:
-        return _unavailable_reason(error)
+    # -- what each backend says (sqlite.py, postgres.py) --------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's name: "sqlite" or "postgresql"."""
+        raise NotImplementedError
+
+    @property
+    def takes_backups(self) -> bool:
+        """Whether the daemon backs this database up itself (backup_if_due)."""
+        return False
+
+    def backup_if_due(self, today: datetime) -> Path | None:
+        """Today's backup, if it is not taken yet: its path, else None."""
+        raise NotImplementedError(f"{self.backend} is backed up by its own tools")
+
+    def leadership(self, on_gained: Callable[[], None], on_lost: Callable[[str], None],
+                   wall: Clock) -> Leadership | None:
+        """The election among the daemons on this database, fencing this owner's
+        writes; None where there is only ever one daemon (SQLite: the pid lock)."""
+        return None
+
+    def _make_db(self) -> peewee.Database:
+        raise NotImplementedError
+
+    def _open(self) -> list[int]:
+        """In the owner thread: connects, checks, migrates."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def _unavailable_reason(self, error: BaseException) -> Unavailable | None:
+        """Why the database cannot be written now, if that is what `error` says."""
+        raise NotImplementedError
 
     def _end_failed_transaction(self) -> None:
-        """After a failed COMMIT SQLite may or may not have rolled back; the
-        next call must start outside any transaction."""
-        if self._db.is_closed():
-            return
-        try:
-            if self._db.connection().in_transaction:
-                self._db.connection().rollback()
-        except sqlite3.Error as e:
-            log.warning("rollback after a failed write failed: %s", e)
+        """The next call must start outside any transaction."""
+        raise NotImplementedError
 
     def _wait_for_database(self, reason: str, locked: bool) -> None:
         """One pause before the next try, answering pings; logs once a minute."""
         now = time.monotonic()
         if self._unavailable is None or self._unavailable[0] != reason:
             self._unavailable = (reason, now)
-            self._logged_at = now
-            self._on_unavailable(reason)
+            self._still_logged.note(reason)
+            self._health.degrade(PART, reason)
             log.error("database %s: %s; waiting, each write is retried (up to %.0fs) and "
                       "nothing is lost or repeated", self.path, reason, GIVE_UP_S)
-        elif now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
+        elif self._still_logged.allow(reason):
             log.error("database %s: still %s after %.0fs; waiting", self.path, reason,
                       now - self._unavailable[1])
         self._answer_pings()
@@ -317,7 +335,7 @@ class DatabaseOwner:
         if self._unavailable is not None:
             reason, since = self._unavailable
             self._unavailable = None
-            self._on_unavailable(None)
+            self._health.recover(PART)
             log.warning("database %s: writes work again after %.1fs (%s)", self.path,
                         time.monotonic() - since, reason)
 
@@ -328,46 +346,3 @@ class DatabaseOwner:
             if ping.set_running_or_notify_cancel():
                 ping.set_result(None)
 
-    def _open(self) -> list[int]:
-        try:
-            self._db.connect()
-            check = self._db.execute_sql("PRAGMA quick_check").fetchone()[0]
-        except (peewee.DatabaseError, sqlite3.DatabaseError) as e:
-            raise DatabaseError(f"{self.path}: cannot open the database: {e}; move it aside "
-                                f"and restore the newest copy from {self.backup_dir}") from None
-        if check != "ok":
-            raise DatabaseError(f"{self.path}: integrity check failed ({check}); move it aside "
-                                f"and restore the newest copy from {self.backup_dir}")
-        try:
-            return migrations.migrate(self._db)
-        except migrations.SchemaTooNew as e:
-            raise DatabaseTooNew(f"{self.path}: {e}") from None
-
-    def _backup(self, today: datetime) -> Path:
-        return backup.write(self._db.connection(), self.backup_dir, today)
-
-    def _close(self) -> None:
-        if not self._db.is_closed():
-            try:
-                self._db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            except peewee.DatabaseError as e:
-                log.warning("WAL checkpoint at close failed: %s", e)
-            self._db.close()
-
-
-def _unavailable_reason(error: BaseException) -> str | None:
-    """Why the database cannot be written now, if that is what `error` says
-    (peewee wraps sqlite3's exception; a failed rollback hides it in __context__)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        candidates = [seen, *(a for a in seen.args if isinstance(a, BaseException))]
-        for candidate in candidates:
-            code = getattr(candidate, "sqlite_errorcode", None)
-            if isinstance(code, int):
-                primary = code & 0xFF
-                if primary in _LOCKED_CODES:
-                    return _LOCKED_CODES[primary]
-                if primary in _WRITE_CODES:
-                    return f"writes failing ({_WRITE_CODES[primary]})"
-        seen = seen.__context__
-    return None

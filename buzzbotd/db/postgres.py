@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
 from buzzbotd.config.database_url import masked
 from buzzbotd.db import owner as _owner
-from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly
+from buzzbotd.db.owner import DatabaseError, DatabaseOwner, OwnerThreadOnly, Unavailable
+from buzzbotd.ops.health import HEALTH, Health
+
+if TYPE_CHECKING:
+    from buzzbotd.clock import Clock
+    from buzzbotd.db.leadership import Leadership
 
 # How a cut-off connection is noticed (SPEC: a leader stops within 5 s). The
 # client side: libpq's keepalives and tcp_user_timeout; the server side (it
@@ -110,16 +114,26 @@ class PostgresOwner(DatabaseOwner):
 
     def __init__(self, url: str, password: str | None = None,
                  on_beat: Callable[[], None] | None = None,
-                 on_unavailable: Callable[[str | None], None] | None = None) -> None:
+                 health: Health = HEALTH) -> None:
         self.url = url
         self._password = password
-        # Set by db/leadership.py once this daemon leads: () → the epoch it holds.
+        # Set by leadership(): () → the epoch this daemon holds, or NotLeader.
         self.fence: Callable[[], int] | None = None
-        super().__init__(Path(masked(url)), on_beat=on_beat, on_unavailable=on_unavailable)
+        super().__init__(Path(masked(url)), on_beat=on_beat, health=health)
 
     @property
     def backend(self) -> str:
         return "postgresql"
+
+    def leadership(self, on_gained: Callable[[], None], on_lost: Callable[[str], None],
+                   wall: Clock) -> Leadership:
+        """The election among the daemons on this database (buzzbotd.db.leadership);
+        this owner's fenced writes check the epoch it holds."""
+        from buzzbotd.db.leadership import Leadership
+        leadership = Leadership(self.url, self._password, on_gained=on_gained,
+                                on_lost=on_lost, wall=wall)
+        self.fence = leadership.fence
+        return leadership
 
     def _make_db(self) -> peewee.Database:
         load_driver()
@@ -129,19 +143,14 @@ class PostgresOwner(DatabaseOwner):
     def submit(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
                fenced: bool = True) -> Any:
         if transaction and not fenced:
-            return super().submit(_unfenced, fn, *args, transaction=True)
+            return super().submit(_unfenced, fn, *args)
         return super().submit(fn, *args, transaction=transaction)
-
-    def call(self, fn: Callable[..., Any], *args: Any, transaction: bool = True,
-             timeout: float | None = _owner.CALL_TIMEOUT_S, fenced: bool = True) -> Any:
-        if transaction and not fenced:
-            return super().call(_unfenced, fn, *args, transaction=True, timeout=timeout)
-        return super().call(fn, *args, transaction=transaction, timeout=timeout)
 
     def _transaction(self, fn: Callable[..., Any]) -> Any:
         return _FencedTransaction(self, fenced=fn is not _unfenced)
 
-    def _unavailable_reason(self, error: BaseException) -> str | None:
+    def _unavailable_reason(self, error: BaseException) -> Unavailable | None:
+        """By the SQLSTATE: a conflict retried at once, or the server out of reach."""
         if isinstance(error, NotLeader):
             return None
         seen: BaseException | None = error
@@ -149,11 +158,12 @@ class PostgresOwner(DatabaseOwner):
             for candidate in (seen, *(a for a in seen.args if isinstance(a, BaseException))):
                 state = getattr(candidate, "sqlstate", None)
                 if state in _RETRY_SQLSTATES:
-                    return _RETRY_SQLSTATES[state]
+                    return Unavailable(_RETRY_SQLSTATES[state], waits_inside=False, alert=False)
                 if _lost_connection(candidate, state):
                     if not self._db.is_closed():
                         self._db.close()      # a broken connection: the next try reconnects
-                    return "cannot reach PostgreSQL"
+                    return Unavailable("cannot reach PostgreSQL", waits_inside=False,
+                                       alert=False)
             seen = seen.__context__
         return None
 
@@ -179,9 +189,6 @@ class PostgresOwner(DatabaseOwner):
             return migrations.migrate(self._db)
         except migrations.SchemaTooNew as e:
             raise _owner.DatabaseTooNew(f"{self.path}: {e}") from None
-
-    def _backup(self, today: datetime) -> Path:
-        raise DatabaseError("PostgreSQL is backed up by its own tools (pg_dump), not buzzbotd")
 
     def _close(self) -> None:
         if not self._db.is_closed():

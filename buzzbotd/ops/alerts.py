@@ -4,9 +4,10 @@ Kinds (SPEC "Alerts to admins"): `x` (a slot failed or was skipped), `unclean`
 (the daemon started after a crash, a watchdog kill or a power loss), `telegram`
 (409: another instance polls the token), `price` (the price API failing for
 PRICE_AFTER_S), `database` (locked by another process, or the disk full).
-The conditions come from ops/metrics.py; this module decides who hears of
+The conditions come from buzzbotd.ops.health; this module decides who hears of
 them: at most one message per kind per WINDOW_S, and one "resolved" message
-when a condition whose alert went out is over. An admin mutes them with
+when a condition whose alert went out is over. A condition held back by its
+window is told once the window has passed, if it still holds. An admin mutes them with
 /alerts off (kept in the meta table) and turns them back on with /alerts on.
 
 Everything but the listener runs in the daemon's event loop; the clock is
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from buzzbotd.db import DatabaseOwner, meta
-from buzzbotd.ops.metrics import METRICS, Condition, Metrics
+from buzzbotd.ops.health import HEALTH, Condition, Health
+from buzzbotd.ops.metrics import METRICS
+from buzzbotd.runtime.throttle import KeyedThrottle
 
 log = logging.getLogger("buzzbotd.alerts")
 WINDOW_S = 600.0            # at most one message per kind in this long
@@ -72,22 +74,23 @@ def mark_stopped() -> None:
 
 class Alerts:
     def __init__(self, admins: frozenset[int], owner: DatabaseOwner,
-                 send: Callable[[int, str], Awaitable[object]],
-                 clock: Callable[[], float] = time.time, metrics: Metrics = METRICS) -> None:
+                 send: Callable[[int, str], Awaitable[object]], health: Health = HEALTH
+                 ) -> None:
         self.admins = admins
         self.owner = owner
         self.send = send
-        self.clock = clock
-        self.metrics = metrics
+        self.health = health
+        self.clock = health.clock       # the conditions' own clock: durations and windows
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._last_sent: dict[str, float] = {}    # kind → when its last message went out
+        self._window = KeyedThrottle(WINDOW_S, self.clock)   # kind → its last message
         self._told: set[str] = set()              # kinds whose alert went out, not yet resolved
+        self._held: set[str] = set()              # kinds held back by their window
         self._tasks: set[asyncio.Task] = set()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Starts listening to the conditions; changes arrive from any thread."""
         self.loop = loop
-        self.metrics.listen(lambda part, before, after: loop.call_soon_threadsafe(
+        self.health.listen(lambda part, before, after: loop.call_soon_threadsafe(
             self.on_change, part, before, after))
 
     async def watch(self) -> None:
@@ -97,13 +100,17 @@ class Alerts:
             self.check()
 
     def check(self) -> None:
-        self.metrics.clear_expired()
-        for part, condition in list(self.metrics.conditions.items()):
-            if part in DELAY_S and part not in self._told:
+        """Expires what was only seen, never seen to end; and tells of a condition
+        not told yet that still holds: a delayed one whose delay is over, or one
+        held back by its kind's window once that window has passed."""
+        self.health.clear_expired()
+        for part, condition in list(self.health.conditions.items()):
+            if part not in self._told:
                 self.on_change(part, condition, condition)
 
     def on_change(self, part: str, before: Condition | None, after: Condition | None) -> None:
         if after is None:
+            self._held.discard(part)
             if part in self._told:
                 self._told.discard(part)
                 self._post(part, f"✅ Resolved: {TITLES.get(part, part)} works again "
@@ -116,12 +123,16 @@ class Alerts:
 
     def alert(self, kind: str, reason: str, since: float | None = None) -> None:
         """Tells the admins, unless this kind was told within WINDOW_S."""
-        now = self.clock()
-        last = self._last_sent.get(kind)
-        if last is not None and now - last < WINDOW_S:
-            # Not told: then its end is not told either.
-            log.info("alert %s not sent (one went out %.0fs ago): %s", kind, now - last, reason)
+        if not self._window.allow(kind):
+            # Not told now (nor its end); check() tells it once the window has
+            # passed, if it still holds.
+            if kind not in self._held:
+                self._held.add(kind)
+                log.info("alert %s not sent (one went out %.0fs ago): %s", kind,
+                         self._window.since(kind) or 0, reason)
             return
+        now = self.clock()
+        self._held.discard(kind)
         self._told.add(kind)
         lasting = f" (for {_duration(now - since)})" if since and now - since >= 60 else ""
         self._post(kind, f"⚠️ buzzbotd: {TITLES.get(kind, kind)}{lasting}: {reason}")
@@ -132,7 +143,7 @@ class Alerts:
                               f"restart or power loss){seen}. Check journalctl -u buzzbotd.")
 
     def _post(self, kind: str, text: str) -> None:
-        self._last_sent[kind] = self.clock()
+        self._window.note(kind)         # a resolved message opens a window too
         if self.loop is None:
             return
         task = self.loop.create_task(self._deliver(kind, text), name=f"alert-{kind}")

@@ -90,9 +90,17 @@ def daemon_pid(lock_file: Path) -> int | None:
 
 
 def degraded_meta(degraded: dict[str, tuple[str, datetime]]) -> str:
-    """notify.Health.degraded() as the daemon writes it for `status` to read."""
+    """ops.health.Health.degraded() as the daemon writes it for `status` to read."""
     return json.dumps({part: [reason, timeofday.slot_key(since)]
                        for part, (reason, since) in sorted(degraded.items())})
+
+
+def heartbeat(settings: Settings, now: datetime, hung: list[str],
+              degraded: dict[str, tuple[str, datetime]]) -> dict[str, Any]:
+    """In the owner: the leader's heartbeat and health recorded for `status`; the report."""
+    meta.put_many({meta.HEARTBEAT: utc_text(now), meta.HEALTH: "; ".join(hung),
+                   meta.DEGRADED: degraded_meta(degraded)})
+    return collect(settings, now)
 
 
 def status_line(report: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ import httpx
 from buzzbotd import __version__, retry
 from buzzbotd.clock import utc_now
 from buzzbotd.config import PriceSettings
+from buzzbotd.ops.health import HEALTH
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import sources
 from buzzbotd.price.quote import PriceError, PriceUnavailable, Quote
@@ -168,13 +169,13 @@ class PriceClient:
                 if e.retry_after_s is not None:
                     retry_after = max(retry_after or 0.0, e.retry_after_s)
                 continue
-            METRICS.clear("price")
+            HEALTH.clear("price")
             if errors:
                 log.warning("<price> %s; the quote comes from %s", "; ".join(errors),
                             source.name)
             return self._confirmed(quote, self.sources[index + 1:] + self.sources[:index])
         message = "; ".join(errors)
-        METRICS.problem("price", message)
+        HEALTH.problem("price", message)
         error = PriceError(message)
         error.retry_after_s = retry_after
         raise error

@@ -31,19 +31,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import schedule
 
 from buzzbotd import testhooks
 from buzzbotd.clock import Clock, utc_now
+from buzzbotd.runtime.lifecycle import WorkerPool
 
-__all__ = ["Scheduler", "WorkerPool", "utc_now"]
+__all__ = ["Scheduler", "utc_now"]
 log = logging.getLogger("buzzbotd.scheduler")
 NextInstant = Callable[[dt.datetime], dt.datetime | None]
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -55,63 +55,6 @@ JUMP_S = 2.0
 def next_minute(now: dt.datetime) -> dt.datetime:
     """Second :00 of the UTC minute after `now`."""
     return now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-
-
-class WorkerPool(ThreadPoolExecutor):
-    """N named daemon threads running submitted functions; bounded shutdown.
-
-    Also the event loop's default executor (asyncio.to_thread): the standard
-    ThreadPoolExecutor's threads are joined at interpreter exit, so one /price
-    stuck on a slow price API would hold a stop past TimeoutStopSec; these
-    threads are daemon threads, and what is still running at exit is abandoned.
-    It is a ThreadPoolExecutor only because asyncio (3.11) accepts nothing else
-    as a default executor: submit and shutdown are its own, and the base class's
-    __init__ (which would register threads to be joined at exit) is not called."""
-
-    def __init__(self, size: int, name: str = "job") -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i + 1}", daemon=True)
-                         for i in range(size)]
-        self._closed = False
-        self._busy: set[str] = set()
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        if self._closed:
-            future.cancel()
-            future.set_running_or_notify_cancel()
-            return future
-        self._queue.put((future, fn, args, kwargs))
-        return future
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
-                name = threading.current_thread().name
-                self._busy.add(name)
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as e:  # noqa: BLE001 - reported through the future
-                    future.set_exception(e)
-                finally:
-                    self._busy.discard(name)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False,
-                 timeout: float = 0.0) -> list[str]:
-        """Stops taking work, waits up to `timeout` (never longer, whatever `wait`
-        says), returns the threads still busy."""
-        if not self._closed:
-            self._closed = True
-            for _ in self._threads:
-                self._queue.put(None)
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            if thread.name in self._busy:
-                thread.join(max(deadline - time.monotonic(), 0))
-        return sorted(self._busy)
 
 
 class _ClockedJob(schedule.Job):

@@ -4,7 +4,7 @@ The bot lives in the daemon's own event loop (the main thread's), started by
 hand (initialize, start, updater.start_polling) rather than by run_polling, so
 that the loop, the scheduler and X posting run whether Telegram answers or
 not: `BotApp.run` connects in the background with backoff (buzzbotd.retry),
-marks the part "telegram" degraded in notify.Health while it cannot, and a
+marks the part "telegram" degraded in ops.health while it cannot, and a
 token that Telegram refuses (401) stops only the bot, retried every
 TOKEN_RETRY_S.
 
@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -49,11 +48,12 @@ from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.ops import status
+from buzzbotd.ops.health import HEALTH, Health
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import Quote
 from buzzbotd.runtime import tls
-from buzzbotd.runtime.notify import Health
 from buzzbotd.runtime.text import shorten
+from buzzbotd.runtime.throttle import KeyedThrottle
 from buzzbotd.telegram import menu
 from buzzbotd.telegram.ratelimit import ChatRateLimiter
 from buzzbotd.telegram.replies import TELEGRAM_TEXT_MAX, Replies
@@ -81,7 +81,7 @@ CONNECT_MAX_S = 30.0           # half at random, buzzbotd.retry), at most this f
 # rest). 16 are handled at once; a flood of commands costs at most this much memory.
 UPDATE_BACKLOG = 256
 TOKEN_RETRY_S = 600.0          # a token Telegram refuses (401) is tried again this often
-PART = "telegram"              # its name in notify.Health and STATUS=
+PART = "telegram"              # its name in ops.health and STATUS=
 
 class _ReportedByUs(logging.Filter):
     """Drops python-telegram-bot's traceback for errors the bot reports itself in one
@@ -134,7 +134,7 @@ class BotApp:
         self.on_state_change = on_state_change
         # A reminder round at once when connected (reminders wait until then).
         self.on_connected = on_connected
-        self._last_logged: dict[str, float] = {}
+        self._logged = KeyedThrottle(POLLING_ERROR_LOG_EVERY_S)
         self.connected = False         # initialised and polling; reminders wait until then
         for name in _PTB_LOGGERS:
             logging.getLogger(name).addFilter(_ReportedByUs())
@@ -275,8 +275,8 @@ class BotApp:
         error = context.error
         if isinstance(error, Conflict):
             METRICS.inc("telegram_409_total")
-            METRICS.problem("telegram", "409 Conflict: another bot instance polls this token",
-                            ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
+            HEALTH.problem("telegram", "409 Conflict: another bot instance polls this token",
+                           ttl_s=status.CONFLICT_SHOWN_FOR.total_seconds())
             if self.due_to_log("conflict"):
                 log.error("409 Conflict from Telegram: another bot instance is polling this "
                           "token somewhere else; stop it (this one keeps retrying)")
@@ -309,13 +309,8 @@ class BotApp:
             await self.on_state_change()
 
     def due_to_log(self, kind: str) -> bool:
-        """At most one log line per kind of polling error per POLLING_ERROR_LOG_EVERY_S."""
-        now = time.monotonic()
-        last = self._last_logged.get(kind)
-        if last is not None and now - last < POLLING_ERROR_LOG_EVERY_S:
-            return False
-        self._last_logged[kind] = now
-        return True
+        """At most one log line per kind of lasting error per POLLING_ERROR_LOG_EVERY_S."""
+        return self._logged.allow(kind)
 
 
 def _seconds(value: int | timedelta) -> float:

@@ -60,6 +60,7 @@ class ServerFace(Protocol):
     def clock(self) -> datetime: ...
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any: ...
     async def parts(self, owner_answered: bool = False) -> dict[str, str]: ...
+    def role(self) -> str | None: ...
     def exposition(self) -> Exposition: ...
 
 
@@ -195,12 +196,15 @@ class HealthHandler(_Handler):
     async def get(self) -> None:
         parts = await self.web.parts()
         failing = {k: v for k, v in parts.items() if v != "ok"}
+        role = self.web.role()
+        seen = {"role": role} if role else {}
         if not failing:
-            self.write_json({"status": "ok", "parts": parts})
+            self.write_json({"status": "ok", **seen, "parts": parts})
             return
         watched = any(k in self.web.watchdog_parts for k in failing)
         verdict = "unhealthy" if watched else "degraded"
-        self.write_json({"status": verdict, "failing": sorted(failing), "parts": parts}, 503)
+        self.write_json({"status": verdict, **seen, "failing": sorted(failing), "parts": parts},
+                        503)
 
 
 class StatusHandler(_Handler):

@@ -51,7 +51,7 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         assert self.scrape is not None
         g, parts = self.scrape
-        counters, histograms, _ = self.metrics.snapshot()
+        counters, histograms = self.metrics.snapshot()
         families: dict[str, CounterMetricFamily] = {}
         for (name, labels), value in sorted(counters.items()):
             help_text, label_names = COUNTERS.get(name, (name, ()))

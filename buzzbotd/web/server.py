@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from buzzbotd.config import ListenError, Settings
 from buzzbotd.db import DatabaseOwner
+from buzzbotd.ops.health import WATCHDOG_PARTS, Health
 from buzzbotd.ops.metrics import METRICS, Metrics
-from buzzbotd.runtime.notify import Health, Watchdog
 from buzzbotd.web.accept import Acceptor, connection_limit
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("buzzbotd.http")
 DB_TIMEOUT_S = 2.0          # a /health or page that waits longer says the database is stuck
-WATCHDOG_PARTS = ("loop", "scheduler", "database")   # the parts whose failure systemd acts on
 BACKLOG = 64
 
 
@@ -49,12 +48,14 @@ class WebServer:
     watchdog_parts = WATCHDOG_PARTS
 
     def __init__(self, settings: Settings, owner: DatabaseOwner, health: Health,
-                 watchdog: Watchdog, clock: Callable[[], datetime],
-                 metrics: Metrics = METRICS) -> None:
+                 clock: Callable[[], datetime],
+                 metrics: Metrics = METRICS, role: Callable[[], str | None] = lambda: None
+                 ) -> None:
+        """`role()`: "leader" or "standby" on PostgreSQL, None on SQLite."""
         self.settings = settings
+        self.role = role
         self.owner = owner
         self.health = health
-        self.watchdog = watchdog
         self.clock = clock
         self.metrics = metrics
         self._sockets: list[socket.socket] = []
@@ -136,38 +137,22 @@ class WebServer:
         return self._exposition
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.wait_for(self.owner.run(fn, *args), DB_TIMEOUT_S)
+        """What `fn(*args)` reads; unfenced, so a standby answers too."""
+        return await asyncio.wait_for(self.owner.read(fn, *args), DB_TIMEOUT_S)
 
     async def parts(self, owner_answered: bool = False) -> dict[str, str]:
-        """Each part: "ok", or what is wrong. The watchdog's judgement (the loop turns:
-        we are answering; the scheduler beats; the database owner answers), plus
-        Telegram, X and the price API as "degraded" when they fail. With
+        """Each part: "ok", or what is wrong (buzzbotd.ops.health). With
         `owner_answered` (the request's own owner call just came back) the owner is
         not asked again: each hop to its thread and back costs a wake-up of both."""
-        parts = {"loop": "ok", "scheduler": "ok", "database": "ok"}
-        for problem in self.health.stale():
-            parts[problem.split()[0]] = problem
-        for problem in self.watchdog.problems:
-            if problem.startswith("database"):
-                parts["database"] = problem
+        silent = None
         try:
             if not owner_answered:
                 await self.db(_nothing)
         except TimeoutError:
-            parts["database"] = f"database owner does not answer within {DB_TIMEOUT_S:g}s"
+            silent = f"database owner does not answer within {DB_TIMEOUT_S:g}s"
         s = self.settings
-        watched = {"x": s.x.enabled, "telegram": s.telegram.enabled,
-                   "price": s.x.enabled or s.telegram.enabled}
-        for part, on in watched.items():
-            if on:
-                parts[part] = "ok"
-        self.metrics.clear_expired()
-        reasons = {part: reason for part, (reason, _) in self.health.degraded().items()}
-        reasons.update({part: c.reason for part, c in list(self.metrics.conditions.items())})
-        for part, reason in reasons.items():
-            if parts.get(part, "ok") == "ok" or part not in WATCHDOG_PARTS:
-                parts[part] = f"degraded: {reason}"
-        return parts
+        return self.health.parts({"x": s.x.enabled, "telegram": s.telegram.enabled,
+                                  "price": s.x.enabled or s.telegram.enabled}, silent)
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:
