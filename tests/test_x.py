@@ -230,7 +230,7 @@ def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price, daemon_
     assert [e for e, _ in events(daemon_db, slot_key(due), daemon)] == [
         "claimed", "sending", "retry", "sending", "retry", "sending", "posted"]
     assert post_row(config, slot_key(due))["attempts"] == 3
-    assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 from X" in daemon.log
+    assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 Service Unavailable" in daemon.log
 
 
 def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price, daemon_db):

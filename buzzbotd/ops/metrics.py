@@ -33,6 +33,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "telegram_409_total": ("409 Conflict answers to getUpdates (another poller)", ()),
     "price_fetch_errors_total": ("Price fetch attempts that failed", ()),
     "alerts_sent_total": ("Alert messages sent to admins, by kind", ("kind",)),
+    "x_requests_total": ("Requests to the X API, by kind (post, read, user)", ("kind",)),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "price_fetch_seconds": ("Duration of one price fetch attempt", FAST_BUCKETS + (5.0, 10.0)),
@@ -44,6 +45,7 @@ PRESET_LABELS = {
     "tweets_total": ("posted", "failed", "skipped"),
     "reminders_total": ("sent", "failed", "blocked", "rejected", "skipped"),
     "alerts_sent_total": ("x", "price", "telegram", "database", "unclean"),
+    "x_requests_total": ("post", "read"),
 }
 
 PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause
