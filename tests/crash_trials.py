@@ -226,9 +226,13 @@ def tweets_per_row(rows: list[tuple], x: FakeX) -> dict[str, int]:
     named = {tweet_id for _, state, _, tweet_id in rows if state == "posted" and tweet_id}
     counts: dict[str, int] = {}
     for key, state, text, tweet_id in rows:
-        mine = state == "posted" and (tweets.get(tweet_id) == text if tweet_id
-                                      else text in tweets.values())
-        counts[key] = int(mine)
+        if state == "posted" and not tweet_id:
+            # Posted with the id unknown (X's duplicate answer to one more POST): the
+            # row owns one tweet of its text that no other row names.
+            tweet_id = next((i for i, t in tweets.items() if t == text and i not in named), None)
+            if tweet_id is not None:
+                named.add(tweet_id)
+        counts[key] = int(state == "posted" and tweets.get(tweet_id) == text)
     by_text: dict[str, str] = {}
     for key, _, text, _ in rows:              # an orphan goes to a slot before a /tweet
         if text and (text not in by_text or by_text[text].startswith("manual-")):
