@@ -5,6 +5,7 @@ text on the timeline, the monthly budget, and a slot whose price came too late."
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes import Fault
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import POST_TWEET, USER_ID, FakeX
-from tests.harness import Daemon
+from tests.harness import Daemon, free_port
 from tests.x_world import SlotClock, hhmmss, post_row, status_json, wait_final, x_config
 
 TIMELINE = f"GET /2/users/{USER_ID}/tweets"
@@ -171,8 +172,10 @@ def test_a_slot_that_would_pass_the_monthly_budget_is_skipped(tmp_path, notify, 
     first = clock.due
     second = first + timedelta(seconds=3)
     # One post ($0.015) is 83 % of the budget: one alert; a second would pass it.
+    port = free_port()
     config = x_config(tmp_path, x, price, [hhmmss(first), hhmmss(second)],
-                      telegram=with_alerts(telegram), monthly_budget_usd=0.018)
+                      telegram=with_alerts(telegram), monthly_budget_usd=0.018,
+                      listen=f"127.0.0.1:{port}")
     daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     clock.arrive(daemon)
     assert ": posted: " in wait_final(daemon, slot_key(first), timeout=30)
@@ -185,6 +188,11 @@ def test_a_slot_that_would_pass_the_monthly_budget_is_skipped(tmp_path, notify, 
     report = status_json(config)["x"]
     assert report["spend_usd_this_month"] == pytest.approx(0.015), report
     assert report["requests_this_month"] == {"post": 1}, report
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    assert 'buzzbotd_x_requests_total{kind="post"} 1.0' in metrics, metrics
+    assert 'buzzbotd_x_requests_total{kind="read"} 0.0' in metrics, metrics
+    assert "buzzbotd_x_spend_usd 0.015" in metrics, metrics
 
 
 def test_a_price_that_comes_after_the_window_is_not_posted(tmp_path, notify, spawn, x, price):
