@@ -27,8 +27,8 @@ drives it to a final state anyway and waiting would hold up the later slots.
 - X's refusals for good (402 no credits, 429 monthly usage cap, 401, …) fail
   the slot at once with X's title and detail; the ledger's failure alerts.
 Reading the timeline costs money on X's pay-per-use plan, so it happens only
-for unknown outcomes. Every request's estimated cost is kept per month; with
-`x.monthly_budget_usd` a slot that would pass it is skipped.
+for unknown outcomes. Every request's estimated cost is kept (spend.py); a
+slot that would pass `x.monthly_budget_usd` is skipped.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.db.models import Post
 from buzzbotd.ops.metrics import METRICS
-from buzzbotd.posting import ledger, x
+from buzzbotd.posting import ledger, spend, x
 from buzzbotd.price import PriceClient, PriceError
 
 log = logging.getLogger("buzzbotd.x")   # the name the journal and the tests know X by
@@ -57,8 +57,6 @@ READS_REFUSED_FOR = timedelta(days=1)
 ALL_503 = "X answered 503 to every attempt"
 LEGACY_FREE = ("X answers 503 to every post: an app on the legacy Free plan can no longer "
                "post; move it to pay-per-use")
-BUDGET_REACHED = "monthly X budget reached"
-BUDGET_WARNING_AT = 0.8
 
 
 class Poster:
@@ -68,7 +66,8 @@ class Poster:
         self.owner = owner
         self.prices = prices
         self.clock = clock
-        self.network = x.XNetwork(settings.x, client, self._count_request)
+        self.spend = spend.Spend(settings.x, owner, clock)
+        self.network = x.XNetwork(settings.x, client, self.spend.count)
         self.grace = timedelta(seconds=self.x.grace_s)
         self._stop = threading.Event()
         self._prices: dict[str, float] = {}    # slot key → the price its text was made from
@@ -181,7 +180,8 @@ class Poster:
                     # A slow price fetch took the slot past its window: no POST now.
                     post = self._finish(post, "failed", "gave up at the end of the slot's "
                                         "window: the price came after it")
-                elif post.attempts == 0 and (over := self._over_budget(text)):
+                elif post.attempts == 0 and (over := self.spend.refusal(
+                        self.network.post_cost(text))):
                     post = self._finish(post, "skipped", over)
                 else:
                     post = self.owner.call(ledger.sending, post, text, self.clock(), price)
@@ -246,29 +246,6 @@ class Poster:
             METRICS.problem("x_plan", LEGACY_FREE)
         return reason
 
-    def _over_budget(self, text: str) -> str | None:
-        """Why posting `text` now would pass x.monthly_budget_usd, or None."""
-        budget = self.x.monthly_budget_usd
-        if budget <= 0:
-            return None
-        spent = self.owner.call(ledger.month_usage, self.clock())["spend_usd"]
-        cost = self.network.post_cost(text)
-        if spent + cost <= budget + 1e-9:
-            return None
-        return (f"{BUDGET_REACHED}: ${spent:.2f} of x.monthly_budget_usd ${budget:.2f} spent "
-                f"this month; this post would cost ${cost:.3f}")
-
-    def _count_request(self, kind: str, usd: float) -> None:
-        """Every X request, in this month's usage; one alert when the spend passes
-        BUDGET_WARNING_AT of the budget."""
-        now = self.clock()
-        total = self.owner.call(ledger.add_usage, kind, usd, now)
-        budget = self.x.monthly_budget_usd
-        if budget > 0 and total - usd < BUDGET_WARNING_AT * budget <= total:
-            METRICS.problem("x_budget", f"X spend this month is ${total:.2f}, "
-                            f"{total / budget:.0%} of x.monthly_budget_usd ${budget:.2f}; "
-                            f"slots are skipped once it is reached ({now:%Y-%m} UTC)")
-
     def _duplicate(self, post: Post, result: x.Duplicate) -> Post:
         """X holds this text already: whose tweet is it? Another key's (a /tweet at
         the same price) → this slot has no tweet of its own: skipped. Our own
@@ -329,10 +306,15 @@ class Poster:
                                "the earlier attempt did not post", now), None
 
     def _post_again(self, post: Post, why: str) -> Post:
-        """The timeline cannot say: back to claimed, to POST the same text once more."""
+        """The timeline cannot say: back to claimed, to POST the same text once more;
+        not once the window is over (that POST could be a late tweet): the row
+        stays `sending`, and the slot fails with its outcome unknown."""
+        now = self.clock()
+        if now >= post.due_at + self.grace:
+            return self.owner.call(ledger.note, post, "settle-failed", f"{why}; the slot's "
+                                   "window is over: no POST to settle it", now)
         return self.owner.call(ledger.not_sent, post, f"{why}; posting the same text once "
-                               "more: X's duplicate check tells whether the first landed",
-                               self.clock())
+                               "more: X's duplicate check tells whether the first landed", now)
 
     # -- small parts -------------------------------------------------------------
 
