@@ -238,3 +238,13 @@ def test_weighted_length_counts_as_x_does() -> None:
     assert weighted_length("👍🏽 👨‍👩‍👧 🇩🇪") == 8             # an emoji sequence: 2 in all
     assert weighted_length("e\u0301") == 1                # NFC: é
     assert weighted_length("see https://example.com/" + "a" * 100) == 4 + 23
+
+
+def test_tweet_dry_run_refuses_a_template_too_long_as_x_counts_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(base(tmp_path) + '[x]\ntemplate = "' + "价格" * 70 + ' {price:,.2f}"\n'
+                    'consumer_key = "k"\nconsumer_secret = "s"\naccess_token = "1-t"\n'
+                    'access_token_secret = "t"\n[telegram]\nenabled = false\n')
+    result = buzzbotd("tweet", "--dry-run", "--config", str(path))
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "can render to 293 characters as X counts them" in result.stderr, result.stderr
