@@ -101,7 +101,14 @@ BROKEN = [
     ("bad template field", "[x]\nenabled = false\ntemplate = \"BTC {prize}\"\n"
      "[telegram]\nenabled = false\n", "x.template = \"BTC {prize}\": unknown field {prize}"),
     ("template too long", "[x]\nenabled = false\ntemplate = \"" + "a" * 300 + "\"\n"
-     "[telegram]\nenabled = false\n", "renders to 300 characters; expected at most 280"),
+     "[telegram]\nenabled = false\n", "can render to 300 characters as X counts them"),
+    # 162 code points, but CJK weighs 2 as X counts: 300 + "9,999,999.99" (12).
+    ("template too long as X counts it", "[x]\nenabled = false\ntemplate = \""
+     + "比特币价格" * 30 + "{price:,.2f}\"\n[telegram]\nenabled = false\n",
+     "can render to 312 characters as X counts them"),
+    ("negative budget", "[x]\nenabled = false\nmonthly_budget_usd = -1\n"
+     "[telegram]\nenabled = false\n",
+     "x.monthly_budget_usd = -1: expected an amount in US dollars from 0 to 100000"),
     ("bad format spec", "[x]\nenabled = false\ntemplate = \"{price:,.2q}\"\n"
      "[telegram]\nenabled = false\n", "x.template = \"{price:,.2q}\": not a valid format"),
 ]
@@ -256,3 +263,39 @@ def test_the_database_url_is_kept_and_logged_without_its_secrets(tmp_path: Path)
     assert settings.database.url == "postgresql://bb@db.example/bb?sslpassword=ssl-secret"
     described = settings.database.describe(settings.daemon.database)
     assert described == "postgresql://bb@db.example/bb?sslpassword=***"
+
+
+def test_a_url_template_is_counted_as_23_and_noted_as_dearer(tmp_path: Path) -> None:
+    url = "https://example.com/" + "b" * 300          # 320 characters, 23 as X counts it
+    path = tmp_path / "c.toml"
+    path.write_text(base(tmp_path) + f'[x]\ntemplate = "BTC ${{price:,.2f}} {url}"\n'
+                    'consumer_key = "k"\nconsumer_secret = "s"\naccess_token = "1-t"\n'
+                    'access_token_secret = "t"\n[telegram]\nenabled = false\n')
+    result = buzzbotd("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "note: x.template has a URL: X prices such a post higher" in result.stdout
+    settings = config.load(path, environ={})
+    assert (settings.x.monthly_budget_usd, settings.x.price_post_usd,
+            settings.x.price_post_with_url_usd, settings.x.price_read_usd) == (
+        0.0, 0.015, 0.20, 0.001)
+
+
+def test_weighted_length_counts_as_x_does() -> None:
+    from buzzbotd.template import weighted_length
+    # X's docs ("Counting characters") and twitter-text-parser 3.0.0 agree on each.
+    assert weighted_length("Bitcoin is at $67,890.12") == 24
+    assert weighted_length("日本語") == 6                  # CJK: 2 each
+    assert weighted_length("“quotes” – ‘dash’ ′") == 19    # U+2010–U+201F, U+2032: 1 each
+    assert weighted_length("👍🏽 👨‍👩‍👧 🇩🇪") == 8             # an emoji sequence: 2 in all
+    assert weighted_length("e\u0301") == 1                # NFC: é
+    assert weighted_length("see https://example.com/" + "a" * 100) == 4 + 23
+
+
+def test_tweet_dry_run_refuses_a_template_too_long_as_x_counts_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(base(tmp_path) + '[x]\ntemplate = "' + "价格" * 70 + ' {price:,.2f}"\n'
+                    'consumer_key = "k"\nconsumer_secret = "s"\naccess_token = "1-t"\n'
+                    'access_token_secret = "t"\n[telegram]\nenabled = false\n')
+    result = buzzbotd("tweet", "--dry-run", "--config", str(path))
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert "can render to 293 characters as X counts them" in result.stderr, result.stderr

@@ -100,3 +100,26 @@ def test_status_on_postgresql_shows_no_secret_of_the_url(tmp_path: Path, postgre
         shown.append(done.stdout)
     assert json.loads(shown[0])["database"] == (
         f"{bare}?sslmode=disable&sslpassword=***&passfile=***")
+
+
+def test_x_requests_spend_and_refused_reads_are_shown(owner, tmp_path: Path) -> None:
+    from buzzbotd.posting import ledger
+    settings = config.load(write_config(tmp_path, x={"times": ["08:00"]}))
+    settings = replace(settings, x=replace(settings.x, enabled=True))
+    owner.call(ledger.add_usage, "post", 0.015, NOW - timedelta(days=30))   # last month
+    for kind, usd in (("post", 0.015), ("post", 0.2), ("read", 0.002), ("post", 0.0)):
+        owner.call(ledger.add_usage, kind, usd, NOW)
+    owner.call(ledger.record_reads_refused, "403 Client Forbidden: When authenticating…",
+               NOW - timedelta(hours=2))
+    x = owner.call(status.collect, settings, NOW)["x"]
+    assert x["requests_this_month"] == {"post": 3, "read": 1}
+    assert x["spend_usd_this_month"] == 0.217
+    assert x["reads_refused"] == ("timeline reads refused by X (plan) since "
+                                  "2026-11-22T07:30:00Z: 403 Client Forbidden: When "
+                                  "authenticating…")
+    text = status.render(owner.call(status.collect, settings, NOW), pid=None)
+    assert "this month: X requests 3 post, 1 read; estimated spend $0.217" in text
+    assert "timeline reads refused by X (plan)" in text
+    # A day later the daemon reads again, and status stops saying so.
+    later = owner.call(status.collect, settings, NOW + timedelta(hours=23))["x"]
+    assert later["reads_refused"] is None

@@ -230,7 +230,7 @@ def test_503_twice_then_ok_posts_once(tmp_path, notify, spawn, x, price, daemon_
     assert [e for e, _ in events(daemon_db, slot_key(due), daemon)] == [
         "claimed", "sending", "retry", "sending", "retry", "sending", "posted"]
     assert post_row(config, slot_key(due))["attempts"] == 3
-    assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 from X" in daemon.log
+    assert "<4>buzzbotd.x: slot " in daemon.log and "retry: 503 Service Unavailable" in daemon.log
 
 
 def test_429_waits_for_the_reset(tmp_path, notify, spawn, x, price, daemon_db):
@@ -378,6 +378,14 @@ def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
         == (0, 6, 0), result
     assert result["manual_with_2_or_more"] == 0, result
+
+
+def test_kill_9_trials_with_timeline_reads_refused_leave_one_posted_tweet_per_slot(tmp_path):
+    result = run_trials(3, tmp_path, seed=None, refused_share=1.0)
+    assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"],
+            result["slots_posted"]) == (0, 3, 0, 3), result
+    assert result["timeline_reads"] <= 3, result       # one refused read, then none for a day
+    assert result["reads_refused"]["posts_max"] <= 3, result
 
 
 def test_the_24_hour_quota_reset_wins_when_that_quota_ran_out():

@@ -27,15 +27,17 @@ TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
 def x_config(directory: Path, x: FakeX, price: FakePrice, times: list[str],
              grace_s: int = 600, telegram: dict[str, Any] | None = None,
-             database_url: str = "", **x_settings: Any) -> Path:
+             database_url: str = "", listen: str = "", **x_settings: Any) -> Path:
     """Config with X on at `times` (UTC); Telegram off unless a `telegram` section is
-    given; SQLite unless `database_url` names a PostgreSQL database."""
+    given; SQLite unless `database_url` names a PostgreSQL database; HTTP off unless
+    `listen` is given."""
     return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
                         x={"enabled": True, "api_base": x.url, "times": times,
                            "timezone": "UTC", "grace_s": grace_s, "template": TEMPLATE,
                            **CREDENTIALS, **x_settings},
                         telegram=telegram or {"enabled": False},
-                        **({"database": {"url": database_url}} if database_url else {}))
+                        **({"database": {"url": database_url}} if database_url else {}),
+                        **({"http": {"listen": listen}} if listen else {}))
 
 
 def slot_in(seconds: float) -> datetime:

@@ -38,6 +38,9 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
         times = ", ".join(t.isoformat("minutes" if not t.second else "seconds") for t in s.x.times)
         print(f"  X posting on: {times} {s.x.timezone} (grace {s.x.grace_s}s) via {s.x.api_base}; "
               f"credentials from {s.x.consumer_key.source.split(' ')[0]}")
+        from buzzbotd.template import template_note
+        if note := template_note(s.x.template):
+            print(f"  note: {note}")
     else:
         print("  X posting off")
     if s.telegram.enabled:
@@ -103,6 +106,9 @@ def cmd_tweet(settings: config.Settings, args: argparse.Namespace) -> int:
     from buzzbotd.clock import utc_now
     from buzzbotd.posting.compose import ComposeError, compose_now
     from buzzbotd.price import PriceClient, PriceError
+    from buzzbotd.template import template_note
+    if note := template_note(settings.x.template):
+        print(f"buzzbotd: note: {note}", file=sys.stderr)
     try:
         text = compose_now(settings, PriceClient(settings.price), utc_now())
     except PriceError as e:

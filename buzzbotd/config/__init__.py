@@ -40,6 +40,7 @@ from buzzbotd.config.kinds import (
     Text,
     TimesOfDay,
     Url,
+    Usd,
     UserIds,
     Zone,
     did_you_mean,
@@ -112,6 +113,12 @@ class XSettings:
     consumer_secret: Secret = key(SecretText(), _NO_SECRET)
     access_token: Secret = key(SecretText(), _NO_SECRET)
     access_token_secret: Secret = key(SecretText(), _NO_SECRET)
+    # X's pay-per-use prices (docs.x.com/x-api/getting-started/pricing, 2026-12):
+    # the daemon's spend estimate; a budget of 0 sets no cap.
+    monthly_budget_usd: float = key(Usd(100_000), 0.0)
+    price_post_usd: float = key(Usd(100), 0.015)
+    price_post_with_url_usd: float = key(Usd(100), 0.20)
+    price_read_usd: float = key(Usd(100), 0.001)        # per post read
 
     @property
     def zone(self) -> ZoneInfo:

@@ -175,6 +175,18 @@ class Seconds(Kind):
         return int(value) if self.whole else value
 
 
+@dataclass(frozen=True)
+class Usd(Kind):
+    """An amount of US dollars (X's prices, a monthly budget)."""
+    high: float
+
+    def convert(self, value: Any, key: str, check: Check) -> float:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and 0 <= value <= self.high)):
+            raise Invalid(f"expected an amount in US dollars from 0 to {self.high:g}", value)
+        return float(value)
+
+
 class FilePath(Kind):
     def convert(self, value: Any, key: str, check: Check) -> Path:
         if not isinstance(value, str) or not value.strip() or "\0" in value:

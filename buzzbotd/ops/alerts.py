@@ -39,6 +39,8 @@ TITLES = {
     "telegram": "Telegram polling",
     "database": "the database",
     "unclean": "restart",
+    "x_plan": "X's plan",
+    "x_budget": "the monthly X budget",
 }
 DELAY_S = {"price": PRICE_AFTER_S}
 

@@ -31,6 +31,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "price_quotes_total": ("Good quotes, by the source that answered (coingecko is the "
                            "primary; coinbase and kraken the fallbacks)", ("source",)),
     "alerts_sent_total": ("Alert messages sent to admins, by kind", ("kind",)),
+    "x_requests_total": ("Requests to the X API, by kind (post, read, user)", ("kind",)),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "price_fetch_seconds": ("Duration of one price fetch attempt", FAST_BUCKETS + (5.0, 10.0)),
@@ -41,8 +42,10 @@ HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
 PRESET_LABELS = {
     "tweets_total": ("posted", "failed", "skipped"),
     "reminders_total": ("sent", "failed", "blocked", "rejected", "skipped"),
-    "alerts_sent_total": ("x", "price", "telegram", "database", "unclean"),
+    "alerts_sent_total": ("x", "price", "telegram", "database", "unclean", "x_plan",
+                          "x_budget"),
     "price_quotes_total": ("coingecko", "coinbase", "kraken"),
+    "x_requests_total": ("post", "read"),
 }
 
 PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause

@@ -16,11 +16,13 @@ from buzzbotd.config import Settings
 from buzzbotd.db import meta, tally
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.raw import rows
+from buzzbotd.posting import ledger
 from buzzbotd.runtime.text import shorten
 
 LAST_POSTS = 5
 NEXT_SLOTS = 3
 CONFLICT_SHOWN_FOR = timedelta(minutes=3)
+READS_REFUSED_SHOWN_FOR = timedelta(days=1)    # as long as the poster stops reading
 POST_COLUMNS = ("slot_key", "kind", "state", "tweet_id", "text", "reason", "attempts")
 
 
@@ -42,6 +44,8 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     values = meta.snapshot()
     heartbeat = meta.as_time(values.get(meta.HEARTBEAT))
     conflict = meta.as_time(values.get(meta.TELEGRAM_CONFLICT))
+    usage = ledger.month_usage(now, values)
+    refused = ledger.reads_refused(values)
     return {
         "version": __version__,
         "database": str(settings.daemon.database),
@@ -51,6 +55,13 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             "last_posts": [dict(zip(POST_COLUMNS, p, strict=True)) for p in posts],
             "next_slots": next_slots,
             "failed_last_day": failed,
+            # This month's (UTC) requests by kind and estimated spend (X's prices in [x]).
+            "requests_this_month": usage["requests"],
+            "spend_usd_this_month": usage["spend_usd"],
+            "reads_refused": (f"timeline reads refused by X (plan) since "
+                              f"{timeofday.slot_key(refused[0])}: {refused[1]}"
+                              if refused and now - refused[0] < READS_REFUSED_SHOWN_FOR
+                              else None),
         },
         "telegram": {
             "enabled": settings.telegram.enabled,
@@ -155,6 +166,12 @@ def render(report: dict[str, Any], pid: int | None) -> str:
                      + f", {x['failed_last_day']} failed in the last 24h")
         lines.append("  next slots: " + (", ".join(f"{s['local']} ({s['slot_key']})"
                                                     for s in x["next_slots"]) or "none"))
+        requests = ", ".join(f"{n} {kind}" for kind, n in sorted(
+            x["requests_this_month"].items())) or "none"
+        lines.append(f"  this month: X requests {requests}; estimated spend "
+                     f"${x['spend_usd_this_month']:.3f}")
+        if x["reads_refused"]:
+            lines.append(f"  {x['reads_refused']}")
         lines.append("  last posts:" if x["last_posts"] else "  last posts: none yet")
         for p in x["last_posts"]:
             detail = f"tweet {p['tweet_id']}" if p["tweet_id"] else (p["reason"] or "")

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from buzzbotd import timeofday
-from buzzbotd.template import TWEET_MAX_CHARS, render_template
+from buzzbotd.template import TWEET_MAX_CHARS, render_template, weighted_length
 
 if TYPE_CHECKING:     # price imports httpx: the caller has it loaded already
     from buzzbotd.config import Settings
@@ -23,9 +23,10 @@ def compose(template: str, quote: Quote, when_label: str) -> str:
     fields = quote.fields()
     text = render_template(template, fields.pop("price"), fields.pop("change_24h"), when_label,
                            **fields)
-    if len(text) > TWEET_MAX_CHARS:
-        raise ComposeError(f"the tweet would be {len(text)} characters; X allows "
-                           f"{TWEET_MAX_CHARS} (x.template)")
+    if (length := weighted_length(text)) > TWEET_MAX_CHARS:
+        raise ComposeError(f"the tweet would be {length} characters as X counts them "
+                           f"(a URL 23, CJK and emoji 2); X allows {TWEET_MAX_CHARS} "
+                           "(x.template)")
     return text
 
 

@@ -28,11 +28,13 @@ PostEvent row and, once it is committed, one journal line naming the slot key.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from datetime import datetime
+from typing import Any
 
-from buzzbotd.db import after_commit
-from buzzbotd.db.models import Post, PostEvent
+from buzzbotd.db import after_commit, meta
+from buzzbotd.db.models import Post, PostEvent, utc_text
 from buzzbotd.ops.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.x")
@@ -159,6 +161,17 @@ def posted_with_text(text: str, other_than: str) -> Post | None:
             .order_by(Post.updated_at.desc(), Post.id.desc()).first())
 
 
+def previous_final_reasons(key: str, n: int) -> list[str]:
+    """The reasons of the `n` scheduled slots settled before `key`'s slot, newest first."""
+    row = get(key)
+    if row is None:
+        return []
+    return [reason or "" for (reason,) in Post.select(Post.reason)
+            .where((Post.kind == "scheduled") & (Post.due_at < row.due_at)
+                   & Post.state.in_(FINAL))
+            .order_by(Post.due_at.desc()).limit(n).tuples()]
+
+
 def final_keys(since: datetime) -> set[str]:
     """Keys of the slots due after `since` that are already settled."""
     return {key for (key,) in Post.select(Post.slot_key)
@@ -199,3 +212,43 @@ def _event(post: Post, now: datetime, event: str, detail: str | None, level: int
     # The journal says what the database holds: the line goes out after the commit.
     after_commit(functools.partial(log.log, level, "slot %s: %s%s", post.slot_key, event,
                                    f": {detail}" if detail else ""))
+
+
+# -- what X costs, and what X refuses to this app (meta, read by `status`) ----------
+
+USAGE_PREFIX = "x.usage."               # + "YYYY-MM" (UTC): {"requests": {kind: n}, "spend_usd": x}
+READS_REFUSED = "x.reads_refused"       # "<UTC time>|<X's reason>" of the last refused read
+
+
+def usage_key(now: datetime) -> str:
+    return f"{USAGE_PREFIX}{now:%Y-%m}"
+
+
+def month_usage(now: datetime, values: dict[str, str] | None = None) -> dict[str, Any]:
+    """This month's X requests by kind and estimated spend (from a meta snapshot, if given)."""
+    text = (values.get(usage_key(now)) if values is not None else meta.get(usage_key(now)))
+    usage = json.loads(text) if text else {}
+    return {"requests": dict(usage.get("requests") or {}),
+            "spend_usd": float(usage.get("spend_usd") or 0.0)}
+
+
+def add_usage(kind: str, usd: float, now: datetime) -> float:
+    """One request of `kind` costing `usd`; returns the month's new spend."""
+    usage = month_usage(now)
+    usage["requests"][kind] = usage["requests"].get(kind, 0) + 1
+    usage["spend_usd"] = round(usage["spend_usd"] + usd, 6)
+    meta.put(usage_key(now), json.dumps(usage, sort_keys=True))
+    return usage["spend_usd"]
+
+
+def record_reads_refused(reason: str, now: datetime) -> None:
+    meta.put(READS_REFUSED, f"{utc_text(now)}|{reason}")
+
+
+def reads_refused(values: dict[str, str] | None = None) -> tuple[datetime, str] | None:
+    """When X last refused a timeline read to this app, and why (from a meta
+    snapshot, if given)."""
+    text = values.get(READS_REFUSED) if values is not None else meta.get(READS_REFUSED)
+    at, bar, reason = (text or "").partition("|")
+    when = meta.as_time(at) if bar else None
+    return (when, reason) if when else None

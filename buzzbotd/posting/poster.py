@@ -16,11 +16,19 @@ drives it to a final state anyway and waiting would hold up the later slots.
   after a crash) → settled first by reading the account's recent tweets for
   the stored text; only if it is absent is the same text posted again, and
   X's 403 "duplicate content" answer to that means it was there after all;
+- if X refuses the read (the app's plan: 403 client-not-enrolled; 402; a 429
+  resetting after the window), the stored text is posted once more and X's
+  duplicate check settles it: 403 "duplicate content" = the first landed, a
+  201 = it did not (one tweet either way). A refusal of the plan is
+  remembered for READS_REFUSED_FOR: no read is tried meanwhile;
 - a 403 "duplicate content" to a first POST whose text another key of the
   ledger posted (a /tweet a minute before a slot at the same price, with a
   template without {time}) is the truth told: `skipped: same text as <key>`.
+- X's refusals for good (402 no credits, 429 monthly usage cap, 401, …) fail
+  the slot at once with X's title and detail; the ledger's failure alerts.
 Reading the timeline costs money on X's pay-per-use plan, so it happens only
-for unknown outcomes.
+for unknown outcomes. Every request's estimated cost is kept (spend.py); a
+slot that would pass `x.monthly_budget_usd` is skipped.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from buzzbotd.clock import TRUST, Clock, utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner, meta
 from buzzbotd.db.models import Post
-from buzzbotd.posting import ledger, x
+from buzzbotd.ops.health import HEALTH
+from buzzbotd.posting import ledger, spend, x
 from buzzbotd.posting.compose import ComposeError, compose
 from buzzbotd.price import PriceClient, PriceError
 
@@ -45,6 +54,10 @@ log = logging.getLogger("buzzbotd.x")   # the name the journal and the tests kno
 TIMELINE_LOOKBACK = timedelta(minutes=5)  # before the claim, for clock skew
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
+READS_REFUSED_FOR = timedelta(days=1)
+ALL_503 = "X answered 503 to every attempt"
+LEGACY_FREE = ("X answers 503 to every post: an app on the legacy Free plan can no longer "
+               "post; move it to pay-per-use")
 
 
 class Poster:
@@ -54,10 +67,10 @@ class Poster:
         self.owner = owner
         self.prices = prices
         self.clock = clock
-        self.client = client or x.XClient(settings.x)
+        self.spend = spend.Spend(settings.x, owner, clock)
+        self.network = x.XNetwork(settings.x, client, self.spend.count)
         self.grace = timedelta(seconds=self.x.grace_s)
         self._stop = threading.Event()
-        self._user_id: str | None = None
         self._prices: dict[str, float] = {}    # slot key → the price its text was made from
         self._settling: set[str] = set()         # keys a thread is settling now
         self._settling_lock = threading.Lock()
@@ -165,22 +178,31 @@ class Poster:
     def _drive_row(self, post: Post, kind: str, due: datetime) -> Post:
         deadline = due + self.grace
         failures = 0
+        statuses: set[int | None] = set()        # X's answers to this drive's POSTs
         while post.state not in ledger.FINAL and not self._stop.is_set():
             retry_at = None
             if post.state == "sending":
-                post = self._settle_unknown(post)
+                post, retry_at = self._settle_unknown(post)
                 if post.state == "sending" and self.clock() >= deadline:
                     post = self._finish(post, "failed", "outcome unknown at the end of the "
                                         f"slot's window ({post.reason})")
             elif self.clock() >= deadline:
-                post = self._finish(post, "failed", "gave up at the end of the slot's window"
-                                    + (f" ({post.reason})" if post.reason else ""))
+                post = self._finish(post, "failed", self._gave_up(post, statuses))
             elif kind == "scheduled" and self.owner.call(meta.paused_at, due):
                 post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
             elif text := post.text or self._compose(post, due):
-                post = self.owner.call(ledger.sending, post, text, self.clock(),
-                                       self._prices.pop(post.slot_key, None))
-                post, retry_at = self._post_once(post)
+                price = self._prices.pop(post.slot_key, None)
+                if self.clock() >= deadline:
+                    # A slow price fetch took the slot past its window: no POST now.
+                    post = self._finish(post, "failed", "gave up at the end of the slot's "
+                                        "window: the price came after it")
+                elif post.attempts == 0 and (over := self.spend.refusal(
+                        self.network.post_cost(text))):
+                    post = self._finish(post, "skipped", over)
+                else:
+                    post = self.owner.call(ledger.sending, post, text, self.clock(), price)
+                    post, retry_at, status = self._post_once(post)
+                    statuses.add(status)
             else:
                 post = self.owner.call(ledger.get, post.slot_key)
             if post.state not in ledger.FINAL:
@@ -202,24 +224,43 @@ class Poster:
             self._finish(post, "failed", str(e))
         return None
 
-    def _post_once(self, post: Post) -> tuple[Post, datetime | None]:
-        """One POST of the row's text; returns the row and, for a 429, its reset."""
-        result = x.create_tweet(self.client, post.text or "")
+    def _post_once(self, post: Post) -> tuple[Post, datetime | None, int | None]:
+        """One POST of the row's text; returns the row, for a 429 its reset, and
+        the HTTP status of a NotSent answer (None for any other outcome)."""
+        result = self.network.post(post.text or "")
         now = self.clock()
         if isinstance(result, x.Posted):
-            return self.owner.call(ledger.posted, post, result.tweet_id, result.how, now), None
+            HEALTH.clear("x_plan")
+            return (self.owner.call(ledger.posted, post, result.tweet_id, result.how, now),
+                    None, None)
         if isinstance(result, x.Duplicate):
-            return self._duplicate(post, result), None
+            return self._duplicate(post, result), None, None
         if isinstance(result, x.NotSent):
             if result.not_before and result.not_before > post.due_at + self.grace:
                 return self._finish(post, "failed", f"{result.reason}; X's reset "
                                     f"{timeofday.slot_key(result.not_before)} is after the "
-                                    "slot's window"), None
-            return self.owner.call(ledger.not_sent, post, result.reason, now), result.not_before
+                                    "slot's window"), None, None
+            return (self.owner.call(ledger.not_sent, post, result.reason, now),
+                    result.not_before, result.status)
         if isinstance(result, x.Refused):
-            return self._finish(post, "failed", result.reason), None
+            return self._finish(post, "failed", result.reason), None, None
         return self.owner.call(ledger.note, post, "unknown", f"{result.reason}; settling "
-                               "before any retry", now), None
+                               "before any retry", now), None, None
+
+    def _gave_up(self, post: Post, statuses: set[int | None]) -> str:
+        """Why a slot failed at the end of its window; the third slot in a row whose
+        every POST X answered with 503 names the likely cause (tweepy#2237)."""
+        reason = "gave up at the end of the slot's window" + (
+            f" ({post.reason})" if post.reason else "")
+        if statuses != {503}:
+            return reason
+        reason = f"{ALL_503}; {reason}"
+        earlier = self.owner.call(ledger.previous_final_reasons, post.slot_key, 2)
+        if len(earlier) == 2 and all(r.startswith(ALL_503) for r in earlier):
+            reason = f"{ALL_503} of three slots in a row. {LEGACY_FREE}; {reason}"
+            # Its own alert: the slot's failure alert may fall in the window of the last.
+            HEALTH.problem("x_plan", LEGACY_FREE)
+        return reason
 
     def _duplicate(self, post: Post, result: x.Duplicate) -> Post:
         """X holds this text already: whose tweet is it? Another key's (a /tweet at
@@ -235,9 +276,11 @@ class Poster:
         return self._finish(post, "skipped", f"same text already on the account, not posted "
                             f"by buzzbotd ({result.reason})")
 
-    def _settle_unknown(self, post: Post) -> Post:
+    def _settle_unknown(self, post: Post) -> tuple[Post, datetime | None]:
         """A row in `sending`: finds its text on the account's timeline (posted),
-        proves it absent (back to claimed), or leaves it as is if X cannot be read."""
+        proves it absent (back to claimed), or, if X refuses the read, sends it
+        back to claimed for one more POST of the same text (X's duplicate check
+        settles it). Returns the row and when to look again (a read's 429 reset)."""
         sent_at = self.owner.call(ledger.last_sending_at, post)
         if sent_at is not None:
             # A POST announced moments ago may still be on its way to X: sent by a
@@ -251,22 +294,43 @@ class Poster:
             if left > 0:
                 self._stop.wait(left)
         now = self.clock()
+        refused = self.owner.call(ledger.reads_refused)
+        if refused is not None and now - refused[0] < READS_REFUSED_FOR:
+            return self._post_again(post, f"timeline reads refused by X since "
+                                    f"{timeofday.slot_key(refused[0])} ({refused[1]})"), None
         try:
             # The earlier of the claim and now: a clock stepped back since the claim
             # (NTP on a Pi) must not move the window past the tweet.
             since = min(post.created_at, now) - TIMELINE_LOOKBACK
-            if self._user_id is None:
-                self._user_id = x.own_user_id(self.client)
-            found = x.find_on_timeline(self.client, self._user_id, post.text or "", since)
+            found = self.network.find(post.text or "", since)
+        except x.ReadRefused as e:
+            if e.reset is None:             # the app's plan or credits: for a day
+                self.owner.call(ledger.record_reads_refused, e.reason, now)
+            elif e.reset <= post.due_at + self.grace:
+                return self.owner.call(ledger.note, post, "settle-waits",
+                                       f"timeline read refused until X's reset "
+                                       f"{timeofday.slot_key(e.reset)}: {e.reason}", now), e.reset
+            return self._post_again(post, f"timeline read refused by X: {e.reason}"), None
         except x.READ_ERRORS as e:
             return self.owner.call(ledger.note, post, "settle-failed",
-                                   f"cannot read the timeline: {type(e).__name__}: {e}", now)
+                                   f"cannot read the timeline: {type(e).__name__}: {e}", now), None
         settled = self.owner.call(ledger.posted_as_found, post, found,
                                   "found on the account's timeline after an unknown outcome", now)
         if settled is not None:
-            return settled
+            return settled, None
         return self.owner.call(ledger.not_sent, post, "not on the account's timeline: "
-                               "the earlier attempt did not post", now)
+                               "the earlier attempt did not post", now), None
+
+    def _post_again(self, post: Post, why: str) -> Post:
+        """The timeline cannot say: back to claimed, to POST the same text once more;
+        not once the window is over (that POST could be a late tweet): the row
+        stays `sending`, and the slot fails with its outcome unknown."""
+        now = self.clock()
+        if now >= post.due_at + self.grace:
+            return self.owner.call(ledger.note, post, "settle-failed", f"{why}; the slot's "
+                                   "window is over: no POST to settle it", now)
+        return self.owner.call(ledger.not_sent, post, f"{why}; posting the same text once "
+                               "more: X's duplicate check tells whether the first landed", now)
 
     # -- small parts -------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from buzzbotd.config import Settings
 from buzzbotd.db import meta, tally
 from buzzbotd.db.models import Post
 from buzzbotd.ops import status
+from buzzbotd.posting import ledger
 
 REFRESH_S = 60
 CHART_DAYS = 30
@@ -45,6 +46,7 @@ def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
         "next_slot": (timeofday.next_occurrence(x.times, x.zone, now).timestamp()
                       if x.enabled else None),
         "paused": meta.paused(),
+        "x_spend_usd": ledger.month_usage(now)["spend_usd"],
     }
 
 
@@ -115,6 +117,12 @@ def render(data: dict[str, Any], parts: dict[str, str], now: datetime) -> str:
         nexts = ", ".join(f"{escape(s['slot_key'][:10])} {escape(s['local'])}"
                           for s in x["next_slots"])
         out.append(f"<p>Next slots: {nexts or 'none'}</p>")
+        requests = ", ".join(f"{n} {escape(kind)}" for kind, n in sorted(
+            (x.get("requests_this_month") or {}).items())) or "none"
+        out.append(f"<p>This month: X requests {requests}; estimated spend "
+                   f"${x.get('spend_usd_this_month') or 0:.3f}.</p>")
+        if x.get("reads_refused"):
+            out.append(f"<p class=\"bad\">{escape(x['reads_refused'])}</p>")
     out.append('<div class="scroll"><table id="posts"><tr><th>slot</th><th>state</th>'
                '<th>tweet</th></tr>')
     for p in x["last_posts"]:

@@ -87,6 +87,8 @@ class _Collector:
         paused = GaugeMetricFamily(PREFIX + "x_paused", "1 while posting is paused (/pause)",
                                    value=1 if g["paused"] else 0)
         yield paused
+        yield GaugeMetricFamily(PREFIX + "x_spend_usd", "X's estimated charges this month "
+                                "(UTC), at the prices in [x]", value=g["x_spend_usd"])
         up = GaugeMetricFamily(PREFIX + "up", "1 when the part is healthy, 0 otherwise",
                                labels=["part"])
         for part, verdict in sorted(parts.items()):
