@@ -87,7 +87,7 @@ class DaemonDatabase:
             cursor.executemany(_pg(sql), list(seq))
 
     def _connect(self) -> Any:
-        from buzzbotd.db.postgres import load_driver
+        from buzzbotd.db.pgdriver import load_driver
 
         return load_driver().connect(self.url, autocommit=True)
 

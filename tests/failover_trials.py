@@ -65,7 +65,8 @@ from typing import Any
 
 from buzzbotd.db.leadership import LOCK_KEY
 from buzzbotd.db.models import utc_text
-from buzzbotd.db.postgres import PostgresOwner, load_driver
+from buzzbotd.db.pgdriver import load_driver
+from buzzbotd.db.postgres import PostgresOwner
 from buzzbotd.timeofday import slot_key
 from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice

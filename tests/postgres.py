@@ -124,7 +124,7 @@ class PostgresServer:
 
     def create_database(self) -> str:
         """A fresh, empty database; returns its URL (with the password)."""
-        from buzzbotd.db.postgres import load_driver
+        from buzzbotd.db.pgdriver import load_driver
 
         psycopg = load_driver()
         name = "t_" + uuid.uuid4().hex[:12]
@@ -155,7 +155,7 @@ def query_elsewhere(owner: Any, sql: str) -> list[tuple]:
             return reader.execute(sql).fetchall()
         finally:
             reader.close()
-    from buzzbotd.db.postgres import load_driver
+    from buzzbotd.db.pgdriver import load_driver
 
     with load_driver().connect(owner.url, autocommit=True) as conn:
         return conn.execute(sql).fetchall()

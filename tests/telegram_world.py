@@ -206,7 +206,7 @@ def burst(n: int, directory: Path | None = None, database_url: str | None = None
                 still_due = sum(1 for row in reminder_rows(world.database)
                                 if row["next_due_at"] <= now)
             else:
-                from buzzbotd.db.postgres import load_driver
+                from buzzbotd.db.pgdriver import load_driver
                 with load_driver().connect(database_url, autocommit=True) as conn:
                     still_due = conn.execute("SELECT count(*) FROM reminder WHERE "
                                              "next_due_at <= %s", (now,)).fetchone()[0]

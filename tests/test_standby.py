@@ -309,7 +309,7 @@ def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
     that waits for durability waits (no statement_timeout ends that wait) until
     the setting is reset — on a server of this test's own: it is server-wide."""
     from buzzbotd.db.leadership import LOSE_AFTER_S
-    from buzzbotd.db.postgres import load_driver
+    from buzzbotd.db.pgdriver import load_driver
     from tests.postgres import start_server
 
     server = start_server(durable_commits=True)     # its commits wait, as a daemon's do
@@ -376,7 +376,8 @@ def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
     marked failed): a PostgreSQL leader's `systemctl stop` at times exited 1."""
     from buzzbotd.clock import utc_now
     from buzzbotd.db.leadership import Leadership
-    from buzzbotd.db.postgres import PostgresOwner, load_driver
+    from buzzbotd.db.pgdriver import load_driver
+    from buzzbotd.db.postgres import PostgresOwner
 
     schema = PostgresOwner(database_url)         # the schema, as a first start makes it
     schema.start()

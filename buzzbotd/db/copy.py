@@ -17,7 +17,7 @@ import peewee
 from buzzbotd.config.database_url import masked
 from buzzbotd.db import migrations
 from buzzbotd.db.owner import DatabaseError
-from buzzbotd.db.postgres import connect_params, load_driver
+from buzzbotd.db.pgdriver import connect_params, load_driver
 
 log = logging.getLogger("buzzbotd.db")
 # Parents before children (foreign keys); leadership and daemon_node are per

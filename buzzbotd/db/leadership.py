@@ -47,7 +47,7 @@ from typing import Any
 
 from buzzbotd.clock import Clock
 from buzzbotd.db.models import utc_text
-from buzzbotd.db.postgres import NotLeader, connect
+from buzzbotd.db.pgdriver import NotLeader, connect
 
 log = logging.getLogger("buzzbotd.leadership")
 LOCK_KEY = 0x6275_7A7A_0002      # "buzz" + 2; migrations use …0001

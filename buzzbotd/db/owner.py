@@ -30,7 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from buzzbotd import testhooks
 from buzzbotd.db.models import database
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     import peewee
 
     from buzzbotd.clock import Clock
-    from buzzbotd.db.leadership import Leadership
 
 log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
@@ -80,6 +79,17 @@ def after_commit(callback: Callable[[], object]) -> None:
         callback()
     else:
         pending.append(callback)
+
+
+class Election(Protocol):
+    """What the daemon holds of the leadership among daemons sharing a database
+    (PostgreSQL: buzzbotd.db.leadership)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def status_line(self) -> str: ...
 
 
 class DatabaseError(Exception):
@@ -287,7 +297,7 @@ class DatabaseOwner:
         raise NotImplementedError(f"{self.backend} is backed up by its own tools")
 
     def leadership(self, on_gained: Callable[[], None], on_lost: Callable[[str], None],
-                   wall: Clock) -> Leadership | None:
+                   wall: Clock) -> Election | None:
         """The election among the daemons on this database, fencing this owner's
         writes; None where there is only ever one daemon (SQLite: the pid lock)."""
         return None

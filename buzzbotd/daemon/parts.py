@@ -130,12 +130,16 @@ class Jobs:
             scheduler.at_instants("x-slots", b.poster.next_slot, b.poster.run_due)
         if b.bot is not None:
             scheduler.every_minute("reminders", b.bot.dispatch_reminders)
+            scheduler.every(settings.telegram.alert_check_s, "price-alerts",
+                            b.bot.check_alerts)
         if owner.takes_backups:      # PostgreSQL: the operator's pg_dump
             scheduler.every(3600, "backup", backup_if_due)
         if b.sheets is not None:
             scheduler.every(settings.sheets.interval_s, "sheets", b.sheets.run)
         if b.poster is not None:
             scheduler.run_now("x-slots", b.poster.run_due)
+        if b.bot is not None:           # crossings recorded before a restart go out now
+            scheduler.run_now("price-alerts", b.bot.check_alerts)
         if owner.takes_backups:
             scheduler.run_now("backup", backup_if_due)
         if b.sheets is not None:

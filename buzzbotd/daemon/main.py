@@ -35,9 +35,10 @@ from collections.abc import Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from buzzbotd import __version__, parts, testhooks
+from buzzbotd import __version__, testhooks
 from buzzbotd.clock import TRUST, Clock, build_date, from_environment, is_sane
 from buzzbotd.config import Settings
+from buzzbotd.daemon import parts
 from buzzbotd.db import meta, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.ops import alerts, status
