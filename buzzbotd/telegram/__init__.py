@@ -29,7 +29,7 @@ from typing import Any
 from buzzbotd.clock import utc_now
 from buzzbotd.config import Settings
 from buzzbotd.db import DatabaseOwner
-from buzzbotd.runtime.notify import Health
+from buzzbotd.ops.health import Health
 from buzzbotd.telegram.alerting import PriceAlerting
 from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.commands import Commands
