@@ -29,13 +29,13 @@ ADMIN = 1000
 FIRST_SEEDED_USER = 10_000_000
 
 
-def telegram_config(directory: Path, fake: FakeTelegram, price: FakePrice,
+def telegram_config(directory: Path, fake: FakeTelegram, price_api: FakePrice,
                     **sections: dict[str, Any]) -> Path:
     """Config with the bot on (admin ADMIN), X off; `sections` override."""
     telegram_section = {"enabled": True, "api_base": fake.url, "token": TOKEN,
                         "admin_ids": [ADMIN], **sections.pop("telegram", {})}
-    return write_config(directory, price={"url": price.endpoint, "timeout_s": 2},
-                        telegram=telegram_section, **sections)
+    price_section = {"url": price_api.endpoint, "timeout_s": 2, **sections.pop("price", {})}
+    return write_config(directory, price=price_section, telegram=telegram_section, **sections)
 
 
 def database_of(config_dir: Path) -> Path:

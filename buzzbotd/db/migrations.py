@@ -232,6 +232,12 @@ MIGRATIONS: list[tuple[str, list[str | tuple[str, str]]]] = [
           f"WHERE timezone IN ({', '.join(repr(name) for name in _RENAMED)})"
           for table in ("telegram_user", "reminder")),
     ]),
+    # /remind 08:30 mon-fri: the weekdays a reminder is sent on, as bits (Monday = 1,
+    # Sunday = 64), local to its zone; 127 = every day, as every reminder was.
+    ("weekday reminders", [
+        "ALTER TABLE reminder ADD COLUMN days INTEGER NOT NULL DEFAULT 127 "
+        "CHECK (days BETWEEN 1 AND 127)",
+    ]),
 ]
 
 LATEST = len(MIGRATIONS)

@@ -95,6 +95,7 @@ class Reminder(BaseModel):
     last_sent_at = UtcField(null=True)                  # when it was last sent
     enabled = peewee.BooleanField(default=True)
     created_at = UtcField()
+    days = peewee.IntegerField(default=127)     # weekday bits, Monday = 1; 127 = daily
 
 
 class PriceAlert(BaseModel):

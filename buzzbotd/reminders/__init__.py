@@ -1,6 +1,7 @@
 """Daily reminders, one module per concern:
 
-- request.py: what a user asks for with /remind (its words → a time and a zone;
+- request.py: what a user asks for with /remind (its words → a time, the days
+  of the week and a zone;
   the time and zone parsers themselves are buzzbotd/timeinput.py);
 - store.py: each user's reminders (set, list, remove) and when each is next
   due, at most once per local day;
@@ -28,7 +29,14 @@ from buzzbotd.reminders.due import (
     skip_occurrence,
     skip_or_pause,
 )
-from buzzbotd.reminders.request import EXAMPLE, MAX_ARGUMENT_CHARS, ReminderRequest, parse_request
+from buzzbotd.reminders.request import (
+    EVERY_DAY,
+    EXAMPLE,
+    MAX_ARGUMENT_CHARS,
+    ReminderRequest,
+    days_text,
+    parse_request,
+)
 from buzzbotd.reminders.store import (
     MAX_PER_USER,
     ReminderView,
@@ -44,11 +52,10 @@ from buzzbotd.reminders.store import (
 from buzzbotd.timeinput import InputError, parse_time, parse_zone, zone
 
 __all__ = [
-    "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "after_send", "Due", "DuePage",
-    "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally", "disable_chat",
-    "dispatch", "due_page", "due_query", "mark_each_sent", "mark_sent", "move_chat", "next_due",
-    "occurrence_day", "parse_request",
-    "parse_time", "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence",
-    "skip_or_pause",
+    "EVERY_DAY", "EXAMPLE", "MAX_ARGUMENT_CHARS", "MAX_PER_USER", "PAGE_SIZE", "after_send", "Due",
+    "DuePage", "InputError", "ReminderRequest", "ReminderView", "SetResult", "Tally",
+    "disable_chat", "days_text", "dispatch", "due_page", "due_query", "mark_each_sent",
+    "mark_sent", "move_chat", "next_due", "occurrence_day", "parse_request", "parse_time",
+    "parse_zone", "remove_reminders", "set_reminder", "skip_occurrence", "skip_or_pause",
     "touch_user", "user_reminders", "zone",
 ]

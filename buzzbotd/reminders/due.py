@@ -113,7 +113,7 @@ def due_query(now: datetime, cursor: tuple[datetime, int] | None = None,
     return (Reminder
             .select(Reminder.id, Reminder.user, Reminder.chat_id, Reminder.local_time,
                     Reminder.timezone, Reminder.next_due_at, Reminder.last_sent_local_date,
-                    Reminder.last_sent_at)
+                    Reminder.last_sent_at, Reminder.days)
             .where(condition)
             .order_by(Reminder.next_due_at, Reminder.id)
             .limit(limit))
@@ -186,7 +186,7 @@ def _advance(reminder: Reminder, after: datetime, sent_at: datetime | None = Non
     else:
         day, reminder.next_due_at = after_send(time.fromisoformat(reminder.local_time),
                                                zone(reminder.timezone), reminder.next_due_at,
-                                               after)
+                                               after, reminder.days)
         _record_send(reminder, sent_at, day)
     _save_progress(reminder)
 

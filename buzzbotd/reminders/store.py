@@ -26,6 +26,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 from buzzbotd import timeofday
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
+from buzzbotd.reminders.request import EVERY_DAY
 from buzzbotd.timeinput import ZoneUnavailable, zone
 
 log = logging.getLogger("buzzbotd.reminders")
@@ -33,26 +34,28 @@ log = logging.getLogger("buzzbotd.reminders")
 MAX_PER_USER = 5
 
 
-def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None
-             ) -> datetime:
+def next_due(local_time: time, zone_: tzinfo, after: datetime, last_sent: date | None,
+             days: int = EVERY_DAY) -> datetime:
     """The first instant after `after` at which `local_time` happens for a local day
-    later than `last_sent`."""
+    later than `last_sent`, on one of `days` (weekday bits, in the zone's own days:
+    a Monday in Auckland is not a Monday in UTC)."""
     day = after.astimezone(zone_).date() - timedelta(days=1)
     if last_sent is not None:
         day = max(day, last_sent + timedelta(days=1))
     while True:
-        when = timeofday.instant(day, local_time, zone_)
-        if when > after:
-            return when
+        if days >> day.weekday() & 1 or not days & EVERY_DAY:
+            when = timeofday.instant(day, local_time, zone_)
+            if when > after:
+                return when
         day += timedelta(days=1)
 
 
-def after_send(local_time: time, zone_: tzinfo, due_at: datetime, after: datetime
-               ) -> tuple[date, datetime]:
+def after_send(local_time: time, zone_: tzinfo, due_at: datetime, after: datetime,
+               days: int = EVERY_DAY) -> tuple[date, datetime]:
     """The occurrence due at `due_at` was sent: the local day it was for, and the next
     occurrence after `after` (for a later day)."""
     day = occurrence_day(due_at, local_time, zone_)
-    return day, next_due(local_time, zone_, max(after, due_at), day)
+    return day, next_due(local_time, zone_, max(after, due_at), day, days)
 
 
 def occurrence_day(when: datetime, local_time: time, zone_: tzinfo) -> date:
@@ -72,6 +75,7 @@ class ReminderView:
     timezone: str
     next_due_at: datetime
     enabled: bool
+    days: int = EVERY_DAY
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,9 @@ def touch_user(user_id: int, chat_id: int, now: datetime, default_timezone: str)
 
 
 def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None,
-                 now: datetime, default_timezone: str) -> SetResult:
+                 now: datetime, default_timezone: str, days: int = EVERY_DAY) -> SetResult:
     """One reminder per user and local time: setting the same time again changes its
-    zone or chat instead of adding a duplicate."""
+    zone, days or chat instead of adding a duplicate."""
     touch_user(user_id, chat_id, now, default_timezone)
     user = TelegramUser.get_by_id(user_id)
     if timezone_name is None:
@@ -125,12 +129,13 @@ def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None
     reminder = Reminder.get_or_none((Reminder.user == user_id)
                                     & (Reminder.local_time == local_time))
     if reminder is not None:
-        if (reminder.timezone, reminder.chat_id, reminder.enabled) == (timezone_name, chat_id,
-                                                                       True):
+        if (reminder.timezone, reminder.chat_id, reminder.enabled, reminder.days) == (
+                timezone_name, chat_id, True, days):
             return SetResult("unchanged", _view(reminder))
         if reminder.timezone != timezone_name:
             reminder.last_sent_local_date = last_sent_in(reminder, zone(timezone_name))
         reminder.timezone, reminder.chat_id, reminder.enabled = timezone_name, chat_id, True
+        reminder.days = days
         reminder.next_due_at = next_due_for(reminder, now)
         reminder.save()
         log.info("user %d changed the reminder at %s to %s", user_id, local_time, timezone_name)
@@ -138,7 +143,7 @@ def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None
     if Reminder.select().where(Reminder.user == user_id).count() >= MAX_PER_USER:
         return SetResult("full", None)
     reminder = Reminder(user=user_id, chat_id=chat_id, local_time=local_time,
-                        timezone=timezone_name, enabled=True, created_at=now)
+                        timezone=timezone_name, enabled=True, created_at=now, days=days)
     reminder.next_due_at = next_due_for(reminder, now)
     reminder.save()
     log.info("user %d set a reminder at %s %s, first due %s", user_id, local_time,
@@ -164,7 +169,7 @@ def remove_reminders(user_id: int, at: time | None = None) -> int:
 
 def _view(reminder: Reminder) -> ReminderView:
     return ReminderView(reminder.local_time, reminder.timezone, reminder.next_due_at,
-                        bool(reminder.enabled))
+                        bool(reminder.enabled), reminder.days)
 
 
 def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
@@ -190,4 +195,4 @@ def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
 def next_due_for(reminder: Reminder, after: datetime) -> datetime:
     last = reminder.last_sent_local_date
     return next_due(time.fromisoformat(reminder.local_time), zone(reminder.timezone), after,
-                    date.fromisoformat(last) if last else None)
+                    date.fromisoformat(last) if last else None, reminder.days)

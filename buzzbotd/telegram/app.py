@@ -74,7 +74,7 @@ PRICE_MAX_AGE_S = 60           # one price fetch a minute serves every /price an
 POLL_TIMEOUT_S = 50
 # The updates the bot asks Telegram for: messages (commands) and changes of its own
 # membership in a chat (a user who blocks the bot: status "kicked").
-ALLOWED_UPDATES = ["message", "my_chat_member"]
+ALLOWED_UPDATES = ["message", "my_chat_member", "inline_query"]   # inline: @bot in a chat
 CONNECT_FIRST_S = 1.0          # Telegram unreachable: retried after 1, 2, 4 … s (each
 CONNECT_MAX_S = 30.0           # half at random, buzzbotd.retry), at most this far apart
 # Updates received and not yet handled: past this, polling waits (Telegram keeps the

@@ -48,6 +48,7 @@ HELP = """I tell you the Bitcoin price, and remind you of it every day.
 /price – the price now
 /remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
 /remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
+/remind 08:30 mon-fri – …on those days only (sat,sun; mon,wed,fri; daily)
 /reminders – your reminders
 /unremind – remove them all (/unremind 08:30 removes one)
 /alert above 100000 – one message when the price gets there (below 90000, move 5%)
@@ -170,7 +171,8 @@ class Commands:
         assert update.effective_chat is not None
         result = await self.owner.run(reminders.set_reminder, _owner_id(update),
                                       update.effective_chat.id, request.at, request.timezone,
-                                      self.clock(), self.settings.telegram.default_timezone)
+                                      self.clock(), self.settings.telegram.default_timezone,
+                                      request.days)
         if result.reminder is None:
             self.reply(update, f"You already have {reminders.MAX_PER_USER} reminders, the "
                                 "most I keep. /reminders lists them; /unremind HH:MM removes "
@@ -179,8 +181,8 @@ class Commands:
         r = result.reminder
         first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
                  "unchanged": "You already have it: I'll remind you"}[result.outcome]
-        self.reply(update, f"{first} every day at {r.local_time} ({r.timezone}), with the "
-                            f"price. Next: {self._when(r)}.")
+        self.reply(update, f"{first} {_every(r.days)} at {r.local_time} ({r.timezone}), "
+                           f"with the price. Next: {self._when(r)}.")
 
     async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         views = await self.owner.run(reminders.user_reminders, _owner_id(update))
@@ -188,7 +190,9 @@ class Commands:
             self.reply(update, "You have no reminders. Set one with /remind 08:30 "
                                 "(or /remind 08:30 Europe/Berlin).")
             return
-        lines = [f"• {r.local_time} {r.timezone} – "
+        lines = [f"• {r.local_time} {r.timezone}"
+                 + ("" if r.days == reminders.EVERY_DAY else f" {reminders.days_text(r.days)}")
+                 + " – "
                  + (f"next {self._when(r)}" if r.enabled else
                     "off: Telegram would not deliver to that chat")
                  for r in views]
@@ -306,6 +310,11 @@ class Commands:
         minutes = max(round((reminder.next_due_at - self.clock()).total_seconds() / 60), 0)
         hours, minutes = divmod(minutes, 60)
         return f"{local:%a %d %b %H:%M} (in {f'{hours}h ' if hours else ''}{minutes}min)"
+
+
+def _every(days: int) -> str:
+    """'every day', 'every mon-fri', 'every sat,sun'."""
+    return "every day" if days == reminders.EVERY_DAY else f"every {reminders.days_text(days)}"
 
 
 def _owner_id(update: Update) -> int:

@@ -93,6 +93,7 @@ class FakeTelegram(FakeAPI):
         self.group_per_window = group_per_window
         self.group_window_s = group_window_s
         self.allowed_updates: list[str] | None = None    # None: Telegram's default
+        self.inline_answers: dict[str, dict[str, Any]] = {}   # inline query id → answer
         self._migrated: dict[int, int] = {}
         self._to_group: dict[int, deque[float]] = {}
         self.sent: list[Sent] = []
@@ -171,6 +172,16 @@ class FakeTelegram(FakeAPI):
             "old_chat_member": _member(old_status), "new_chat_member": _member(new_status),
         }
         return self._add_update("my_chat_member", change)
+
+    def inject_inline_query(self, user_id: int, query: str = "") -> str:
+        """`@bot <query>` typed by a user in any chat (Bot API's InlineQuery); returns
+        its id, under which `inline_answers` keeps the bot's answerInlineQuery."""
+        with self._lock:
+            query_id = f"iq{self._message_id()}"
+        self._add_update("inline_query", {
+            "id": query_id, "query": query, "offset": "", "chat_type": "private",
+            "from": {"id": user_id, "is_bot": False, "first_name": "Tester"}})
+        return query_id
 
     def migrate(self, old_chat_id: int, new_chat_id: int) -> None:
         with self._lock:
@@ -267,6 +278,15 @@ class FakeTelegram(FakeAPI):
             return self._get_updates(fields, request)
         if method == "sendmessage":
             return self._send_message(fields)
+        if method == "answerinlinequery":
+            with self._lock:
+                self.inline_answers[str(fields["inline_query_id"])] = {
+                    "results": _json(fields["results"]),
+                    "cache_time": int(fields.get("cache_time") or 300),
+                    "is_personal": str(fields.get("is_personal")).lower() == "true"}
+                self._updates_changed.notify_all()
+            self.notify_changed()
+            return _ok(True)
         if method == "setmycommands":
             scope = _json(fields.get("scope")) or {"type": "default"}
             key = f"chat:{scope['chat_id']}" if scope.get("type") == "chat" else scope["type"]
