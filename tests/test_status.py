@@ -123,3 +123,15 @@ def test_x_requests_spend_and_refused_reads_are_shown(owner, tmp_path: Path) -> 
     # A day later the daemon reads again, and status stops saying so.
     later = owner.call(status.collect, settings, NOW + timedelta(hours=23))["x"]
     assert later["reads_refused"] is None
+
+
+def test_the_heartbeat_records_where_the_last_price_came_from(owner, tmp_path: Path) -> None:
+    from buzzbotd.price import Quote
+    settings = config.load(write_config(tmp_path))
+    assert owner.call(status.collect, settings, NOW)["price"] == {"source": None,
+                                                                 "fetched_at": None}
+    quote = Quote(67890.12, -1.23, NOW - timedelta(seconds=40), "kraken")
+    report = owner.call(status.heartbeat, settings, NOW, [], {}, quote)
+    assert report["price"] == {"source": "kraken", "fetched_at": "2026-11-22T09:29:20Z"}
+    assert "Price: last good quote from kraken at 2026-11-22T09:29:20Z" in status.render(
+        report, pid=None)

@@ -245,6 +245,8 @@ class Daemon:
         line = self.leading.standby_line()      # the leader writes the heartbeat
         if line is not None:
             return line
+        prices = self.made.prices
         report = await self.owner.run(status.heartbeat, self.settings, self.clock(),
-                                      self.health.hung, self.health.degraded())
+                                      self.health.hung, self.health.degraded(),
+                                      prices.last_quote() if prices is not None else None)
         return status.status_line(report)

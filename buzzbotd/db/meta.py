@@ -20,6 +20,7 @@ HEARTBEAT = "daemon.heartbeat_at"
 HEALTH = "daemon.health"
 DEGRADED = "daemon.degraded"         # JSON {part: [reason, since]}, written with the heartbeat
 TELEGRAM_CONFLICT = "telegram.conflict_at"
+PRICE_SOURCE = "price.source"        # "<source> <fetched at>" of the last good quote
 
 
 def get(key: str, default: str | None = None) -> str | None:

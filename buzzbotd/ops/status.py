@@ -72,6 +72,7 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
             # The bot records a conflict at most once a minute while it lasts.
             "conflict_now": bool(conflict and now - conflict < CONFLICT_SHOWN_FOR),
         },
+        "price": _price(values.get(meta.PRICE_SOURCE)),
         "sheets": {
             "enabled": settings.sheets.enabled,
             "spreadsheet_id": settings.sheets.spreadsheet_id,
@@ -88,6 +89,12 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
                          in json.loads(values.get(meta.DEGRADED) or "{}").items()},
         },
     }
+
+
+def _price(recorded: str | None) -> dict[str, Any]:
+    """Where the last good price came from (coingecko, or a fallback) and when."""
+    source, _, at = (recorded or "").partition(" ")
+    return {"source": source or None, "fetched_at": at or None}
 
 
 def daemon_pid(lock_file: Path) -> int | None:
@@ -107,10 +114,14 @@ def degraded_meta(degraded: dict[str, tuple[str, datetime]]) -> str:
 
 
 def heartbeat(settings: Settings, now: datetime, hung: list[str],
-              degraded: dict[str, tuple[str, datetime]]) -> dict[str, Any]:
-    """In the owner: the leader's heartbeat and health recorded for `status`; the report."""
-    meta.put_many({meta.HEARTBEAT: utc_text(now), meta.HEALTH: "; ".join(hung),
-                   meta.DEGRADED: degraded_meta(degraded)})
+              degraded: dict[str, tuple[str, datetime]], quote: Any = None) -> dict[str, Any]:
+    """In the owner: the leader's heartbeat and health recorded for `status`, with the
+    last good price's source and time (`quote`, if there is one); the report."""
+    values = {meta.HEARTBEAT: utc_text(now), meta.HEALTH: "; ".join(hung),
+              meta.DEGRADED: degraded_meta(degraded)}
+    if quote is not None:
+        values[meta.PRICE_SOURCE] = f"{quote.source} {utc_text(quote.fetched_at)}"
+    meta.put_many(values)
     return collect(settings, now)
 
 
@@ -185,6 +196,9 @@ def render(report: dict[str, Any], pid: int | None) -> str:
         if telegram["last_conflict_at"]:
             lines.append(f"  WARNING: another instance polled this token at "
                          f"{telegram['last_conflict_at']} (409 Conflict)")
+    price = report.get("price") or {}
+    if price.get("source"):
+        lines.append(f"Price: last good quote from {price['source']} at {price['fetched_at']}")
     sheets = report.get("sheets") or {}
     if not sheets.get("enabled"):
         lines.append("Google Sheets: off (sheets.enabled = false)")

@@ -117,6 +117,10 @@ class PriceClient:
             self._record_fetch(flight)
             flight.done.set()
 
+    def last_quote(self) -> Quote | None:
+        """The last good quote (for `status`: its source and age), without asking."""
+        return self._cached
+
     def latest(self, max_age_s: float) -> Quote:
         """The last quote if younger than `max_age_s`, else a fresh one (shared with
         whoever else asks now): many /price requests in a minute cost one fetch. While
