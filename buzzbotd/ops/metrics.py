@@ -93,8 +93,16 @@ class Metrics:
     # -- what the parts report, one line at each place ----------------------------
 
     def slot_settled(self, key: str, kind: str, outcome: str, reason: str,
-                     due: datetime, now: datetime) -> None:
-        """From the ledger, after the commit: a slot posted, failed or skipped."""
+                     due: datetime, now: datetime, network: str = "x") -> None:
+        """From the ledger, after the commit: a slot posted, failed, skipped or unknown
+        on `network` (each network is its own health part, so its own alert)."""
+        if network != "x":
+            self.inc("network_posts_total", label=f"{network}:{outcome}")
+            if outcome == "posted":
+                self.health.clear(network)
+            elif not reason.startswith(PAUSED_REASON):
+                self.health.problem(network, f"slot {key} on {network} {outcome}: {reason}")
+            return
         self.inc("tweets_total", label=outcome)
         if outcome == "posted":
             if kind == "scheduled":

@@ -91,7 +91,7 @@ class Poster:
         now = self.clock()
         first = self.owner.call(meta.first_start, now)
         since = max(first, now - max(self.grace, timedelta(days=1)))
-        settled = self.owner.call(ledger.final_keys, since)
+        settled = self.owner.call(ledger.final_keys, ledger.X, since)
         for due in timeofday.occurrences(self.x.times, self.x.zone, since, now):
             key = timeofday.slot_key(due)
             if key in settled:
@@ -103,7 +103,7 @@ class Poster:
                     if not mine:
                         continue
                     post = self.owner.call(
-                        ledger.skip_missed, key, "scheduled", due,
+                        ledger.skip_missed, ledger.X, key, "scheduled", due,
                         f"missed: the daemon was not running within {self.x.grace_s}s "
                         "of the slot", now)
                     if post.state not in ledger.FINAL:
@@ -111,7 +111,8 @@ class Poster:
                         self._drive(key, "scheduled", due)
             else:
                 self._drive_alone(key, "scheduled", due)
-        for post in self.owner.call(ledger.open_rows, now - self.grace - timedelta(days=1)):
+        since = now - self.grace - timedelta(days=1)
+        for post in self.owner.call(ledger.open_rows, ledger.X, since):
             self._drive_alone(post.slot_key, post.kind, post.due_at)   # e.g. a /tweet cut short
 
     def post_now(self, request: str | None = None) -> Post:
@@ -125,10 +126,10 @@ class Poster:
         if request is not None:
             key = f"manual-{request}"
             with self._sole_settler(key) as mine:
-                if mine and self.owner.call(ledger.claim_new, key, "manual", now,
+                if mine and self.owner.call(ledger.claim_new, ledger.X, key, "manual", now,
                                             self.clock()) is not None:
                     return self._drive(key, "manual", now)
-            row = self.owner.call(ledger.get, key)
+            row = self.owner.call(ledger.get, ledger.X, key)
             if row is None:         # another thread is claiming it this instant
                 raise RuntimeError(f"/tweet {key} is being posted by another thread")
             return row
@@ -136,7 +137,7 @@ class Poster:
         for n in itertools.count(1):
             key = base if n == 1 else f"{base}-{n}"
             with self._sole_settler(key) as mine:
-                if mine and self.owner.call(ledger.claim_new, key, "manual", now,
+                if mine and self.owner.call(ledger.claim_new, ledger.X, key, "manual", now,
                                             self.clock()) is not None:
                     return self._drive(key, "manual", now)
         raise AssertionError("unreachable")
@@ -163,17 +164,17 @@ class Poster:
         with self._sole_settler(key) as mine:
             if not mine:
                 log.debug("slot %s: another thread is settling it", key)
-                return self.owner.call(ledger.get, key)
+                return self.owner.call(ledger.get, ledger.X, key)
             return self._drive(key, kind, due)
 
     def _drive(self, key: str, kind: str, due: datetime) -> Post:
         """The settling loop; only ever run by the key's sole settler."""
-        post = self.owner.call(ledger.claim, key, kind, due, self.clock())
+        post = self.owner.call(ledger.claim, ledger.X, key, kind, due, self.clock())
         try:
             return self._drive_row(post, kind, due)
         except ledger.IllegalMove:
             # Logged by the ledger; the row is whatever the database says.
-            return self.owner.call(ledger.get, key)
+            return self.owner.call(ledger.get, ledger.X, key)
 
     def _drive_row(self, post: Post, kind: str, due: datetime) -> Post:
         deadline = due + self.grace
@@ -204,7 +205,7 @@ class Poster:
                     post, retry_at, status = self._post_once(post)
                     statuses.add(status)
             else:
-                post = self.owner.call(ledger.get, post.slot_key)
+                post = self.owner.call(ledger.get, ledger.X, post.slot_key)
             if post.state not in ledger.FINAL:
                 failures += 1
                 wait = retry.wait_s(failures, RETRY_FIRST_S, RETRY_MAX_S)
@@ -255,7 +256,7 @@ class Poster:
         if statuses != {503}:
             return reason
         reason = f"{ALL_503}; {reason}"
-        earlier = self.owner.call(ledger.previous_final_reasons, post.slot_key, 2)
+        earlier = self.owner.call(ledger.previous_final_reasons, ledger.X, post.slot_key, 2)
         if len(earlier) == 2 and all(r.startswith(ALL_503) for r in earlier):
             reason = f"{ALL_503} of three slots in a row. {LEGACY_FREE}; {reason}"
             # Its own alert: the slot's failure alert may fall in the window of the last.
@@ -267,7 +268,7 @@ class Poster:
         the same price) → this slot has no tweet of its own: skipped. Our own
         earlier attempt (this is not the first POST) → posted. Neither → someone
         posted it outside buzzbotd: skipped too, saying so."""
-        other = self.owner.call(ledger.posted_with_text, post.text or "", post.slot_key)
+        other = self.owner.call(ledger.posted_with_text, ledger.X, post.text or "", post.slot_key)
         if other is not None:
             return self._finish(post, "skipped", f"same text as {other.slot_key} ({result.reason})")
         if post.attempts > 1:
