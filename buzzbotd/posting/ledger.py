@@ -120,6 +120,14 @@ def note(row: Post, event: str, detail: str, now: datetime, level: int = logging
     return post
 
 
+def first_sending_at(row: Post) -> datetime | None:
+    """When the row's first POST was announced (its first `sending` event)."""
+    event = (PostEvent.select(PostEvent.at)
+             .where(PostEvent.post == row.id, PostEvent.event == "sending")
+             .order_by(PostEvent.at, PostEvent.id).first())
+    return event.at if event is not None else None
+
+
 def last_sending_at(row: Post) -> datetime | None:
     """When the row's newest POST was announced (its last `sending` event)."""
     event = (PostEvent.select(PostEvent.at)
