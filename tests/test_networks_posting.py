@@ -16,6 +16,7 @@ from buzzbotd import config
 from buzzbotd.config.kinds import Secret
 from buzzbotd.db import SqliteOwner, meta
 from buzzbotd.db.models import Post
+from buzzbotd.ops.metrics import METRICS
 from buzzbotd.posting import ledger, slots
 from buzzbotd.posting.bluesky import BlueskyClient, Session
 from buzzbotd.posting.driver import NetworkDriver
@@ -106,9 +107,17 @@ def world(tmp_path: Path) -> Iterator[World]:
     made.stop()
 
 
+def posted_count(network: str) -> float:
+    return METRICS.snapshot()[0].get(("network_posts_total", (network, "posted")), 0.0)
+
+
 def test_each_network_posts_the_slot_once_from_one_price_fetch(world: World) -> None:
+    before = {network: posted_count(network) for network in ("bluesky", "mastodon")}
     runners = world.slots()
     runners.run_due()
+    # (the counters move in the owner's thread after the commit, before its call returns)
+    assert {network: posted_count(network) - before[network]
+            for network in ("bluesky", "mastodon")} == {"bluesky": 1, "mastodon": 1}
     text = "BTC $67,890.12 at 08:00 UTC"
     assert [r.value["text"] for r in world.pds.posts()] == [text]
     assert world.mastodon.texts() == [text]
