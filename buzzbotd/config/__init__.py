@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from buzzbotd.config import credentials
 from buzzbotd.config.database_url import masked
@@ -56,6 +55,7 @@ from buzzbotd.config.networks import (
     Channel,
     MastodonSettings,
     PostsSettings,
+    Zoned,
     network_template,
     schedule,
 )
@@ -110,7 +110,7 @@ class PriceSettings:
 
 
 @dataclass(frozen=True)
-class XSettings:
+class XSettings(Zoned):
     # First, so that its problems are listed first, as they always were.
     # times, timezone, grace_s, template: the old spelling of [posts]' keys; after
     # load they hold [posts]' values whichever spelling the file used.
@@ -130,10 +130,6 @@ class XSettings:
     price_post_usd: float = key(Usd(100), 0.015)
     price_post_with_url_usd: float = key(Usd(100), 0.20)
     price_read_usd: float = key(Usd(100), 0.001)        # per post read
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)

@@ -74,25 +74,22 @@ def check_required(sections: dict[str, Any], check: Check) -> None:
                 check.problem(f"x.{field}", "is empty; expected the X app's OAuth 1.0a "
                               "credential, " + where.format(name)
                               + ", or set x.enabled = false")
-    bluesky, mastodon = sections["bluesky"], sections["mastodon"]
-    if bluesky.enabled:
-        if not bluesky.handle:
-            check.problem("bluesky.handle", "is empty; expected the account's handle, "
-                          "e.g. buzzbot.bsky.social, or set bluesky.enabled = false")
-        if not bluesky.app_password:
-            check.problem("bluesky.app_password", "is empty; expected an app password "
-                          "(Settings → Privacy and security → App passwords), "
-                          + where.format("bluesky_app_password")
-                          + ", or set bluesky.enabled = false")
-    if mastodon.enabled:
-        if not mastodon.instance:
-            check.problem("mastodon.instance", "is empty; expected the instance's address, "
-                          'e.g. "https://mastodon.social", or set mastodon.enabled = false')
-        if not mastodon.access_token:
-            check.problem("mastodon.access_token", "is empty; expected an access token "
-                          "with the scopes write:statuses read:statuses, "
-                          + where.format("mastodon_access_token")
-                          + ", or set mastodon.enabled = false")
+    for section, field, expected, credential in _NETWORK_NEEDS:
+        if sections[section].enabled and not getattr(sections[section], field):
+            check.problem(f"{section}.{field}", f"is empty; expected {expected}, "
+                          + (where.format(credential) + ", " if credential else "")
+                          + f"or set {section}.enabled = false")
+
+
+# What an enabled network needs: (section, key, what it is, its credential file).
+_NETWORK_NEEDS = (
+    ("bluesky", "handle", "the account's handle, e.g. buzzbot.bsky.social", None),
+    ("bluesky", "app_password", "an app password (Settings → Privacy and security → App "
+     "passwords)", "bluesky_app_password"),
+    ("mastodon", "instance", 'the instance\'s address, e.g. "https://mastodon.social"', None),
+    ("mastodon", "access_token", "an access token with the scopes write:statuses "
+     "read:statuses", "mastodon_access_token"),
+)
 
 
 def database_password(url: str, check: Check) -> tuple[str, Secret]:

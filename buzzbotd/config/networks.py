@@ -59,17 +59,23 @@ class Channel(Kind):
 
 
 
+class Zoned:
+    """A section with a `timezone` key: its zone."""
+
+    timezone: str
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
 @dataclass(frozen=True)
-class PostsSettings:
+class PostsSettings(Zoned):
     """The schedule and wording every network shares."""
     template: str = key(Template(), DEFAULT_TEMPLATE)
     times: tuple[time, ...] = key(TimesOfDay(), DEFAULT_TIMES)
     timezone: str = key(Zone(), "UTC")
     grace_s: int = key(Seconds(GRACE_FLOOR_S, 86400, whole=True), 600)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)

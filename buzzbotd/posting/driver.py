@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from buzzbotd import retry, timeofday
 from buzzbotd.clock import Clock
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner, meta
+from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Post
 from buzzbotd.posting import ledger
 from buzzbotd.posting.outcome import Failed, NetworkClient, NotSent, Outcome, Posted
@@ -61,29 +61,24 @@ class NetworkDriver(SlotRunner):
                     # As X's: a failure (which alerts); `unknown` is for what cannot be read.
                     post = self._finish(post, "failed", "outcome unknown at the end of the "
                                         f"slot's window ({post.reason})")
-            elif self.clock() >= deadline:
-                post = self._finish(post, "failed", "gave up at the end of the slot's window"
-                                    + (f" ({post.reason})" if post.reason else ""))
-            elif kind == "scheduled" and self.owner.call(meta.paused_at, due):
-                post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
-            elif text := post.text or self._compose(post, due):
-                price = self._prices.pop(post.slot_key, None)
-                if self.clock() >= deadline:
-                    post = self._finish(post, "failed", "gave up at the end of the slot's "
-                                        "window: the price came after it")
-                else:
+            else:
+                post, text, price = self._ready(post, kind, due, self._gave_up)
+                if text is not None:
                     # Committed (and fsync'd) before the request: a crash after it is an
                     # unknown outcome, settled at the next start.
                     post = self.owner.call(ledger.sending, post, text, self.clock(), price)
                     post, retry_at = self._take(post, self.client.post(post.slot_key, text),
                                                 deadline)
-            else:
-                post = self.owner.call(ledger.get, self.network, post.slot_key)
             if post.state not in ledger.FINAL:
                 failures += 1
                 wait = retry.wait_s(failures, RETRY_FIRST_S, RETRY_MAX_S)
                 self._wait_until(retry_at or self.clock() + timedelta(seconds=wait), deadline)
         return post
+
+    @staticmethod
+    def _gave_up(post: Post) -> str:
+        return "gave up at the end of the slot's window" + (
+            f" ({post.reason})" if post.reason else "")
 
     def _settle(self, post: Post) -> tuple[Post, datetime | None]:
         """A row in `sending`: does its post exist?"""

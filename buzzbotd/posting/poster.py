@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from buzzbotd import retry, timeofday
 from buzzbotd.clock import Clock, utc_now
 from buzzbotd.config import Settings
-from buzzbotd.db import DatabaseOwner, meta
+from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Post
 from buzzbotd.ops.health import HEALTH
 from buzzbotd.posting import ledger, spend, x
@@ -92,25 +92,16 @@ class Poster(SlotRunner):
                 if post.state == "sending" and self.clock() >= deadline:
                     post = self._finish(post, "failed", "outcome unknown at the end of the "
                                         f"slot's window ({post.reason})")
-            elif self.clock() >= deadline:
-                post = self._finish(post, "failed", self._gave_up(post, statuses))
-            elif kind == "scheduled" and self.owner.call(meta.paused_at, due):
-                post = self._finish(post, "skipped", "posting was paused (/pause) at the slot")
-            elif text := post.text or self._compose(post, due):
-                price = self._prices.pop(post.slot_key, None)
-                if self.clock() >= deadline:
-                    # A slow price fetch took the slot past its window: no POST now.
-                    post = self._finish(post, "failed", "gave up at the end of the slot's "
-                                        "window: the price came after it")
-                elif post.attempts == 0 and (over := self.spend.refusal(
+            else:
+                post, text, price = self._ready(post, kind, due,
+                                                lambda row: self._gave_up(row, statuses))
+                if text is not None and post.attempts == 0 and (over := self.spend.refusal(
                         self.network_client.post_cost(text))):
                     post = self._finish(post, "skipped", over)
-                else:
+                elif text is not None:
                     post = self.owner.call(ledger.sending, post, text, self.clock(), price)
                     post, retry_at, status = self._post_once(post)
                     statuses.add(status)
-            else:
-                post = self.owner.call(ledger.get, ledger.X, post.slot_key)
             if post.state not in ledger.FINAL:
                 failures += 1
                 wait = retry.wait_s(failures, RETRY_FIRST_S, RETRY_MAX_S)

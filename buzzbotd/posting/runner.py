@@ -16,7 +16,7 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -165,6 +165,27 @@ class SlotRunner:
 
     def _drive_row(self, post: Post, kind: str, due: datetime) -> Post:
         raise NotImplementedError
+
+    def _ready(self, post: Post, kind: str, due: datetime, gave_up: Callable[[Post], str]
+               ) -> tuple[Post, str | None, float | None]:
+        """A claimed row before its POST: failed at the end of the window (`gave_up`
+        says why), skipped while paused, or (the row, its text, the price it was made
+        from); no text yet (a failed price fetch): (the row as it stands, None, None)."""
+        deadline = due + self.grace
+        if self.clock() >= deadline:
+            return self._finish(post, "failed", gave_up(post)), None, None
+        if kind == "scheduled" and self.owner.call(meta.paused_at, due):
+            return self._finish(post, "skipped", "posting was paused (/pause) at the slot"), \
+                None, None
+        text = post.text or self._compose(post, due)
+        if not text:
+            return self.owner.call(ledger.get, self.network, post.slot_key), None, None
+        price = self._prices.pop(post.slot_key, None)
+        if self.clock() >= deadline:
+            # A slow price fetch took the slot past its window: no POST now.
+            return self._finish(post, "failed", "gave up at the end of the slot's window: "
+                                "the price came after it"), None, None
+        return post, text, price
 
     def _compose(self, post: Post, due: datetime) -> str | None:
         """The row's text from the slot's one quote, or None after logging why there
