@@ -57,7 +57,7 @@ ADMIN_HELP = """
 
 For admins:
 /status – health, last and next tweets, counts
-/tweet – post the price tweet now
+/post – post the price now to every network (/tweet too)
 /pause, /resume – stop or restart scheduled tweets
 /mute, /unmute – stop or restart the alerts I send you (also /alerts off, /alerts on)"""
 
