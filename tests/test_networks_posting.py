@@ -228,3 +228,20 @@ def test_a_post_now_is_one_key_for_every_network(world: World) -> None:
     second = runners.post_now()
     assert plain[0].slot_key != second[0].slot_key and second[0].slot_key.endswith("-2")
     assert len(world.pds.posts()) == 3 and len(world.mastodon.texts()) == 3
+
+
+def test_a_refused_app_password_fails_only_bluesky_naming_the_key(world: World,
+                                                                  tmp_path: Path) -> None:
+    quotes = Quotes(PriceClient(world.settings.price, clock=world.clock))
+    runners = slots.Slots(world.settings, world.owner, world.clock, quotes)
+    runners.add(NetworkDriver(BlueskyClient(world.pds.url, HANDLE, Secret("wrong-pass", "t"),
+                                            clock=world.clock, timeout_s=1.0),
+                              world.settings, world.owner, quotes, world.clock))
+    runners.add(NetworkDriver(MastodonClient(world.mastodon.url, Secret(ACCESS_TOKEN, "t"),
+                                             clock=world.clock, timeout_s=1.0),
+                              world.settings, world.owner, quotes, world.clock))
+    runners.run_due()
+    bluesky = world.row("bluesky")
+    assert bluesky.state == "failed" and "bluesky.app_password" in (bluesky.reason or "")
+    assert "wrong-pass" not in (bluesky.reason or "")
+    assert world.pds.posts() == [] and world.row("mastodon").state == "posted"
