@@ -13,6 +13,7 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes import Fault
 from tests.harness import Daemon
 from tests.network_trials import CHANNEL, NETWORKS, Networks, run_trials, wait_settled
+from tests.telegram_world import ADMIN
 from tests.x_world import hhmmss, slot_in
 
 
@@ -78,6 +79,8 @@ def test_a_channel_the_bot_cannot_post_to_fails_naming_the_key(tmp_path: Path,
         line = daemon.wait_log(f"slot {key} on channel: failed", timeout=5)
         assert "Chat not found" in line and "telegram.channel" in line, line
         assert fakes.telegram.messages_to(CHANNEL) == []
+        alert = fakes.telegram.wait_for_message(ADMIN, "the Telegram channel", timeout=20)
+        assert "telegram.channel" in alert.text
     finally:
         assert daemon.terminate() == 0, daemon.log
 
