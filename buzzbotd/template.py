@@ -100,9 +100,21 @@ def _widest(template: str) -> dict[str, object]:
                                for code in template_currencies(template)}}
 
 
-def template_problem(template: str) -> str | None:
+def grapheme_count(text: str) -> int:
+    """User-perceived characters (Unicode extended grapheme clusters), as Bluesky
+    counts them; graphemeu is imported only when a Bluesky text is counted."""
+    import grapheme
+    return grapheme.length(text)
+
+
+def widest_text(template: str) -> str:
+    """`template` rendered at the widest price and change (a valid template)."""
+    return render_template(template, **_widest(template))
+
+
+def template_problem(template: str, length_checked: bool = True) -> str | None:
     """Why `template` cannot word a tweet (what the operator should write instead),
-    or None."""
+    or None; without `length_checked`, X's length is left to the caller."""
     fields = "{price}, {change_24h}, {time} and {price_<code>} (e.g. {price_eur})"
     try:
         for _, name, spec, _ in string.Formatter().parse(template):
@@ -119,7 +131,7 @@ def template_problem(template: str) -> str | None:
                 'e.g. "BTC ${price:,.2f}"')
     if not sample.strip():
         return "renders to an empty tweet"
-    if (length := weighted_length(widest)) > TWEET_MAX_CHARS:
+    if length_checked and (length := weighted_length(widest)) > TWEET_MAX_CHARS:
         return (f"can render to {length} characters as X counts them (a URL 23, CJK and "
                 f"emoji 2; at a price of {_WIDEST['price']:,.2f}); expected at most "
                 f"{TWEET_MAX_CHARS}")

@@ -27,9 +27,9 @@ TABLE_SQL = {
                   "SELECT id, user_id, chat_id, local_time, timezone, enabled, next_due_at, "
                   "last_sent_local_date, created_at FROM reminder ORDER BY id"),
     "posts": ("post_id,slot_key,kind,due_at,state,tweet_id,text,reason,attempts,created_at,"
-              "updated_at",
+              "updated_at,network",
               "SELECT id, slot_key, kind, due_at, state, tweet_id, text, reason, attempts, "
-              "created_at, updated_at FROM post ORDER BY id"),
+              "created_at, updated_at, network FROM post ORDER BY id"),
 }
 BOOLEAN_COLUMNS = {"blocked", "enabled"}
 

@@ -299,3 +299,90 @@ def test_tweet_dry_run_refuses_a_template_too_long_as_x_counts_it(tmp_path: Path
     result = buzzbotd("tweet", "--dry-run", "--config", str(path))
     assert result.returncode == 78, result.stdout + result.stderr
     assert "can render to 293 characters as X counts them" in result.stderr, result.stderr
+
+
+# -- [posts], [bluesky], [mastodon], telegram.channel (issue 23) ------------------------
+
+def load_text(tmp_path: Path, body: str, environ: dict[str, str] | None = None
+              ) -> config.Settings:
+    path = tmp_path / "buzzbotd.toml"
+    path.write_text(base(tmp_path) + body)
+    return config.load(path, environ or {})
+
+
+def problems_of(tmp_path: Path, body: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(config.ConfigError) as e:
+        load_text(tmp_path, body, environ)
+    return str(e.value)
+
+
+OFF = "[x]\nenabled = false\n[telegram]\nenabled = false\n"
+
+
+def test_posts_holds_the_schedule_and_x_follows_it(tmp_path: Path) -> None:
+    s = load_text(tmp_path, OFF + '[posts]\ntimes = ["09:30"]\ntimezone = "Europe/Berlin"\n'
+                  'grace_s = 120\ntemplate = "BTC {price:.0f}"\n')
+    assert [t.isoformat("minutes") for t in s.posts.times] == ["09:30"]
+    assert (s.posts.timezone, s.posts.grace_s, s.posts.template) == (
+        "Europe/Berlin", 120, "BTC {price:.0f}")
+    assert (s.x.times, s.x.timezone, s.x.grace_s, s.x.template) == (
+        s.posts.times, s.posts.timezone, s.posts.grace_s, s.posts.template)
+    assert s.notes == ()
+
+
+def test_the_old_x_spelling_works_with_one_note_and_both_at_once_is_an_error(
+        tmp_path: Path) -> None:
+    s = load_text(tmp_path, '[x]\nenabled = false\ngrace_s = 300\n[telegram]\nenabled = false\n')
+    assert s.posts.grace_s == 300 == s.x.grace_s
+    assert s.notes == ("x.grace_s is the old spelling of posts.grace_s; it still works, "
+                       "write posts.grace_s instead",)
+    path = tmp_path / "buzzbotd.toml"
+    out = buzzbotd("--config", str(path), "check-config")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("old spelling") == 1
+    text = problems_of(tmp_path, '[x]\nenabled = false\ntimes = ["08:00"]\n'
+                       '[posts]\ntimes = ["09:00"]\n[telegram]\nenabled = false\n')
+    assert "x.times: and posts.times are both set; expected only posts.times" in text
+
+
+def test_enabled_networks_need_their_credentials_named_by_key(tmp_path: Path) -> None:
+    text = problems_of(tmp_path, OFF + "[bluesky]\nenabled = true\n"
+                       "[mastodon]\nenabled = true\n")
+    for name in ("bluesky.handle", "bluesky.app_password", "mastodon.instance",
+                 "mastodon.access_token"):
+        assert f"{name}: is empty" in text
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "bluesky_app_password").write_text("abcd-efgh-ijkl-mnop\n")
+    (creds / "mastodon_access_token").write_text("mastodon-token-value\n")
+    s = load_text(tmp_path, OFF + '[bluesky]\nenabled = true\nhandle = "buzz.test"\n'
+                  '[mastodon]\nenabled = true\ninstance = "https://mastodon.example/"\n'
+                  'visibility = "unlisted"\n',
+                  {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert s.bluesky.app_password.reveal() == "abcd-efgh-ijkl-mnop"
+    assert s.mastodon.instance == "https://mastodon.example"
+    assert {"abcd-efgh-ijkl-mnop", "mastodon-token-value"} <= set(s.secrets())
+    assert s.networks() == ["bluesky", "mastodon"]
+    assert "abcd-efgh" not in repr(s) and "mastodon-token" not in repr(s)
+
+
+def test_network_templates_and_visibility_and_channel_are_checked(tmp_path: Path) -> None:
+    long_bluesky = "é" * 290 + " {price:,.2f}"        # 290 graphemes + the widest price
+    text = problems_of(tmp_path, OFF + f'[bluesky]\ntemplate = "{long_bluesky}"\n'
+                       '[mastodon]\nvisibility = "direct"\ntemplate = "{prise}"\n')
+    assert "bluesky.template" in text and "graphemes" in text and "at most 300" in text
+    assert 'mastodon.visibility = "direct": expected one of "public" | "unlisted" | "private"' \
+        in text
+    assert "mastodon.template" in text and "unknown field {prise}" in text
+    # Longer than X's 280 is fine for Mastodon's 500.
+    s = load_text(tmp_path, OFF + f'[mastodon]\ntemplate = "{"a" * 400} {{price}}"\n')
+    assert s.template_of("mastodon").startswith("a" * 400)
+    assert s.template_of("bluesky") == s.posts.template
+    for good, kept in (('"@buzz_prices"', "@buzz_prices"), ("-1001234567890", "-1001234567890"),
+                       ('""', "")):
+        s = load_text(tmp_path, f"[x]\nenabled = false\n[telegram]\nenabled = false\n"
+                      f"channel = {good}\n")
+        assert s.telegram.channel == kept
+    text = problems_of(tmp_path, '[x]\nenabled = false\n[telegram]\nenabled = false\n'
+                       'channel = "t.me/buzz"\n')
+    assert 'telegram.channel = "t.me/buzz": expected "" (no channel)' in text

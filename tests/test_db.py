@@ -217,3 +217,68 @@ def test_the_owner_answers_a_ping_while_a_large_backup_runs(owner: DatabaseOwner
     assert seen == [(False, True)], "the ping waited for the whole backup"
     copy = sqlite3.connect(owner.backup_dir / "buzzbotd-2026-11-22.db")
     assert copy.execute("SELECT count(*) FROM filler").fetchone() == (256,)
+
+
+def test_the_ledger_per_network_migration_keeps_every_post_and_event(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Issue 23: a database one version behind, with posts and their events, gains
+    `network` ('x' for every old row), uniqueness per (slot, network) and the
+    `unknown` state; on SQLite (foreign_keys=1) its rebuild deletes no event."""
+    previous = migrations.MIGRATIONS[:-1]
+    if backend == "sqlite":
+        path = tmp_path / "buzzbotd.db"
+        old: peewee.Database = peewee.SqliteDatabase(str(path), pragmas={"foreign_keys": 1})
+        mark = "?"
+    else:
+        from buzzbotd.db.pgdriver import connect_params, load_driver
+        from buzzbotd.db.postgres import PostgresOwner
+
+        url = request.getfixturevalue("postgres_server").create_database()
+        load_driver()
+        old = peewee.PostgresqlDatabase(url, prefer_psycopg3=True, **connect_params(None))
+        mark = "%s"
+    migrations.migrate(old, previous)
+    for i in range(20):
+        old.execute_sql(f"INSERT INTO post (slot_key, kind, due_at, state, text, tweet_id, "
+                        f"created_at, updated_at, price) VALUES ({mark}, 'scheduled', {mark}, "
+                        f"'posted', {mark}, {mark}, {mark}, {mark}, 50000.5)",
+                        (f"slot-{i}", f"2026-01-01T00:{i:02d}:00Z", f"tweet {i}", f"{1000 + i}",
+                         "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"))
+        for event in ("claimed", "sending", "posted"):
+            old.execute_sql(f"INSERT INTO post_event (post_id, at, event, detail) "
+                            f"SELECT id, {mark}, {mark}, {mark} FROM post WHERE slot_key = {mark}",
+                            ("2026-01-01T00:00:00Z", event, f"{event} {i}", f"slot-{i}"))
+    old.close()
+    owner = (SqliteOwner(tmp_path / "buzzbotd.db") if backend == "sqlite"
+             else PostgresOwner(url))
+    assert owner.start() == [migrations.LATEST]
+    try:
+        rows = owner.call(lambda: [(p.slot_key, p.network, p.text, p.tweet_id, p.price,
+                                    [e.event for e in p.events.order_by(PostEvent.id)])
+                                   for p in Post.select().order_by(Post.id)])
+        assert rows == [(f"slot-{i}", "x", f"tweet {i}", f"{1000 + i}", 50000.5,
+                         ["claimed", "sending", "posted"]) for i in range(20)]
+        assert owner.call(lambda: PostEvent.select().count()) == 60
+
+        def another_network_and_unknown() -> None:
+            post = Post.create(slot_key="slot-0", network="channel", kind="scheduled",
+                               due_at=NOW, state="unknown", created_at=NOW, updated_at=NOW)
+            PostEvent.create(post=post, at=NOW, event="unknown")
+        owner.call(another_network_and_unknown)
+        with pytest.raises(peewee.IntegrityError):        # still one row per (slot, network)
+            owner.call(lambda: Post.create(slot_key="slot-0", network="x", kind="scheduled",
+                                           due_at=NOW, state="claimed", created_at=NOW,
+                                           updated_at=NOW))
+        with pytest.raises(peewee.IntegrityError):        # and the states checked
+            owner.call(lambda: Post.create(slot_key="slot-1", network="mastodon",
+                                           kind="scheduled", due_at=NOW, state="lost",
+                                           created_at=NOW, updated_at=NOW))
+        # Deleting a post still deletes its events (the reference survived the rebuild).
+        owner.call(lambda: Post.delete().where(Post.slot_key == "slot-19").execute())
+        assert owner.call(lambda: PostEvent.select().count()) == 58
+        if backend == "sqlite":
+            indexes = owner.call(lambda: {row[0] for row in Meta._meta.database.execute_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")})
+            assert {"post_due_at", "post_posted", "post_event_post_id"} <= indexes
+    finally:
+        owner.stop()

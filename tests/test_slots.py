@@ -116,14 +116,14 @@ def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, make_owner, fakes, l
 
 
 def events_of(owner: DatabaseOwner, key: str) -> list[str]:
-    return owner.call(lambda: [e.event for e in ledger.get(key).events.order_by(PostEvent.id)])
+    return owner.call(lambda: [e.event for e in ledger.get("x", key).events.order_by(PostEvent.id)])
 
 
 def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(owner: DatabaseOwner,
                                                                    caplog) -> None:
     now = utc("2026-11-22T08:00")
     try:
-        claimed = owner.call(ledger.claim, "k", "scheduled", now, now)
+        claimed = owner.call(ledger.claim, "x", "k", "scheduled", now, now)
         sending = owner.call(ledger.sending, claimed, "BTC $1", now)
         posted = owner.call(ledger.posted, sending, "42", "created", now)
         assert "sending" in ledger.TRANSITIONS["claimed"] and not ledger.TRANSITIONS["posted"]
@@ -142,7 +142,7 @@ def test_an_illegal_ledger_move_is_refused_logged_and_not_applied(owner: Databas
             "as read (a bug; nothing changed)",
             "slot k: refused ledger move claimed → posted: not a legal move "
             "(a bug; nothing changed)"], errors
-        row = owner.call(ledger.get, "k")
+        row = owner.call(ledger.get, "x", "k")
         assert (row.state, row.text, row.tweet_id, row.attempts) == ("posted", "BTC $1", "42", 1)
         assert events_of(owner, "k") == ["claimed", "sending", "posted"]
     finally:
@@ -193,7 +193,7 @@ def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(
         again = post.post_now()                                     # a second, same second
         clock.now = utc("2026-11-22T08:00")
         post.run_due()                                              # the slot, same price
-        slot = owner.call(ledger.get, timeofday.slot_key(clock.now))
+        slot = owner.call(ledger.get, "x", timeofday.slot_key(clock.now))
     finally:
         owner.stop()
     assert again.slot_key == "manual-2026-11-22T07:59:02Z-2"
@@ -221,14 +221,14 @@ def test_two_rows_of_one_text_found_on_the_timeline_each_get_their_own_tweet(
 
     def both_sending() -> None:
         for key, kind in zip(keys, ("scheduled", "manual"), strict=True):
-            ledger.sending(ledger.claim(key, kind, due, due), text, due)
+            ledger.sending(ledger.claim("x", key, kind, due, due), text, due)
 
     owner.call(both_sending)
     x.tweets += [Tweet("1800000000000000001", text, due), Tweet("1800000000000000002", text, due)]
     clock.now = due + timedelta(seconds=30)     # the restart, within the slot's grace
     try:
         post.run_due()
-        rows = [owner.call(ledger.get, key) for key in keys]
+        rows = [owner.call(ledger.get, "x", key) for key in keys]
     finally:
         owner.stop()
     assert [row.state for row in rows] == ["posted", "posted"]

@@ -63,7 +63,8 @@ def test_the_report_and_the_heartbeat_read_alike_on_both_backends(owner, tmp_pat
     report = owner.call(status.collect, settings, NOW)
     assert report["x"]["last_posts"][0] == {"slot_key": "slot-0", "kind": "scheduled",
                                            "state": "failed", "tweet_id": "0", "text": "t",
-                                           "reason": None, "attempts": 0}
+                                           "reason": None, "attempts": 0,
+                                           "network": "x", "url": None}
     assert report["x"]["failed_last_day"] == 1 and report["x"]["paused"] is True
     assert (report["telegram"]["users"], report["telegram"]["reminders_enabled"],
             report["telegram"]["reminders_disabled"]) == (1, 2, 1)

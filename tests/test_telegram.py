@@ -26,7 +26,7 @@ from tests.x_world import status_json
 
 PUBLIC = ["price", "remind", "reminders", "unremind", "alert", "alerts", "unalert", "currency",
           "help"]
-ADMIN_ONLY = ["status", "tweet", "pause", "resume", "mute", "unmute"]
+ADMIN_ONLY = ["status", "post", "pause", "resume", "mute", "unmute"]
 PRICE = "Bitcoin is at $67,890.12 (-1.23% in 24h).\nSource: CoinGecko."
 _users = itertools.count(2000)
 
@@ -169,8 +169,10 @@ def test_status_for_an_admin(world: World) -> None:
     assert "X posting: off" in reply
 
 
-def test_tweet_when_x_is_off(world: World) -> None:
-    assert world.telegram.ask(ADMIN, "/tweet").startswith("X posting is off")
+def test_post_and_tweet_when_no_network_is_on(world: World) -> None:
+    for command in ("/post", "/tweet"):
+        assert world.telegram.ask(ADMIN, command).startswith(
+            "Posting is off (no network is enabled)")
 
 
 def test_pause_and_resume_are_kept_in_the_database(world: World) -> None:

@@ -43,6 +43,14 @@ def cmd_check_config(settings: config.Settings, args: argparse.Namespace) -> int
             print(f"  note: {note}")
     else:
         print("  X posting off")
+    if s.bluesky.enabled:
+        print(f"  Bluesky posting on as {s.bluesky.handle} via {s.bluesky.service}")
+    if s.mastodon.enabled:
+        print(f"  Mastodon posting on via {s.mastodon.instance} ({s.mastodon.visibility})")
+    if s.telegram.enabled and s.telegram.channel:
+        print(f"  Telegram channel {s.telegram.channel}: each slot posted there too")
+    for note in s.notes:
+        print(f"  note: {note}")
     if s.telegram.enabled:
         print(f"  Telegram bot on via {s.telegram.api_base}; {len(s.telegram.admin_ids)} admin(s); "
               f"token from {s.telegram.token.source.split(' ')[0]}")

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from buzzbotd.config import credentials
 from buzzbotd.config.database_url import masked
@@ -47,6 +46,19 @@ from buzzbotd.config.kinds import (
     key,
     read_section,
 )
+from buzzbotd.config.networks import (
+    DEFAULT_TEMPLATE,
+    DEFAULT_TIMES,
+    GRACE_FLOOR_S,
+    SCHEDULE_KEYS,
+    BlueskySettings,
+    Channel,
+    MastodonSettings,
+    PostsSettings,
+    Zoned,
+    network_template,
+    schedule,
+)
 from buzzbotd.template import template_currencies
 
 DEFAULT_PATH = Path("/etc/buzzbotd/buzzbotd.toml")
@@ -56,10 +68,6 @@ _KEY_IN_URL = re.compile(r"[?&](x_cg_(?:demo|pro)_api_key)=", re.IGNORECASE)
 _SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 _SPREADSHEET_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _NO_SECRET = Secret("", "default")
-# A grace period is how late a slot or a reminder may still go out. Under a minute,
-# one slow round (a price fetch, a restart) skips it for good: the scheduler runs
-# each minute's job a moment after its instant, and a round can take seconds.
-GRACE_FLOOR_S = 60
 
 
 class ConfigError(Exception):
@@ -99,14 +107,17 @@ class PriceSettings:
     kraken_url: str = key(Url(api_base=True), "https://api.kraken.com")
 
 
+
+
 @dataclass(frozen=True)
-class XSettings:
+class XSettings(Zoned):
     # First, so that its problems are listed first, as they always were.
-    template: str = key(Template(),
-                        "Bitcoin is at ${price:,.2f} ({change_24h:+.2f}% in 24h) #BTC")
+    # times, timezone, grace_s, template: the old spelling of [posts]' keys; after
+    # load they hold [posts]' values whichever spelling the file used.
+    template: str = key(Template(), DEFAULT_TEMPLATE)
     enabled: bool = key(Flag(), True)
     api_base: str = key(Url(api_base=True), "https://api.x.com")
-    times: tuple[time, ...] = key(TimesOfDay(), (time(8), time(12), time(16), time(20)))
+    times: tuple[time, ...] = key(TimesOfDay(), DEFAULT_TIMES)
     timezone: str = key(Zone(), "UTC")
     grace_s: int = key(Seconds(GRACE_FLOOR_S, 86400, whole=True), 600)
     consumer_key: Secret = key(SecretText(), _NO_SECRET)
@@ -120,10 +131,6 @@ class XSettings:
     price_post_with_url_usd: float = key(Usd(100), 0.20)
     price_read_usd: float = key(Usd(100), 0.001)        # per post read
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
 
 @dataclass(frozen=True)
 class TelegramSettings:
@@ -136,6 +143,7 @@ class TelegramSettings:
     alert_admins: bool = key(Flag(), True)
     # How often /alert levels are checked against the shared price client.
     alert_check_s: int = key(Seconds(15, 3600, whole=True), 60)
+    channel: str = key(Channel(), "")      # "@name" or a numeric id: each slot posted there too
 
 
 @dataclass(frozen=True)
@@ -187,12 +195,29 @@ class Settings:
     sheets: SheetsSettings = SheetsSettings()
     http: HttpSettings = HttpSettings()
     database: DatabaseSettings = DatabaseSettings()
+    posts: PostsSettings = PostsSettings()
+    bluesky: BlueskySettings = BlueskySettings()
+    mastodon: MastodonSettings = MastodonSettings()
+    notes: tuple[str, ...] = ()      # what check-config says once (an old spelling, …)
+
+    def template_of(self, network: str) -> str:
+        """The template a network's posts are rendered from."""
+        own = {"bluesky": self.bluesky.template, "mastodon": self.mastodon.template}
+        return own.get(network) or self.posts.template
+
+    def networks(self) -> list[str]:
+        """The networks each slot is posted to, in a fixed order."""
+        on = {"x": self.x.enabled, "bluesky": self.bluesky.enabled,
+              "mastodon": self.mastodon.enabled,
+              "channel": self.telegram.enabled and bool(self.telegram.channel)}
+        return [name for name, enabled in on.items() if enabled]
 
     def secrets(self) -> list[str]:
         """Every non-empty secret value, so that logging can mask them."""
         values = [self.price.api_key, self.telegram.token, self.x.consumer_key,
                   self.x.consumer_secret, self.x.access_token, self.x.access_token_secret,
-                  self.database.password]
+                  self.database.password, self.bluesky.app_password,
+                  self.mastodon.access_token]
         return ([s.reveal() for s in values if s]
                 + credentials.sheets_private_key(self.sheets.service_account))
 
@@ -200,7 +225,10 @@ class Settings:
 SECTIONS: dict[str, type] = {
     "daemon": DaemonSettings,
     "price": PriceSettings,
+    "posts": PostsSettings,
     "x": XSettings,
+    "bluesky": BlueskySettings,
+    "mastodon": MastodonSettings,
     "telegram": TelegramSettings,
     "sheets": SheetsSettings,
     "http": HttpSettings,
@@ -251,11 +279,21 @@ def _read(document: dict[str, Any], check: Check) -> Settings:
     found = credentials.from_directory(check)
     sections["price"] = dataclasses.replace(sections["price"], **found["price"])
     sections["x"] = dataclasses.replace(sections["x"], **found["x"])
-    sections["telegram"] = dataclasses.replace(sections["telegram"], **found["telegram"])
-    credentials.check_required(sections["x"], sections["telegram"], check)
-    _template_currencies(sections["x"].template, sections["price"].currencies, "x.template",
-                         check)
-    return Settings(path=check.path, **sections)
+    for name in ("telegram", "bluesky", "mastodon"):
+        sections[name] = dataclasses.replace(sections[name], **found[name])
+    sections["posts"], notes = schedule(document, sections["posts"], sections["x"], check)
+    sections["x"] = dataclasses.replace(sections["x"], **{
+        name: getattr(sections["posts"], name) for name in SCHEDULE_KEYS})
+    credentials.check_required(sections, check)
+    _template_currencies(sections["posts"].template, sections["price"].currencies,
+                         "posts.template", check)
+    for network in ("bluesky", "mastodon"):
+        own = sections[network].template
+        if own:
+            network_template(network, own, check)
+            _template_currencies(own, sections["price"].currencies, f"{network}.template",
+                                 check)
+    return Settings(path=check.path, notes=tuple(notes), **sections)
 
 
 def _price(price: PriceSettings, check: Check) -> PriceSettings:

@@ -24,6 +24,8 @@ CREDENTIALS = {
     "x_consumer_secret": ("x", "consumer_secret"),
     "x_access_token": ("x", "access_token"),
     "x_access_token_secret": ("x", "access_token_secret"),
+    "bluesky_app_password": ("bluesky", "app_password"),
+    "mastodon_access_token": ("mastodon", "access_token"),
 }
 # The credential file that stands in for sheets.service_account_file (its
 # contents are the key itself, not a path).
@@ -34,7 +36,7 @@ _TELEGRAM_TOKEN = re.compile(r"^[0-9]+:[A-Za-z0-9_-]{1,200}$")
 
 def from_directory(check: Check) -> dict[str, dict[str, Secret]]:
     """The secrets found in $CREDENTIALS_DIRECTORY, by section and key."""
-    found: dict[str, dict[str, Secret]] = {"price": {}, "x": {}, "telegram": {}}
+    found: dict[str, dict[str, Secret]] = {section: {} for section, _ in CREDENTIALS.values()}
     directory = check.environ.get("CREDENTIALS_DIRECTORY")
     if not directory:
         return found
@@ -53,8 +55,9 @@ def from_directory(check: Check) -> dict[str, dict[str, Secret]]:
     return found
 
 
-def check_required(x: Any, telegram: Any, check: Check) -> None:
-    """The secrets an enabled part cannot run without."""
+def check_required(sections: dict[str, Any], check: Check) -> None:
+    """The secrets (and names) an enabled part cannot run without."""
+    x, telegram = sections["x"], sections["telegram"]
     where = "in the config or in $CREDENTIALS_DIRECTORY/{}"
     if telegram.enabled:
         if not telegram.token:
@@ -71,6 +74,22 @@ def check_required(x: Any, telegram: Any, check: Check) -> None:
                 check.problem(f"x.{field}", "is empty; expected the X app's OAuth 1.0a "
                               "credential, " + where.format(name)
                               + ", or set x.enabled = false")
+    for section, field, expected, credential in _NETWORK_NEEDS:
+        if sections[section].enabled and not getattr(sections[section], field):
+            check.problem(f"{section}.{field}", f"is empty; expected {expected}, "
+                          + (where.format(credential) + ", " if credential else "")
+                          + f"or set {section}.enabled = false")
+
+
+# What an enabled network needs: (section, key, what it is, its credential file).
+_NETWORK_NEEDS = (
+    ("bluesky", "handle", "the account's handle, e.g. buzzbot.bsky.social", None),
+    ("bluesky", "app_password", "an app password (Settings → Privacy and security → App "
+     "passwords)", "bluesky_app_password"),
+    ("mastodon", "instance", 'the instance\'s address, e.g. "https://mastodon.social"', None),
+    ("mastodon", "access_token", "an access token with the scopes write:statuses "
+     "read:statuses", "mastodon_access_token"),
+)
 
 
 def database_password(url: str, check: Check) -> tuple[str, Secret]:

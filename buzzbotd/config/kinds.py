@@ -200,11 +200,14 @@ class FilePath(Kind):
 @dataclass(frozen=True)
 class Url(Kind):
     api_base: bool = False       # a root the clients append paths to: no trailing "/"
+    empty: bool = False          # "" allowed (the section's check says when it is needed)
 
     def convert(self, value: Any, key: str, check: Check) -> str:
         expected = 'expected an http:// or https:// URL, e.g. "https://api.x.com"'
         if not isinstance(value, str):
             raise Invalid(expected, value)
+        if self.empty and not value.strip():
+            return ""
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError on a bad port

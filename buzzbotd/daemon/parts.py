@@ -28,7 +28,7 @@ from buzzbotd.runtime.lifecycle import in_thread
 from buzzbotd.runtime.scheduler import Scheduler
 
 if TYPE_CHECKING:
-    from buzzbotd.posting.poster import Poster
+    from buzzbotd.posting.slots import Slots
     from buzzbotd.price import PriceClient
     from buzzbotd.sheets.sync import SheetsSync
     from buzzbotd.telegram import TelegramBot
@@ -41,7 +41,7 @@ EXIT_LOST_LEADERSHIP = 1    # systemd restarts the unit; it comes back as a stan
 @dataclass
 class Built:
     prices: PriceClient | None = None
-    poster: Poster | None = None
+    poster: Slots | None = None      # every network's posting of each slot
     bot: TelegramBot | None = None
     sheets: SheetsSync | None = None
     alerts: alerts.Alerts | None = None
@@ -63,15 +63,17 @@ def build(s: Settings, owner: DatabaseOwner, clock: Callable[[], datetime],
           refresh_status: Callable[[], Awaitable[None]],
           refresh_status_soon: Callable[[], None]) -> Built:
     built = Built()
-    if s.x.enabled or s.telegram.enabled:
+    if s.networks() or s.telegram.enabled:
         from buzzbotd.price import PriceClient
         built.prices = PriceClient(s.price, clock=clock)
-    if s.x.enabled:
-        from buzzbotd.posting.poster import Poster  # tweepy is imported only when X is on
-        built.poster = Poster(s, owner, built.prices, clock=clock)
+    if s.networks():
+        from buzzbotd.posting import slots
+        built.poster = slots.build(s, owner, built.prices, clock)
     if s.telegram.enabled:
         from buzzbotd.telegram import TelegramBot
         bot = built.bot = TelegramBot(s, owner, built.prices, built.poster, report, clock=clock)
+        if built.poster is not None and s.telegram.channel:
+            built.poster.add_channel(bot.app.post_to_channel)
         bot.on_state_change = refresh_status
         # Reminders wait while the bot is not connected: a round at once when it is.
         bot.on_connected = lambda: scheduler.run_now("reminders", bot.dispatch_reminders)

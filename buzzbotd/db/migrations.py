@@ -238,6 +238,58 @@ MIGRATIONS: list[tuple[str, list[str | tuple[str, str]]]] = [
         "ALTER TABLE reminder ADD COLUMN days INTEGER NOT NULL DEFAULT 127 "
         "CHECK (days BETWEEN 1 AND 127)",
     ]),
+    # Issue 23: a slot is posted to several networks, each with its own row (and
+    # its own exactly-once): unique per (slot_key, network), X's rows keep 'x'.
+    # `unknown` is final: a network that cannot be asked (a Telegram channel) and
+    # whose answer was lost. `url` is where a person sees the post.
+    # SQLite cannot drop an inline UNIQUE or CHECK: both tables are rebuilt here,
+    # in the migration's transaction, in an order that foreign_keys=1 allows
+    # (dropping `post` first would cascade-delete the events): the new event
+    # table references the new post table, and the renames rewrite that reference.
+    ("a ledger row per slot and network", [
+        ('''CREATE TABLE post_new (
+            id INTEGER PRIMARY KEY NOT NULL,
+            slot_key TEXT NOT NULL,
+            network TEXT NOT NULL DEFAULT 'x',
+            kind TEXT NOT NULL CHECK (kind IN ('scheduled', 'manual')),
+            due_at TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('claimed', 'sending', 'posted', 'failed',
+                                                 'skipped', 'unknown')),
+            text TEXT,
+            tweet_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            price REAL,
+            url TEXT,
+            UNIQUE (slot_key, network))''',
+         "ALTER TABLE post ADD COLUMN network TEXT NOT NULL DEFAULT 'x'"),
+        ('''CREATE TABLE post_event_new (
+            id INTEGER PRIMARY KEY NOT NULL,
+            post_id INTEGER NOT NULL REFERENCES post_new (id) ON DELETE CASCADE,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL,
+            detail TEXT)''',
+         "ALTER TABLE post ADD COLUMN url TEXT"),
+        ('''INSERT INTO post_new (id, slot_key, kind, due_at, state, text, tweet_id, attempts,
+                                  reason, created_at, updated_at, price)
+            SELECT id, slot_key, kind, due_at, state, text, tweet_id, attempts, reason,
+                   created_at, updated_at, price FROM post''',
+         "ALTER TABLE post DROP CONSTRAINT post_slot_key_key"),
+        ('''INSERT INTO post_event_new (id, post_id, at, event, detail)
+            SELECT id, post_id, at, event, detail FROM post_event''',
+         "ALTER TABLE post ADD CONSTRAINT post_slot_key_network_key UNIQUE (slot_key, network)"),
+        ("DROP TABLE post_event", "ALTER TABLE post DROP CONSTRAINT post_state_check"),
+        ("DROP TABLE post",
+         '''ALTER TABLE post ADD CONSTRAINT post_state_check CHECK (state IN ('claimed',
+            'sending', 'posted', 'failed', 'skipped', 'unknown'))'''),
+        ("ALTER TABLE post_new RENAME TO post", "SELECT 1"),
+        ("ALTER TABLE post_event_new RENAME TO post_event", "SELECT 1"),
+        ("CREATE INDEX post_due_at ON post (due_at)", "SELECT 1"),
+        ("CREATE INDEX post_posted ON post (state, updated_at)", "SELECT 1"),
+        ("CREATE INDEX post_event_post_id ON post_event (post_id)", "SELECT 1"),
+    ]),
 ]
 
 LATEST = len(MIGRATIONS)

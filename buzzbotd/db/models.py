@@ -50,17 +50,19 @@ class Meta(BaseModel):
 class Post(BaseModel):
     """The X ledger: one row per slot, claimed before anything is sent."""
 
-    slot_key = peewee.TextField(unique=True)
+    slot_key = peewee.TextField()
+    network = peewee.TextField(default="x")   # x | bluesky | mastodon | channel
     kind = peewee.TextField()          # scheduled | manual
     due_at = UtcField(index=True)
-    state = peewee.TextField()         # claimed | sending | posted | failed | skipped
+    state = peewee.TextField()         # claimed | sending | posted | failed | skipped | unknown
     text = peewee.TextField(null=True)
     price = peewee.FloatField(null=True)   # USD, the quote the text was composed from
-    tweet_id = peewee.TextField(null=True)
+    tweet_id = peewee.TextField(null=True)    # the network's id of the post
     attempts = peewee.IntegerField(default=0)
     reason = peewee.TextField(null=True)
     created_at = UtcField()
     updated_at = UtcField()
+    url = peewee.TextField(null=True)         # where a person sees the post
 
 
 class PostEvent(BaseModel):

@@ -53,9 +53,9 @@ TABLES: dict[str, Table] = {
     "posts": Table(
         "posts",
         ("post_id", "slot_key", "kind", "due_at", "state", "tweet_id", "text", "reason",
-         "attempts", "created_at", "updated_at"),
+         "attempts", "created_at", "updated_at", "network"),
         (Post.id, Post.slot_key, Post.kind, Post.due_at, Post.state, Post.tweet_id, Post.text,
-         Post.reason, Post.attempts, Post.created_at, Post.updated_at)),
+         Post.reason, Post.attempts, Post.created_at, Post.updated_at, Post.network)),
 }
 
 

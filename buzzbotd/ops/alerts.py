@@ -41,6 +41,9 @@ TITLES = {
     "unclean": "restart",
     "x_plan": "X's plan",
     "x_budget": "the monthly X budget",
+    "bluesky": "Bluesky posting",
+    "mastodon": "Mastodon posting",
+    "channel": "the Telegram channel",
 }
 DELAY_S = {"price": PRICE_AFTER_S}
 

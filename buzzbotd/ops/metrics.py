@@ -32,6 +32,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
                            "primary; coinbase and kraken the fallbacks)", ("source",)),
     "alerts_sent_total": ("Alert messages sent to admins, by kind", ("kind",)),
     "x_requests_total": ("Requests to the X API, by kind (post, read, user)", ("kind",)),
+    "network_posts_total": ("Slots settled on the networks other than X (bluesky, mastodon, "
+                            "channel), by network and outcome", ("network", "outcome")),
 }
 HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
     "price_fetch_seconds": ("Duration of one price fetch attempt", FAST_BUCKETS + (5.0, 10.0)),
@@ -81,8 +83,10 @@ class Metrics:
 
     # -- hooks (any thread) ---------------------------------------------------
 
-    def inc(self, name: str, amount: float = 1, label: str | None = None) -> None:
-        key = (name, () if label is None else (label,))
+    def inc(self, name: str, amount: float = 1, label: str | tuple[str, ...] | None = None
+            ) -> None:
+        labels = () if label is None else (label,) if isinstance(label, str) else label
+        key = (name, labels)
         with self._lock:
             self.counters[key] = self.counters.get(key, 0.0) + amount
 
@@ -93,8 +97,16 @@ class Metrics:
     # -- what the parts report, one line at each place ----------------------------
 
     def slot_settled(self, key: str, kind: str, outcome: str, reason: str,
-                     due: datetime, now: datetime) -> None:
-        """From the ledger, after the commit: a slot posted, failed or skipped."""
+                     due: datetime, now: datetime, network: str = "x") -> None:
+        """From the ledger, after the commit: a slot posted, failed, skipped or unknown
+        on `network` (each network is its own health part, so its own alert)."""
+        if network != "x":
+            self.inc("network_posts_total", label=(network, outcome))
+            if outcome == "posted":
+                self.health.clear(network)
+            elif not reason.startswith(PAUSED_REASON):
+                self.health.problem(network, f"slot {key} on {network} {outcome}: {reason}")
+            return
         self.inc("tweets_total", label=outcome)
         if outcome == "posted":
             if kind == "scheduled":

@@ -23,7 +23,8 @@ LAST_POSTS = 5
 NEXT_SLOTS = 3
 CONFLICT_SHOWN_FOR = timedelta(minutes=3)
 READS_REFUSED_SHOWN_FOR = timedelta(days=1)    # as long as the poster stops reading
-POST_COLUMNS = ("slot_key", "kind", "state", "tweet_id", "text", "reason", "attempts")
+POST_COLUMNS = ("slot_key", "kind", "state", "tweet_id", "text", "reason", "attempts",
+                "network", "url")
 
 
 def collect(settings: Settings, now: datetime) -> dict[str, Any]:
@@ -185,8 +186,14 @@ def render(report: dict[str, Any], pid: int | None) -> str:
             lines.append(f"  {x['reads_refused']}")
         lines.append("  last posts:" if x["last_posts"] else "  last posts: none yet")
         for p in x["last_posts"]:
-            detail = f"tweet {p['tweet_id']}" if p["tweet_id"] else (p["reason"] or "")
-            lines.append(f"    {p['slot_key']:<32} {p['state']:<8} {detail}")
+            if p["network"] == "x":
+                name = p["slot_key"]
+                detail = f"tweet {p['tweet_id']}" if p["tweet_id"] else (p["reason"] or "")
+            else:
+                name = f"{p['slot_key']} {p['network']}"
+                detail = (p["url"] or p["tweet_id"] or "") if p["state"] == "posted" else (
+                    p["reason"] or "")
+            lines.append(f"    {name:<32} {p['state']:<8} {detail}")
     if not telegram["enabled"]:
         lines.append("Telegram bot: off (telegram.enabled = false)")
     else:

@@ -7,7 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from buzzbotd import timeofday
-from buzzbotd.template import TWEET_MAX_CHARS, render_template, weighted_length
+from buzzbotd.template import (
+    TWEET_MAX_CHARS,
+    grapheme_count,
+    render_template,
+    weighted_length,
+)
 
 if TYPE_CHECKING:     # price imports httpx: the caller has it loaded already
     from buzzbotd.config import Settings
@@ -18,11 +23,24 @@ class ComposeError(Exception):
     pass
 
 
-def compose(template: str, quote: Quote, when_label: str) -> str:
-    """The tweet text; too long is an error, never a truncated post."""
+# How long a post may be on each network other than X, as it counts: Bluesky's
+# graphemes, a stock Mastodon's characters, a Telegram message's characters.
+LIMITS = {"bluesky": (300, "graphemes"), "mastodon": (500, "characters"),
+          "channel": (4096, "characters")}
+
+
+def compose(template: str, quote: Quote, when_label: str, network: str = "x") -> str:
+    """The post's text for `network`; too long is an error, never a truncated post."""
     fields = quote.fields()
     text = render_template(template, fields.pop("price"), fields.pop("change_24h"), when_label,
                            **fields)
+    if network in LIMITS:
+        most, unit = LIMITS[network]
+        length = grapheme_count(text) if network == "bluesky" else len(text)
+        if length > most:
+            raise ComposeError(f"the {network} post would be {length} {unit}; it takes at "
+                               f"most {most} ({network}.template or posts.template)")
+        return text
     if (length := weighted_length(text)) > TWEET_MAX_CHARS:
         raise ComposeError(f"the tweet would be {length} characters as X counts them "
                            f"(a URL 23, CJK and emoji 2); X allows {TWEET_MAX_CHARS} "

@@ -1,19 +1,23 @@
-"""The X ledger: the database's record of every slot, which makes a tweet
-happen at most once per slot.
+"""The ledger: the database's record of every slot on every network, which
+makes a post happen at most once per (slot, network).
 
-A slot's row moves only along TRANSITIONS:
+Each (slot key, network) has its own row (X's rows are network "x"); one
+network's row never waits for, nor moves, another's. A row moves only along
+TRANSITIONS:
 
     (none) ──▶ claimed ──▶ sending ──▶ posted
                   ▲           │
                   └───────────┘ (the request surely did not reach X: 5xx, 429, refused;
                   │           │  or the text was proven absent from the timeline)
                   ▼           ▼
-           failed | skipped   failed | skipped   (final: no move out)
+           failed | skipped   failed | skipped | unknown   (final: no move out)
 
 `claimed`: the slot is ours and nothing is in flight; a POST may be sent.
 `sending`: a POST with `text` may have reached X. A row found in this state
 (after a timeout, a dropped connection, or a crash) is an unknown outcome
 and must be settled — found on X, or proven absent — before any new POST.
+`unknown` (final): the outcome could not be settled and never will be (a
+Telegram channel cannot be read): at most one post, perhaps none.
 
 Every move is compare-and-set: the mover passes the row as it read it, and
 the row moves only if it is still in that state (`UPDATE … WHERE state = ?`,
@@ -22,7 +26,8 @@ row moved meanwhile is a bug: it is logged and refused (IllegalMove), never
 applied, and the owner's transaction rolls back.
 
 Every function here runs inside the database owner; each change writes a
-PostEvent row and, once it is committed, one journal line naming the slot key.
+PostEvent row and, once it is committed, one journal line naming the slot key
+(and the network, unless X).
 """
 
 from __future__ import annotations
@@ -38,14 +43,16 @@ from buzzbotd.db.models import Post, PostEvent, utc_text
 from buzzbotd.ops.metrics import METRICS
 
 log = logging.getLogger("buzzbotd.x")
-FINAL = ("posted", "failed", "skipped")
+FINAL = ("posted", "failed", "skipped", "unknown")
+X = "x"
 
 # The only moves a row may make: state read → states it may move to (None: no row yet).
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"claimed"}),
     "claimed": frozenset({"sending", "failed", "skipped"}),
-    "sending": frozenset({"claimed", "posted", "failed", "skipped"}),
+    "sending": frozenset({"claimed", "posted", "failed", "skipped", "unknown"}),
     "posted": frozenset(),
+    "unknown": frozenset(),
     "failed": frozenset(),
     "skipped": frozenset(),
 }
@@ -56,26 +63,37 @@ class IllegalMove(Exception):
     the mover read. Always a bug; the move was not applied."""
 
 
-def claim(key: str, kind: str, due: datetime, now: datetime) -> Post:
-    """The slot's row: claimed now if nobody has it, else as it stands."""
-    post = Post.get_or_none(Post.slot_key == key)
+def claim(network: str, key: str, kind: str, due: datetime, now: datetime) -> Post:
+    """The slot's row on `network`: claimed now if nobody has it, else as it stands."""
+    post = get(network, key)
     if post is None:
-        post = Post.create(slot_key=key, kind=kind, due_at=due, state="claimed",
-                           created_at=now, updated_at=now)
+        post = Post.create(slot_key=key, network=network, kind=kind, due_at=due,
+                           state="claimed", created_at=now, updated_at=now)
         _event(post, now, "claimed", None, logging.INFO)
     return post
 
 
-def claim_new(key: str, kind: str, due: datetime, now: datetime) -> Post | None:
-    """A fresh row for `key`, or None if the key is taken (e.g. a second /tweet
-    in the same second)."""
-    if Post.get_or_none(Post.slot_key == key) is not None:
+def claim_new(network: str, key: str, kind: str, due: datetime, now: datetime
+              ) -> Post | None:
+    """A fresh row for `key` on `network`, or None if the key is taken there (e.g. a
+    second /post in the same second)."""
+    if get(network, key) is not None:
         return None
-    return claim(key, kind, due, now)
+    return claim(network, key, kind, due, now)
 
 
-def get(key: str) -> Post | None:
-    return Post.get_or_none(Post.slot_key == key)
+def key_taken(key: str) -> bool:
+    """Whether any network has a row for `key` (a /post's key is one for all)."""
+    return Post.select().where(Post.slot_key == key).exists()
+
+
+def get(network: str, key: str) -> Post | None:
+    return Post.get_or_none((Post.slot_key == key) & (Post.network == network))
+
+
+def rows_of(key: str) -> list[Post]:
+    """Every network's row of slot `key`."""
+    return list(Post.select().where(Post.slot_key == key).order_by(Post.id))
 
 
 def sending(row: Post, text: str, now: datetime, price: float | None = None) -> Post:
@@ -102,6 +120,14 @@ def note(row: Post, event: str, detail: str, now: datetime, level: int = logging
     return post
 
 
+def first_sending_at(row: Post) -> datetime | None:
+    """When the row's first POST was announced (its first `sending` event)."""
+    event = (PostEvent.select(PostEvent.at)
+             .where(PostEvent.post == row.id, PostEvent.event == "sending")
+             .order_by(PostEvent.at, PostEvent.id).first())
+    return event.at if event is not None else None
+
+
 def last_sending_at(row: Post) -> datetime | None:
     """When the row's newest POST was announced (its last `sending` event)."""
     event = (PostEvent.select(PostEvent.at)
@@ -110,11 +136,13 @@ def last_sending_at(row: Post) -> datetime | None:
     return event.at if event is not None else None
 
 
-def posted(row: Post, tweet_id: str | None, how: str, now: datetime) -> Post:
-    post = _move(row, "posted", now, tweet_id=tweet_id, reason=how)
-    _event(post, now, "posted", f"tweet {tweet_id or '(id unknown)'}: {how}", logging.INFO)
+def posted(row: Post, tweet_id: str | None, how: str, now: datetime, url: str | None = None
+           ) -> Post:
+    post = _move(row, "posted", now, tweet_id=tweet_id, reason=how, url=url)
+    what = "tweet" if post.network == X else "post"
+    _event(post, now, "posted", f"{what} {tweet_id or '(id unknown)'}: {how}", logging.INFO)
     after_commit(functools.partial(METRICS.slot_settled, post.slot_key, post.kind, "posted", how,
-                                   post.due_at, now))
+                                   post.due_at, now, post.network))
     return post
 
 
@@ -125,79 +153,91 @@ def posted_as_found(row: Post, tweet_ids: list[str], how: str, now: datetime) ->
     tweet for both. Checked and written in one owner call, so two settlers cannot
     take the same tweet."""
     held = {tweet_id for (tweet_id,) in Post.select(Post.tweet_id).where(
-        Post.tweet_id.in_(tweet_ids) & (Post.id != row.id)).tuples()} if tweet_ids else set()
+        Post.tweet_id.in_(tweet_ids) & (Post.id != row.id) & (Post.network == row.network)
+    ).tuples()} if tweet_ids else set()
     free = [tweet_id for tweet_id in tweet_ids if tweet_id not in held]
     return posted(row, free[0], how, now) if free else None
 
 
 def finish(row: Post, state: str, reason: str, now: datetime) -> Post:
-    """Marks the slot failed or skipped for good."""
-    if state not in ("failed", "skipped"):
-        _refuse(row.slot_key, row.state, state, "finish() only fails or skips")
+    """Marks the slot failed, skipped or unknown for good."""
+    if state not in ("failed", "skipped", "unknown"):
+        _refuse(_name(row), row.state, state, "finish() only fails, skips or gives up")
     post = _move(row, state, now, reason=reason)
-    _event(post, now, state, reason, logging.ERROR if state == "failed" else logging.WARNING)
+    _event(post, now, state, reason, logging.WARNING if state == "skipped" else logging.ERROR)
     after_commit(functools.partial(METRICS.slot_settled, post.slot_key, post.kind, state, reason,
-                                   post.due_at, now))
+                                   post.due_at, now, post.network))
     return post
 
 
-def skip_missed(key: str, kind: str, due: datetime, reason: str, now: datetime) -> Post:
+def skip_missed(network: str, key: str, kind: str, due: datetime, reason: str, now: datetime
+                ) -> Post:
     """A slot whose window passed: claimed now if nobody had, and skipped if no
     POST was ever made for it. Any other row is returned as it stands: a final
     one as it is, an open one for the poster to drive (a `sending` row is looked
     up on the timeline before anything is decided; a `claimed` one whose POST was
     proven absent ends failed, its window being over)."""
-    post = claim(key, kind, due, now)
+    post = claim(network, key, kind, due, now)
     if post.state == "claimed" and post.attempts == 0:
         return finish(post, "skipped", reason, now)
     return post
 
 
-def posted_with_text(text: str, other_than: str) -> Post | None:
-    """The newest row of another key that posted `text`, or is sending it now."""
+def posted_with_text(network: str, text: str, other_than: str) -> Post | None:
+    """The newest row of another key on `network` that posted `text`, or is sending it now."""
     return (Post.select()
-            .where((Post.text == text) & (Post.slot_key != other_than)
+            .where((Post.text == text) & (Post.slot_key != other_than) & (Post.network == network)
                    & Post.state.in_(("posted", "sending")))
             .order_by(Post.updated_at.desc(), Post.id.desc()).first())
 
 
-def previous_final_reasons(key: str, n: int) -> list[str]:
-    """The reasons of the `n` scheduled slots settled before `key`'s slot, newest first."""
-    row = get(key)
+def previous_final_reasons(network: str, key: str, n: int) -> list[str]:
+    """The reasons of the `n` scheduled slots on `network` settled before `key`'s slot,
+    newest first."""
+    row = get(network, key)
     if row is None:
         return []
     return [reason or "" for (reason,) in Post.select(Post.reason)
             .where((Post.kind == "scheduled") & (Post.due_at < row.due_at)
+                   & (Post.network == network)
                    & Post.state.in_(FINAL))
             .order_by(Post.due_at.desc()).limit(n).tuples()]
 
 
-def final_keys(since: datetime) -> set[str]:
-    """Keys of the slots due after `since` that are already settled."""
+def final_keys(network: str, since: datetime) -> set[str]:
+    """Keys of the slots due after `since` already settled on `network`."""
     return {key for (key,) in Post.select(Post.slot_key)
-            .where((Post.due_at > since) & Post.state.in_(FINAL)).tuples()}
+            .where((Post.due_at > since) & Post.state.in_(FINAL)
+                   & (Post.network == network)).tuples()}
 
 
-def open_rows(since: datetime) -> list[Post]:
-    """Rows not yet final whose slot is due after `since` (e.g. a /tweet cut short)."""
-    return list(Post.select().where(Post.state.not_in(FINAL) & (Post.due_at > since))
+def open_rows(network: str, since: datetime) -> list[Post]:
+    """Rows on `network` not yet final whose slot is due after `since` (e.g. a /post
+    cut short)."""
+    return list(Post.select().where(Post.state.not_in(FINAL) & (Post.due_at > since)
+                                    & (Post.network == network))
                 .order_by(Post.due_at))
 
 
 def _move(row: Post, to: str, now: datetime, **fields: object) -> Post:
     """Compare-and-set: `row` (as the mover read it) goes to `to`, or IllegalMove."""
-    key, expected = row.slot_key, row.state
+    name, expected = _name(row), row.state
     if to != expected and to not in TRANSITIONS.get(expected, frozenset()):
-        _refuse(key, expected, to, "not a legal move")
+        _refuse(name, expected, to, "not a legal move")
     if to == expected and expected in FINAL:
-        _refuse(key, expected, to, "a final row does not change")
+        _refuse(name, expected, to, "a final row does not change")
     changed = (Post.update(state=to, updated_at=now, **fields)
-               .where((Post.slot_key == key) & (Post.state == expected)).execute())
+               .where((Post.id == row.id) & (Post.state == expected)).execute())
     if changed != 1:
-        current = get(key)
-        _refuse(key, expected, to, f"the row is {current.state if current else 'missing'}, "
+        current = Post.get_or_none(Post.id == row.id)
+        _refuse(name, expected, to, f"the row is {current.state if current else 'missing'}, "
                 f"not {expected} as read")
-    return Post.get(Post.slot_key == key)
+    return Post.get(Post.id == row.id)
+
+
+def _name(row: Post) -> str:
+    """The slot key, and the network unless X (whose lines read as they always did)."""
+    return row.slot_key if row.network == X else f"{row.slot_key} on {row.network}"
 
 
 def _refuse(key: str, expected: str | None, to: str, why: str) -> None:
@@ -210,7 +250,7 @@ def _refuse(key: str, expected: str | None, to: str, why: str) -> None:
 def _event(post: Post, now: datetime, event: str, detail: str | None, level: int) -> None:
     PostEvent.create(post=post, at=now, event=event, detail=detail)
     # The journal says what the database holds: the line goes out after the commit.
-    after_commit(functools.partial(log.log, level, "slot %s: %s%s", post.slot_key, event,
+    after_commit(functools.partial(log.log, level, "slot %s: %s%s", _name(post), event,
                                    f": {detail}" if detail else ""))
 
 

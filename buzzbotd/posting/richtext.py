@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import Any
 
+from buzzbotd.template import grapheme_count
+
 MAX_GRAPHEMES = 300          # app.bsky.feed.post text: maxGraphemes
 MAX_TEXT_BYTES = 3000        # and maxLength (UTF-8 bytes)
 MAX_TAG_GRAPHEMES = 64
@@ -36,13 +38,6 @@ def text_problem(text: str) -> str | None:
     if size > MAX_TEXT_BYTES:
         return f"the text has {size} bytes of UTF-8; Bluesky takes at most {MAX_TEXT_BYTES}"
     return None
-
-
-def grapheme_count(text: str) -> int:
-    """User-perceived characters (Unicode extended grapheme clusters), as Bluesky
-    counts them; graphemeu is imported only when Bluesky is used."""
-    import grapheme
-    return grapheme.length(text)
 
 
 def facets(text: str) -> list[dict[str, Any]]:

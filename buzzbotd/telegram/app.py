@@ -261,6 +261,17 @@ class BotApp:
         assert self.loop is not None, "bot loop not started"
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
+    def post_to_channel(self, channel: str, text: str, timeout_s: float) -> int:
+        """From a posting thread (posting/channel.py): `text` to the channel through
+        the bot's rate limits; the message's id. BotNotRunning if nothing was sent."""
+        from buzzbotd.posting.channel import BotNotRunning
+        if self.loop is None or not self.loop.is_running():
+            raise BotNotRunning("its loop has not started")
+
+        async def send() -> int:
+            return (await self.application.bot.send_message(channel, text)).message_id
+        return self.run_in_loop(send(), timeout_s)
+
     async def _post_init(self, application: Application) -> None:
         await menu.publish(application.bot, self.settings.telegram.admin_ids)
 

@@ -58,7 +58,7 @@ ADMIN_HELP = """
 
 For admins:
 /status – health, last and next tweets, counts
-/tweet – post the price tweet now
+/post – post the price now to every network (/tweet too)
 /pause, /resume – stop or restart scheduled tweets
 /mute, /unmute – stop or restart the alerts I send you (also /alerts off, /alerts on)"""
 
@@ -89,7 +89,7 @@ class Commands:
         add(CommandHandler("reminders", self.cmd_reminders))
         add(CommandHandler("unremind", self.cmd_unremind))
         add(CommandHandler("status", self.cmd_status))
-        add(CommandHandler("tweet", self.cmd_tweet))
+        add(CommandHandler(["post", "tweet"], self.cmd_tweet))     # /tweet: /post's old name
         add(CommandHandler("pause", self.cmd_pause))
         add(CommandHandler("resume", self.cmd_resume))
 
@@ -226,20 +226,31 @@ class Commands:
         if self.refused(update):
             return
         if self.poster is None:
-            self.reply(update, "X posting is off (x.enabled = false), so there is nothing "
-                                "to tweet.")
+            self.reply(update, "Posting is off (no network is enabled), so there is nothing "
+                                "to post.")
             return
         # Keyed by the update: the same update delivered again (a restart before
-        # Telegram had our confirmation) gets this post back, never a second tweet.
+        # Telegram had our confirmation) gets these posts back, never a second one.
         assert update.effective_message is not None
         request = f"{timeofday.slot_key(update.effective_message.date)}-u{update.update_id}"
-        post = await asyncio.to_thread(self.poster.post_now, request)
-        log.info("admin %d: /tweet %s: %s", _owner_id(update), post.slot_key, post.state)
-        if post.state == "posted":
-            self.reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
-        else:
-            self.reply(update, f"Not posted ({post.state}): "
-                                f"{post.reason or 'no reason given'}")
+        rows = await asyncio.to_thread(self.poster.post_now, request)
+        log.info("admin %d: /%s %s: %s", _owner_id(update), _command(update),
+                 rows[0].slot_key if rows else "-", rows[0].state if len(rows) == 1 else
+                 ", ".join(f"{row.network} {row.state}" for row in rows))
+        if len(rows) == 1 and rows[0].network == "x":      # X alone: as /tweet always said
+            post = rows[0]
+            if post.state == "posted":
+                self.reply(update, f"Posted (tweet {post.tweet_id}):\n{post.text}")
+            else:
+                self.reply(update, f"Not posted ({post.state}): "
+                                    f"{post.reason or 'no reason given'}")
+            return
+        lines = [f"{row.network}: posted {row.url or row.tweet_id or ''}".rstrip()
+                 if row.state == "posted" else
+                 f"{row.network}: not posted ({row.state}): {row.reason or 'no reason given'}"
+                 for row in rows]
+        text = next((row.text for row in rows if row.text), "")
+        self.reply(update, "\n".join(lines) + (f"\n\n{text}" if text else ""))
 
     async def cmd_pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._set_paused(update, True)

@@ -24,7 +24,7 @@ PUBLIC_COMMANDS = [
 ]
 ADMIN_COMMANDS = [
     BotCommand("status", "health, posts and counts"),
-    BotCommand("tweet", "post the price tweet now"),
+    BotCommand("post", "post the price now to every network"),
     BotCommand("pause", "pause scheduled tweets"),
     BotCommand("resume", "resume scheduled tweets"),
     BotCommand("mute", "stop the daemon's alerts to you"),
