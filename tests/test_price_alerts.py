@@ -190,10 +190,10 @@ def test_the_evaluation_is_one_indexed_range_per_side(owner, backend: str) -> No
 
 
 def test_migrate_db_carries_alerts_and_their_outbox(tmp_path, postgres_server) -> None:
-    from buzzbotd.db import DatabaseOwner
+    from buzzbotd.db import SqliteOwner
     from buzzbotd.db.copy import copy
 
-    sqlite = DatabaseOwner(tmp_path / "buzzbotd.db")
+    sqlite = SqliteOwner(tmp_path / "buzzbotd.db")
     sqlite.start()
     add(sqlite, 1, "above 70000 repeat", 67890)
     add(sqlite, 2, "move 5%", 67890)
@@ -201,3 +201,11 @@ def test_migrate_db_carries_alerts_and_their_outbox(tmp_path, postgres_server) -
     sqlite.stop()
     counts = copy(tmp_path / "buzzbotd.db", postgres_server.create_database(), None)
     assert counts["price_alert"] == 2 and counts["alert_message"] == 1
+
+
+def test_only_currencies_with_a_waiting_alert_are_watched(owner) -> None:
+    assert owner.call(crossing.watched, CURRENCIES) == []
+    add(owner, 1, "above 70000 eur", 60000)
+    assert owner.call(crossing.watched, CURRENCIES) == ["eur"]
+    cross(owner, 71000, "eur")                     # fired: nothing waits any more
+    assert owner.call(crossing.watched, CURRENCIES) == []

@@ -49,7 +49,7 @@ def client(fakes, waits: list[float] | None = None, clock=lambda: NOW, **setting
 
 
 def quotes_from(source: str) -> float:
-    counters, _, _ = METRICS.snapshot()
+    counters, _ = METRICS.snapshot()
     return counters[("price_quotes_total", (source,))]
 
 
@@ -225,9 +225,9 @@ def test_bad_price_settings_are_named(tmp_path: Path, toml: str, expected: str) 
 def test_a_template_currency_must_be_fetched(tmp_path: Path) -> None:
     path = tmp_path / "buzzbotd.toml"
     path.write_text(f'[daemon]\nstate_dir = "{tmp_path}/state"\n[telegram]\nenabled = false\n'
-                    '[x]\nenabled = false\ntemplate = "BTC {price_eur:,.0f} EUR"\n')
-    with pytest.raises(config.ConfigError, match=r'x.template = .*\{price_eur\} needs "eur" '
-                                                 r"in price.currencies"):
+                    '[x]\nenabled = false\n[posts]\ntemplate = "BTC {price_eur:,.0f} EUR"\n')
+    with pytest.raises(config.ConfigError, match=r'posts.template = .*\{price_eur\} needs '
+                                                 r'"eur" in price.currencies'):
         config.load(path, {})
     path.write_text(path.read_text() + '[price]\ncurrencies = ["usd", "eur"]\n')
     assert config.load(path, {}).price.currencies == ("usd", "eur")

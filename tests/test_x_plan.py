@@ -71,8 +71,8 @@ def test_an_unknown_outcome_with_reads_refused_is_settled_by_one_more_post(
 def test_a_refused_read_is_not_tried_again_for_a_day(tmp_path, notify, spawn, x, price):
     clock = SlotClock(tmp_path, x)
     first = clock.due
-    second = first + timedelta(seconds=60)
-    config = x_config(tmp_path, x, price, [hhmmss(first), hhmmss(second)], grace_s=30)
+    second = first + timedelta(seconds=90)
+    config = x_config(tmp_path, x, price, [hhmmss(first), hhmmss(second)], grace_s=60)
     x.refuse_reads = x.credits_depleted()
     x.add_fault(POST_TWEET, Fault.drop(after=True), times=1)
     daemon: Daemon = spawn(config, notify, **clock.daemon_args())
@@ -132,13 +132,20 @@ def test_no_credits_or_the_monthly_cap_fail_the_slot_at_once_naming_the_cause(
 def test_503_to_every_post_of_three_slots_names_the_legacy_free_plan(tmp_path, notify, spawn,
                                                                      x, price, telegram):
     clock = SlotClock(tmp_path, x)
-    slots = [clock.due + timedelta(seconds=4 * i) for i in range(3)]
-    config = x_config(tmp_path, x, price, [hhmmss(s) for s in slots], grace_s=2,
+    slots = [clock.due + timedelta(seconds=100 * i) for i in range(3)]
+    config = x_config(tmp_path, x, price, [hhmmss(s) for s in slots], grace_s=60,
                       telegram=with_alerts(telegram))
     x.refuse_posts = x.legacy_503()
     daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     clock.arrive(daemon)
-    lines = [wait_final(daemon, slot_key(s), timeout=30) for s in slots]
+    lines = []
+    for slot in slots:
+        # Two 503s within the slot, then its window (the 60 s floor of x.grace_s) passes.
+        clock.set_to(slot)
+        attempts = x.post_attempts
+        assert x.wait_until(lambda n=attempts: x.post_attempts >= n + 2, 30)
+        clock.set_to(slot + timedelta(seconds=61))
+        lines.append(wait_final(daemon, slot_key(slot), timeout=30))
     assert all(": failed: X answered 503 to every attempt" in line for line in lines), lines
     assert "legacy Free plan" not in lines[0] + lines[1], lines
     assert "X answers 503 to every post: an app on the legacy Free plan can no longer post; " \
@@ -199,9 +206,9 @@ def test_a_slot_that_would_pass_the_monthly_budget_is_skipped(tmp_path, notify, 
 def test_a_price_that_comes_after_the_window_is_not_posted(tmp_path, notify, spawn, x, price):
     clock = SlotClock(tmp_path, x)
     due = clock.due
-    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=2)
+    config = x_config(tmp_path, x, price, [hhmmss(due)], grace_s=60)
     # The price API answers after 1.5 s (its timeout is 2 s); meanwhile the slot's
-    # window passes.
+    # window passes (the clock is moved past it).
     price.delay_s = 1.5
     daemon: Daemon = spawn(config, notify, **clock.daemon_args())
     clock.arrive(daemon)
@@ -210,7 +217,7 @@ def test_a_price_that_comes_after_the_window_is_not_posted(tmp_path, notify, spa
     while not price.requests and time.monotonic() < deadline:
         time.sleep(0.01)
     assert price.requests, "the price was never fetched"
-    clock.set_to(due + timedelta(seconds=5))
+    clock.set_to(due + timedelta(seconds=61))
     line = wait_final(daemon, slot_key(due), timeout=30)
     assert ": failed: gave up at the end of the slot's window: the price came after it" \
         in line, line

@@ -24,7 +24,7 @@ from datetime import datetime
 
 from buzzbotd.db import migrations
 from buzzbotd.db.models import AlertMessage, database, utc_text
-from buzzbotd.db.raw import execute
+from buzzbotd.db.raw import execute, rows
 from buzzbotd.price.quote import money
 from buzzbotd.pricealerts.store import REARM_RATIO
 
@@ -78,6 +78,19 @@ def evaluate(currency: str, price: float, now: datetime) -> int:
     if crossed:
         log.info("%s at %.2f crossed %d alert(s)", currency, price, crossed)
     return crossed
+
+
+def watched(currencies: tuple[str, ...]) -> list[str]:
+    """The currencies with an alert waiting for a price (one index probe each): a check
+    with none asks the price API nothing."""
+    backend = migrations.backend_of(database.obj)
+    found = []
+    for code in currencies:
+        if rows(migrations.render(
+                "SELECT 1 FROM price_alert WHERE currency = ? AND enabled = {true} AND "
+                "(up_level IS NOT NULL OR down_level IS NOT NULL) LIMIT 1", backend), code):
+            found.append(code)
+    return found
 
 
 @dataclass(frozen=True)

@@ -165,16 +165,20 @@ class PriceAlerting:
 
     def check_alerts(self) -> int:
         """Records the crossings of the price now and sends what is pending (scheduler
-        job, in a worker thread); returns how many were recorded."""
-        try:
-            quote = self.app.quote()
-        except PriceError as e:
-            if self.app.due_to_log("alerts-price"):
-                log.warning("price alerts not checked: %s", e)
-            return 0
+        job, in a worker thread); returns how many were recorded. With no alert
+        waiting, no price is asked for."""
         crossed = 0
-        for code, price, _ in quote.currencies or (("usd", quote.price, quote.change_24h),):
-            crossed += self.owner.call(crossing.evaluate, code, price, self.clock())
+        codes = self.owner.call(crossing.watched, self.currencies)
+        if codes:
+            try:
+                quote = self.app.quote()
+            except PriceError as e:
+                if self.app.due_to_log("alerts-price"):
+                    log.warning("price alerts not checked: %s", e)
+                codes = []
+            for code in codes:
+                crossed += self.owner.call(crossing.evaluate, code, quote.price_in(code)[0],
+                                           self.clock())
         if self.app.connected:
             pending = self.owner.call(crossing.pending, PENDING_PAGE)
             if pending:
