@@ -136,3 +136,30 @@ def test_the_heartbeat_records_where_the_last_price_came_from(owner, tmp_path: P
     assert report["price"] == {"source": "kraken", "fetched_at": "2026-11-22T09:29:20Z"}
     assert "Price: last good quote from kraken at 2026-11-22T09:29:20Z" in status.render(
         report, pid=None)
+
+
+def test_every_network_shows_in_status_the_status_line_and_the_page(owner, tmp_path: Path
+                                                                    ) -> None:
+    from buzzbotd.web import page
+    settings = config.load(write_config(tmp_path, x={"times": ["08:00"]}))
+    settings = replace(settings, bluesky=replace(settings.bluesky, enabled=True))
+    url = "https://bsky.app/profile/buzz.bsky.social/post/3lbu7ia7kqq2a"
+
+    def posts() -> None:
+        due = NOW - timedelta(hours=1)
+        Post.create(slot_key="2026-11-22T08:30:00Z", network="bluesky", kind="scheduled",
+                    due_at=due, state="posted", text="BTC 1", tweet_id="at://x", url=url,
+                    created_at=due, updated_at=due)
+        Post.create(slot_key="2026-11-22T08:30:00Z", network="mastodon", kind="scheduled",
+                    due_at=due, state="failed", text="BTC 1", reason="401 mastodon.access_token",
+                    created_at=due, updated_at=due)
+    owner.call(posts)
+    report = owner.call(status.collect, settings, NOW)
+    assert report["x"]["networks"] == ["bluesky"]
+    assert status.status_line(report).startswith("ready: next post (bluesky) 08:00 UTC")
+    text = status.render(report, pid=None)
+    assert "Posting to bluesky: on" in text and "2026-11-22T08:30:00Z bluesky" in text
+    assert url in text and "401 mastodon.access_token" in text
+    html = page.render(owner.call(page.collect, settings, NOW), {"loop": "ok"}, NOW)
+    assert f'<a href="{url}">BTC 1</a>' in html
+    assert "<td>mastodon</td><td>failed</td>" in html

@@ -34,8 +34,9 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
                  "LIMIT ?", LAST_POSTS)
     failed = rows("SELECT COUNT(*) FROM post WHERE state = 'failed' AND due_at > ?",
                   utc_text(now - timedelta(days=1)))[0][0]
+    networks = settings.networks()
     next_slots = []
-    if x.enabled:
+    if networks:                    # one schedule ([posts]) for every network
         after = now
         for _ in range(NEXT_SLOTS):
             after = timeofday.next_occurrence(x.times, x.zone, after)
@@ -52,6 +53,7 @@ def collect(settings: Settings, now: datetime) -> dict[str, Any]:
         "database": str(settings.daemon.database),
         "x": {
             "enabled": x.enabled,
+            "networks": networks,           # every network a slot is posted to
             "paused": values.get(meta.PAUSED) == "1",
             "last_posts": [dict(zip(POST_COLUMNS, p, strict=True)) for p in posts],
             "next_slots": next_slots,
@@ -134,12 +136,15 @@ def status_line(report: dict[str, Any]) -> str:
         return f"waiting for the clock: {degraded['clock']['reason']}"
     parts = []
     x = report["x"]
-    if not x["enabled"]:
+    networks = x.get("networks", ["x"] if x["enabled"] else [])
+    if not networks:
         parts.append("X posting off")
     elif x["paused"]:
-        parts.append("X posting paused")
+        parts.append("X posting paused" if networks == ["x"] else "posting paused")
     elif x["next_slots"]:
-        parts.append(f"next tweet {x['next_slots'][0]['local']}")
+        # "next tweet" while X posts (as it always read); else the networks named.
+        what = "tweet" if "x" in networks else f"post ({', '.join(networks)})"
+        parts.append(f"next {what} {x['next_slots'][0]['local']}")
     telegram = report["telegram"]
     if telegram["enabled"]:
         parts.append(_count(telegram["reminders_enabled"], "reminder"))
@@ -171,10 +176,13 @@ def render(report: dict[str, Any], pid: int | None) -> str:
             lines.append(f"  DEGRADED {part} since {d['since']}: {d['reason']}")
     else:
         lines.append("daemon: not running")
-    if not x["enabled"]:
+    networks = x.get("networks", ["x"] if x["enabled"] else [])
+    if not networks:
         lines.append("X posting: off (x.enabled = false)")
     else:
-        lines.append("X posting: " + ("PAUSED (/resume to restart)" if x["paused"] else "on")
+        lines.append(("X posting: " if networks == ["x"] else
+                      f"Posting to {', '.join(networks)}: ")
+                     + ("PAUSED (/resume to restart)" if x["paused"] else "on")
                      + f", {x['failed_last_day']} failed in the last 24h")
         lines.append("  next slots: " + (", ".join(f"{s['local']} ({s['slot_key']})"
                                                     for s in x["next_slots"]) or "none"))

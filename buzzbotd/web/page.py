@@ -44,7 +44,7 @@ def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
         "reminders_disabled": reminders[False],
         "last_post": last.timestamp() if last else None,
         "next_slot": (timeofday.next_occurrence(x.times, x.zone, now).timestamp()
-                      if x.enabled else None),
+                      if settings.networks() else None),
         "paused": meta.paused(),
         "x_spend_usd": ledger.month_usage(now)["spend_usd"],
     }
@@ -53,12 +53,15 @@ def gauges(settings: Settings, now: datetime) -> dict[str, Any]:
 def collect(settings: Settings, now: datetime) -> dict[str, Any]:
     """Everything the page shows."""
     since = now - timedelta(days=CHART_DAYS)
-    chart = [(p.slot_key, p.due_at, p.price) for p in
-             Post.select(Post.slot_key, Post.due_at, Post.price)
-             .where((Post.due_at > since) & (Post.state == "posted") & Post.price.is_null(False))
-             .order_by(Post.due_at)]
-    failures = [{"slot_key": p.slot_key, "state": p.state, "reason": p.reason or ""} for p in
-                Post.select(Post.slot_key, Post.state, Post.reason)
+    # One point per slot, however many networks it went to.
+    chart = list({p.slot_key: (p.slot_key, p.due_at, p.price) for p in
+                  Post.select(Post.slot_key, Post.due_at, Post.price)
+                  .where((Post.due_at > since) & (Post.state == "posted")
+                         & Post.price.is_null(False))
+                  .order_by(Post.due_at)}.values())
+    failures = [{"slot_key": p.slot_key, "network": p.network, "state": p.state,
+                 "reason": p.reason or ""} for p in
+                Post.select(Post.slot_key, Post.network, Post.state, Post.reason)
                 .where(Post.state.in_(("failed", "skipped"))
                        & (Post.due_at > now - timedelta(days=1)))
                 .order_by(Post.due_at.desc()).limit(FAILURES_SHOWN)]
@@ -107,10 +110,12 @@ def render(data: dict[str, Any], parts: dict[str, str], now: datetime) -> str:
         out.append(f'<tr><th>{escape(part)}</th><td class="{cls}">{escape(verdict)}</td></tr>')
     out.append("</table>")
 
-    out.append("<h2>X posting</h2>")
-    if not x["enabled"]:
-        out.append("<p>Off (x.enabled = false).</p>")
+    networks = x.get("networks") or []
+    out.append("<h2>Posting</h2>")
+    if not networks:
+        out.append("<p>Off (no network enabled: x, bluesky, mastodon, telegram.channel).</p>")
     else:
+        out.append(f"<p>To {escape(', '.join(networks))}.</p>")
         out.append("<p>" + ("<b class=\"bad\">Paused</b> (/resume restarts it)."
                             if x["paused"] else "On.")
                    + f" {x['failed_last_day']} failed in the last 24 h.</p>")
@@ -123,18 +128,20 @@ def render(data: dict[str, Any], parts: dict[str, str], now: datetime) -> str:
                    f"${x.get('spend_usd_this_month') or 0:.3f}.</p>")
         if x.get("reads_refused"):
             out.append(f"<p class=\"bad\">{escape(x['reads_refused'])}</p>")
-    out.append('<div class="scroll"><table id="posts"><tr><th>slot</th><th>state</th>'
-               '<th>tweet</th></tr>')
+    out.append('<div class="scroll"><table id="posts"><tr><th>slot</th><th>network</th>'
+               '<th>state</th><th>post</th></tr>')
     for p in x["last_posts"]:
-        if p["tweet_id"]:
-            link = (f'<a href="{escape(TWEET_URL.format(p["tweet_id"]))}">'
-                    f'{escape(p["text"] or p["tweet_id"])}</a>')
+        url = p.get("url") or (TWEET_URL.format(p["tweet_id"])
+                               if p.get("network", "x") == "x" and p["tweet_id"] else None)
+        if url and p["state"] == "posted":
+            link = f'<a href="{escape(url)}">{escape(p["text"] or p["tweet_id"] or url)}</a>'
         else:
             link = escape(p["text"] or p["reason"] or "")
-        out.append(f"<tr><td>{escape(p['slot_key'])}</td><td>{escape(p['state'])}</td>"
+        out.append(f"<tr><td>{escape(p['slot_key'])}</td>"
+                   f"<td>{escape(p.get('network') or 'x')}</td><td>{escape(p['state'])}</td>"
                    f'<td class="text">{link}</td></tr>')
     if not x["last_posts"]:
-        out.append('<tr><td colspan="3" class="muted">no posts yet</td></tr>')
+        out.append('<tr><td colspan="4" class="muted">no posts yet</td></tr>')
     out.append("</table></div>")
 
     out.append(f"<h2>Price posted, last {CHART_DAYS} days</h2>")
@@ -142,10 +149,11 @@ def render(data: dict[str, Any], parts: dict[str, str], now: datetime) -> str:
 
     out.append("<h2>Failures, last 24 h</h2>")
     if data["failures"]:
-        out.append('<div class="scroll"><table id="failures"><tr><th>slot</th><th>state</th>'
-                   "<th>why</th></tr>")
+        out.append('<div class="scroll"><table id="failures"><tr><th>slot</th><th>network</th>'
+                   "<th>state</th><th>why</th></tr>")
         for f in data["failures"]:
-            out.append(f"<tr><td>{escape(f['slot_key'])}</td><td>{escape(f['state'])}</td>"
+            out.append(f"<tr><td>{escape(f['slot_key'])}</td><td>{escape(f['network'])}</td>"
+                       f"<td>{escape(f['state'])}</td>"
                        f'<td class="text">{escape(f["reason"])}</td></tr>')
         out.append("</table></div>")
     else:
