@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.posting import tid
 from buzzbotd.posting.bluesky import BlueskyClient, Session
 from buzzbotd.posting.outcome import CredentialsRefused, Failed, NotSent, Posted, Unknown

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.posting.mastodon import MastodonClient, plain_text
 from buzzbotd.posting.outcome import Failed, NotSent, Posted, Unknown
 from tests.fakes import Fault

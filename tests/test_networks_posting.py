@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd import config
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.db import SqliteOwner, meta
 from buzzbotd.db.models import Post
 from buzzbotd.ops.metrics import METRICS

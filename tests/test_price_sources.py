@@ -13,7 +13,7 @@ import pytest
 
 from buzzbotd import config
 from buzzbotd.config import PriceSettings
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.ops.metrics import METRICS
 from buzzbotd.price import PriceClient, PriceError
 from buzzbotd.price.sources import CoinGecko

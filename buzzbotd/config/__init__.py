@@ -23,8 +23,8 @@ from typing import Any
 
 from buzzbotd.config import credentials
 from buzzbotd.config.database_url import masked
+from buzzbotd.config.keys import Check, Secret, did_you_mean, key, read_section
 from buzzbotd.config.kinds import (
-    Check,
     Choice,
     Currencies,
     FilePath,
@@ -33,7 +33,6 @@ from buzzbotd.config.kinds import (
     Names,
     PostgresUrl,
     Seconds,
-    Secret,
     SecretText,
     Template,
     Text,
@@ -42,9 +41,6 @@ from buzzbotd.config.kinds import (
     Usd,
     UserIds,
     Zone,
-    did_you_mean,
-    key,
-    read_section,
 )
 from buzzbotd.config.networks import (
     DEFAULT_TEMPLATE,

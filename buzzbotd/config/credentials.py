@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from buzzbotd.config.database_url import without_password
-from buzzbotd.config.kinds import Check, Secret, show
+from buzzbotd.config.keys import Check, Secret, show
 
 # The credential files in $CREDENTIALS_DIRECTORY, and the config key each one
 # stands in for.

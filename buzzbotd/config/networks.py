@@ -10,21 +10,17 @@ from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from buzzbotd.config.keys import Check, Invalid, Kind, Secret, key
 from buzzbotd.config.kinds import (
-    Check,
     Choice,
     Flag,
-    Invalid,
-    Kind,
     Seconds,
-    Secret,
     SecretText,
     Template,
     Text,
     TimesOfDay,
     Url,
     Zone,
-    key,
 )
 from buzzbotd.template import grapheme_count, template_problem, widest_text
 

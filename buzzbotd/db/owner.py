@@ -5,18 +5,16 @@ are serialised in-process; each call is one transaction. This module is the
 backend-neutral part (the queue, the thread, the retries); SqliteOwner
 (sqlite.py) and PostgresOwner (postgres.py) open, classify and close.
 
-When the database cannot take a write for a while (another process holds
-its lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, the disk
-is full, the server is out of reach), the owner keeps the call and retries
-it: in short busy-timeout slices for a lock, every WRITE_RETRY_S otherwise. Between tries it answers
-pings, so the watchdog sees it alive (degraded, not hung), and it reports
-the state to the health registry (buzzbotd.ops.health) as the part
-"database": degraded while writes wait, and a condition the admins hear of.
-The error is classified once, by its code (`_unavailable_reason`: SQLite's
-result code, PostgreSQL's SQLSTATE). A call is only ever retried whole: its
-transaction rolled back, so a retry repeats nothing (owner functions are pure
-database work; anything else goes through `after_commit`). A call that
-could not be written within GIVE_UP_S fails with DatabaseUnavailable.
+When the database cannot take a write for a while (another process holds its
+lock, e.g. an operator's `sqlite3` shell in `BEGIN EXCLUSIVE`, the disk is
+full, the server is out of reach), the owner keeps the call and retries it
+(busy-timeout slices for a lock, every WRITE_RETRY_S otherwise), answering
+pings between tries (the watchdog sees it degraded, not hung) and telling the
+health registry, as the part "database", what its error's code says (SQLite's
+result code, PostgreSQL's SQLSTATE: `_unavailable_reason`). A call is only
+retried whole, its transaction rolled back, so a retry repeats nothing (owner
+functions are pure database work; anything else goes through `after_commit`);
+one not written within GIVE_UP_S fails with DatabaseUnavailable.
 """
 
 from __future__ import annotations
@@ -47,18 +45,17 @@ log = logging.getLogger("buzzbotd.db")
 T = TypeVar("T")
 _STOP = object()
 _PING = object()
-# One try at the write lock waits this long inside SQLite (it notices a
-# release within ~50 ms); it must stay well under the watchdog's ping timeout
-# (0.5 s at the least), since pings are answered between tries.
+# One try at the write lock waits this long inside SQLite (a release is seen within
+# ~50 ms); well under the watchdog's ping timeout (0.5 s at least): pings wait for it.
 WAIT_SLICE_S = 0.2
 WRITE_RETRY_S = 0.5           # between tries of a write that failed (disk full)
-# A call waits this long for a database it cannot write before it fails: well
-# past the 120 s an outside lock may last (SPEC), short enough that a slot's
-# job gets an answer within its grace period.
+# A call waits this long for a database it cannot write: well past the 120 s an
+# outside lock may last (SPEC), short of a slot job's grace period.
 GIVE_UP_S = 300.0
 CALL_TIMEOUT_S = GIVE_UP_S + 60.0   # callers wait for the owner's answer, not less
 PART = "database"           # its name in the health registry
 LOG_EVERY_S = 60.0            # a lasting condition is logged once a minute, not per try
+
 
 class Unavailable(NamedTuple):
     """Why the database cannot take a write now, as the error's code says."""
@@ -82,8 +79,7 @@ def after_commit(callback: Callable[[], object]) -> None:
 
 
 class Election(Protocol):
-    """What the daemon holds of the leadership among daemons sharing a database
-    (PostgreSQL: buzzbotd.db.leadership)."""
+    """The leadership among daemons sharing a database (PostgreSQL: db/leadership.py)."""
 
     @property
     def is_leader(self) -> bool: ...
@@ -166,9 +162,8 @@ class DatabaseOwner:
 
     def submit(self, fn: Callable[..., T], *args: Any, transaction: bool = True,
                fenced: bool = True) -> Future[T]:
-        """Queues fn(*args) for the owner thread; a transaction is retried while
-        the database cannot be written (see the module's doc). `fenced=False`: the
-        call does not check this daemon's leadership (PostgreSQL; SQLite has none)."""
+        """Queues fn(*args) for the owner thread (a transaction is retried while the
+        database cannot be written); `fenced=False`: no check of the leadership."""
         return self._enqueue(fn, args, transaction=transaction, retry=transaction)
 
     def _enqueue(self, fn: Callable[..., T], args: tuple[Any, ...], transaction: bool,
@@ -181,8 +176,7 @@ class DatabaseOwner:
         return future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(*args) in the owner thread (in a write transaction), awaited from an
-        event loop: the bot's, the web server's."""
+        """fn(*args) in the owner thread (a write transaction), awaited from a loop."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -201,8 +195,7 @@ class DatabaseOwner:
             raise
 
     def ping(self) -> Future[None]:
-        """Answered when the owner thread reaches it in its queue, or sooner
-        while it waits for the database (it is alive, only the file is busy)."""
+        """Answered when the owner reaches it, or while it waits for the database."""
         future: Future[None] = Future()
         with self._pings_lock:
             self._pings.append(future)
@@ -210,7 +203,7 @@ class DatabaseOwner:
         return future
 
     def unavailable(self) -> tuple[str, float] | None:
-        """(why writes wait, for how many seconds), or None when they work."""
+        """(why writes wait, for how long), or None."""
         state = self._unavailable
         return None if state is None else (state[0], time.monotonic() - state[1])
 
@@ -236,8 +229,7 @@ class DatabaseOwner:
 
     def _run(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...],
              transaction: bool, give_up_at: float) -> None:
-        """Runs one call; until `give_up_at` (monotonic) it is tried again while
-        the database cannot be written."""
+        """Runs one call, again while the database cannot be written, until `give_up_at`."""
         while True:
             committed: list[Callable[[], object]] = []
             started = time.monotonic()

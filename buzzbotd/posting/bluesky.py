@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from buzzbotd.clock import Clock, utc_now
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.posting import tid
 from buzzbotd.posting.outcome import (
     REQUEST_TIMEOUT_S,

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from buzzbotd.clock import Clock, utc_now
-from buzzbotd.config.kinds import Secret
+from buzzbotd.config.keys import Secret
 from buzzbotd.posting import outcome
 from buzzbotd.posting.outcome import CredentialsRefused, Failed, NotSent, Outcome, Posted, Unknown
 

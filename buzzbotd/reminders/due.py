@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from time import monotonic
+from typing import TypeVar
 
 import peewee
 
@@ -37,6 +38,7 @@ from buzzbotd.reminders.store import after_send, next_due_for, occurrence_day
 from buzzbotd.timeinput import ZoneUnavailable, canonical_zone, zone
 
 log = logging.getLogger("buzzbotd.reminders")
+T = TypeVar("T")       # what `compose` makes of the price for a round (the bot: its texts)
 
 PAGE_SIZE = 500                # reminders per due query; bounds memory however many are due
 
@@ -259,8 +261,8 @@ class Tally:
         return any(vars(self).values())
 
 
-def dispatch(owner: DatabaseOwner, compose: Callable[[], str],
-             send: Callable[[list[Due], str], Tally], clock: Callable[[], datetime],
+def dispatch(owner: DatabaseOwner, compose: Callable[[], T],
+             send: Callable[[list[Due], T], Tally], clock: Callable[[], datetime],
              grace_s: int, should_stop: Callable[[], bool] = lambda: False,
              drain: Callable[[], Tally] = Tally) -> Tally:
     """Sends every reminder due now: pages of the due query, each page's messages

@@ -39,29 +39,9 @@ from buzzbotd.ops import status
 from buzzbotd.price import PriceUnavailable, Quote
 from buzzbotd.pricealerts import store
 from buzzbotd.telegram.app import BotApp
-from buzzbotd.telegram.texts import price_reply, stale_price_text
+from buzzbotd.telegram.texts import ADMIN_HELP, HELP, every, price_reply, stale_price_text
 
 log = logging.getLogger("buzzbotd.telegram")
-
-HELP = """I tell you the Bitcoin price, and remind you of it every day.
-
-/price – the price now
-/remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
-/remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
-/remind 08:30 mon-fri – …on those days only (sat,sun; mon,wed,fri; daily)
-/reminders – your reminders
-/unremind – remove them all (/unremind 08:30 removes one)
-/alert above 100000 – one message when the price gets there (below 90000, move 5%)
-/alerts – your price alerts (/unalert N removes one)
-/currency eur – the currency of your prices"""
-ADMIN_HELP = """
-
-For admins:
-/status – health, last and next tweets, counts
-/post – post the price now to every network (/tweet too)
-/pause, /resume – stop or restart scheduled tweets
-/mute, /unmute – stop or restart the alerts I send you (also /alerts off, /alerts on)"""
-
 
 # The users Telegram puts in `from` when the real sender is a chat (`sender_chat`):
 # every anonymous group admin, and every "send as channel". Never an admin here.
@@ -181,7 +161,7 @@ class Commands:
         r = result.reminder
         first = {"created": "Done! I'll remind you", "updated": "Changed: I'll remind you",
                  "unchanged": "You already have it: I'll remind you"}[result.outcome]
-        self.reply(update, f"{first} {_every(r.days)} at {r.local_time} ({r.timezone}), "
+        self.reply(update, f"{first} {every(r.days)} at {r.local_time} ({r.timezone}), "
                            f"with the price. Next: {self._when(r)}.")
 
     async def cmd_reminders(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -321,11 +301,6 @@ class Commands:
         minutes = max(round((reminder.next_due_at - self.clock()).total_seconds() / 60), 0)
         hours, minutes = divmod(minutes, 60)
         return f"{local:%a %d %b %H:%M} (in {f'{hours}h ' if hours else ''}{minutes}min)"
-
-
-def _every(days: int) -> str:
-    """'every day', 'every mon-fri', 'every sat,sun'."""
-    return "every day" if days == reminders.EVERY_DAY else f"every {reminders.days_text(days)}"
 
 
 def _owner_id(update: Update) -> int:

@@ -15,9 +15,8 @@ each page to the round in the bot's loop. Each reminder ends in one of
   writes to the bot again (reminders.disable_chat);
 - migrated (400 ChatMigrated): the group became a supergroup; its reminders
   move to the new chat id (reminders.move_chat) and this one is sent there;
-- given up for today (other 400 BadRequest): skipped until its next day
-  (reminders.skip_occurrence); "chat not found" for PAUSE_AFTER_DAYS days in
-  a row: paused, as a blocked chat's (reminders.skip_or_pause).
+- given up for today (other 400 BadRequest): skipped until its next day;
+  "chat not found" PAUSE_AFTER_DAYS days in a row: paused, as a blocked chat's.
 
 Chats are sent to side by side: each chat with reminders due has its own
 sender, which waits for its chat's turn (a second a message, 20 a minute in a
@@ -51,7 +50,7 @@ from buzzbotd import reminders, retry
 from buzzbotd.price import PriceError, PriceUnavailable
 from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, RETRY_AFTER_RETRIES, HeldTurn
-from buzzbotd.telegram.texts import price_text, stale_price_text
+from buzzbotd.telegram.texts import Texts, reminder_texts
 
 log = logging.getLogger("buzzbotd.telegram")
 
@@ -100,6 +99,7 @@ class ReminderDelivery:
         self._waiting_turn: set[asyncio.Task] = set()   # senders waiting for a chat's turn
         # (reminder id, due_at) that Telegram accepted but the database has not recorded.
         self._delivered: set[tuple[int, datetime]] = set()
+        self._default = app.settings.price.currencies[0]
 
     def dispatch_reminders(self) -> reminders.Tally:
         """Sends the reminders that are due (scheduler job, in a worker thread)."""
@@ -110,7 +110,7 @@ class ReminderDelivery:
             return reminders.Tally()
         round_ = _Round()
         return reminders.dispatch(
-            self.owner, self._reminder_text,
+            self.owner, self._reminder_texts,
             lambda page, text: self.app.run_in_loop(self._send_page(round_, page, text)),
             self.clock, self.app.settings.telegram.reminder_grace_s,
             should_stop=lambda: self._closing,
@@ -138,24 +138,20 @@ class ReminderDelivery:
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
-    def _reminder_text(self) -> str:
+    def _reminder_texts(self) -> Texts:
+        """The reminder's words in each currency (one price for the whole round); the
+        last good price, or none: a reminder must arrive, even without its price."""
+        quote, stale = None, None
         try:
-            return f"⏰ Your daily Bitcoin reminder: {price_text(self.app.quote())}"
-        except PriceUnavailable as e:
-            if e.last is not None:
-                log.warning("price unavailable for reminders (%s); sending them with the "
-                            "last good price", e)
-                return ("⏰ Your daily Bitcoin reminder: "
-                        f"{stale_price_text(e.last, self.clock())}")
-            error: PriceError = e
+            quote = self.app.quote()
         except PriceError as e:
-            error = e
-        # A reminder must arrive, even without its price.
-        log.warning("price unavailable for reminders (%s); sending them without it", error)
-        return ("⏰ Your daily Bitcoin reminder. I can't get the price right now, sorry; "
-                "try /price in a minute.")
+            last = e.last if isinstance(e, PriceUnavailable) else None
+            quote, stale = last, self.clock()
+            log.warning("price unavailable for reminders (%s); sending them %s", e,
+                        "with the last good price" if last else "without it")
+        return Texts(reminder_texts(quote, stale) if quote else {}, self._default)
 
-    async def _send_page(self, round_: _Round, page: list[reminders.Due], text: str
+    async def _send_page(self, round_: _Round, page: list[reminders.Due], texts: Texts
                          ) -> reminders.Tally:
         """Queues the page's reminders on their chats' senders; returns (with what was
         settled meanwhile) once fewer than a page's worth wait, for the next page."""
@@ -169,7 +165,7 @@ class ReminderDelivery:
             queue = round_.queues.setdefault(due.chat_id, [])
             queue.append(due)
             if len(queue) == 1:
-                task = asyncio.create_task(self._send_chat(round_, due.chat_id, text),
+                task = asyncio.create_task(self._send_chat(round_, due.chat_id, texts),
                                            name=f"reminders:{due.chat_id}")
                 round_.senders.add(task)
                 task.add_done_callback(round_.senders.discard)
@@ -188,7 +184,7 @@ class ReminderDelivery:
             self._rounds.discard(round_)
         return round_.take_tally()
 
-    async def _send_chat(self, round_: _Round, chat_id: int, text: str) -> None:
+    async def _send_chat(self, round_: _Round, chat_id: int, texts: Texts) -> None:
         """A chat's reminders, one after another: a chat gets one message a second
         anyway, and what the first answer teaches (403 blocked, 400 moved to a
         supergroup) applies to the rest without asking again."""
@@ -197,7 +193,8 @@ class ReminderDelivery:
             while queue and not (self._closing or round_.token_refused):
                 due = queue[0]
                 if due.chat_id not in round_.refused:
-                    await self._send_reminder(due, due.notice or text, round_)
+                    text = due.notice or await texts.of(due.user_id, self.owner)
+                    await self._send_reminder(due, text, round_)
                 queue.pop(0)
                 round_.waiting -= 1
                 round_.progress.set()

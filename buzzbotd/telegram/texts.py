@@ -1,11 +1,39 @@
-"""How the bot words a price: in a /price reply, an inline answer and a reminder."""
+"""How the bot words things: its help, a price (in a /price reply, an inline
+answer and a reminder), a reminder's days."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from buzzbotd.price import Quote
 from buzzbotd.price.quote import SOURCE_NAMES, money
+from buzzbotd.pricealerts.store import user_currency
+from buzzbotd.reminders.request import EVERY_DAY, days_text
+
+HELP = """I tell you the Bitcoin price, and remind you of it every day.
+
+/price – the price now
+/remind 08:30 – a reminder every day at 08:30 (24-hour), in your last timezone
+/remind 08:30 Asia/Kolkata – …in that timezone (a name, or an offset like +05:30 or -4)
+/remind 08:30 mon-fri – …on those days only (sat,sun; mon,wed,fri; daily)
+/reminders – your reminders
+/unremind – remove them all (/unremind 08:30 removes one)
+/alert above 100000 – one message when the price gets there (below 90000, move 5%)
+/alerts – your price alerts (/unalert N removes one)
+/currency eur – the currency of your prices"""
+ADMIN_HELP = """
+
+For admins:
+/status – health, last and next tweets, counts
+/post – post the price now to every network (/tweet too)
+/pause, /resume – stop or restart scheduled tweets
+/mute, /unmute – stop or restart the alerts I send you (also /alerts off, /alerts on)"""
+
+
+def every(days: int) -> str:
+    """'every day', 'every mon-fri', 'every sat,sun'."""
+    return "every day" if days == EVERY_DAY else f"every {days_text(days)}"
 
 
 def price_text(quote: Quote, currency: str | None = None) -> str:
@@ -47,3 +75,36 @@ def age_text(seconds: float) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min ago" if minutes else f"{hours} h ago"
     return f"{hours // 24} days ago"
+
+
+REMINDER = "⏰ Your daily Bitcoin reminder: "
+NO_PRICE = ("⏰ Your daily Bitcoin reminder. I can't get the price right now, sorry; "
+            "try /price in a minute.")
+
+
+def reminder_texts(quote: Quote, stale_since: datetime | None) -> dict[str, str]:
+    """A reminder's words in each currency of `quote` (the last good one, with its
+    age, when `stale_since` is now)."""
+    codes = [code for code, _, _ in quote.currencies] or [_default(quote)]
+    if stale_since is None:
+        return {code: REMINDER + price_text(quote, code) for code in codes}
+    return {code: REMINDER + stale_price_text(quote, stale_since, code) for code in codes}
+
+
+class Texts:
+    """A round's reminder texts by currency, and each user's currency (looked up once
+    per user and round, only where there is a choice)."""
+
+    def __init__(self, by_currency: dict[str, str], default: str) -> None:
+        self.by_currency, self.default = by_currency, default
+        self._users: dict[int, str] = {}
+
+    async def of(self, user_id: int, owner: Any) -> str:
+        if not self.by_currency:
+            return NO_PRICE
+        if len(self.by_currency) == 1:
+            return next(iter(self.by_currency.values()))
+        if user_id not in self._users:
+            self._users[user_id] = await owner.run(user_currency, user_id, self.default,
+                                                   tuple(self.by_currency))
+        return self.by_currency.get(self._users[user_id]) or self.by_currency[self.default]
