@@ -132,10 +132,13 @@ class BotInProcess:
     seconds instead of a minute."""
 
     def __init__(self, directory: Path, limiter: ChatRateLimiter | None = None,
-                 database: DaemonDatabase | None = None, **fake_limits: Any) -> None:
+                 database: DaemonDatabase | None = None, price: dict[str, Any] | None = None,
+                 **fake_limits: Any) -> None:
         self.telegram = FakeTelegram(**fake_limits).start()
         self.price = FakePrice().start()
-        sections = {"database": {"url": database.url}} if database and database.url else {}
+        sections: dict[str, Any] = {"price": price or {}}
+        if database and database.url:
+            sections["database"] = {"url": database.url}
         self.settings = config.load(telegram_config(directory, self.telegram, self.price,
                                                     **sections))
         self.database = database or DaemonDatabase.sqlite(self.settings.daemon.database)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,27 @@ def test_an_alert_crossed_during_a_kill_9_is_sent_once_after_the_restart(tmp_pat
             "🔔 Bitcoin is at $64,000: it fell to your level $65,000. (/alerts)"]
     finally:
         world.close()
+
+
+def test_a_reminder_comes_in_its_users_currency(tmp_path: Path) -> None:
+    from datetime import time as time_of_day
+
+    from buzzbotd import reminders
+    from buzzbotd.pricealerts import store
+    from tests.telegram_world import BotInProcess
+
+    bot = BotInProcess(tmp_path, price={"currencies": ["usd", "eur"]}).start()
+    try:
+        due = bot.now + timedelta(minutes=1)
+        at = time_of_day(due.hour, due.minute)
+        for user in (11, 12):
+            bot.owner.call(reminders.set_reminder, user, user, at, "UTC", bot.now, "UTC")
+        bot.owner.call(store.set_user_currency, 12, 12, "eur", bot.now, "UTC")
+        assert bot.round(due).sent == 2
+        assert bot.telegram.messages_to(11) == [
+            "⏰ Your daily Bitcoin reminder: Bitcoin is at $67,890.12 (-1.23% in 24h)."]
+        assert bot.telegram.messages_to(12) == [
+            "⏰ Your daily Bitcoin reminder: Bitcoin is at €62,458.91 (-1.23% in 24h)."]
+        assert len(bot.price.requests) == 1          # one price for the round
+    finally:
+        bot.close()
