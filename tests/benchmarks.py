@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.harness import REPO, Daemon, NotifySocket, rss_kib, write_config
+from tests.support import REPO, Daemon, NotifySocket, rss_kib, write_config
 
 # tornado and psycopg kept out as the daemon keeps them out (python-telegram-bot
 # would import tornado for its webhook server, peewee psycopg and libpq whenever
@@ -229,7 +229,7 @@ def _slot_lags(n: int, database_url: str | None = None) -> list[float]:
     """ms from each of n slots (a second apart) to its POST reaching the fake X."""
     from tests.fakes.price import FakePrice
     from tests.fakes.x import POST_TWEET, FakeX
-    from tests.x_world import SlotClock, hhmmss, x_config
+    from tests.support.x_world import SlotClock, hhmmss, x_config
     x, price = FakeX().start(), FakePrice().start()
     try:
         with tempfile.TemporaryDirectory() as d:
@@ -263,8 +263,9 @@ def _slot_lags(n: int, database_url: str | None = None) -> list[float]:
 
 @contextlib.contextmanager
 def _postgres() -> Iterator[str]:
-    """An empty database on a PostgreSQL server started for the benchmark (tests/postgres.py)."""
-    from tests.postgres import start_server
+    """An empty database on a PostgreSQL server started for the benchmark
+    (tests/support/postgres.py)."""
+    from tests.support.postgres import start_server
     server = start_server(durable_commits=True)     # each commit's flush is in the figures
     try:
         yield server.create_database()
@@ -306,7 +307,7 @@ def bench_failover_trials(quick: bool) -> list[Row]:
 
 
 def bench_reminders(quick: bool) -> list[Row]:
-    from tests.telegram_world import burst, due_query_ms, rss_kib_with_reminders
+    from tests.support.telegram_world import burst, due_query_ms, rss_kib_with_reminders
     n_burst = 60 if quick else 1000
     n_stored = 10_000 if quick else 100_000
     b = burst(n_burst)
@@ -333,7 +334,7 @@ def bench_reminders(quick: bool) -> list[Row]:
 
 
 def bench_sheets(quick: bool) -> list[Row]:
-    from tests.sheets_world import sync_figures
+    from tests.support.sheets_world import sync_figures
     n = 2_000 if quick else 100_000
     f = sync_figures(n)
     requests, sent, wall = f["first"]
@@ -374,9 +375,9 @@ def _get_ms(conn: http.client.HTTPConnection, path: str, n: int) -> tuple[float,
 
 def bench_http(quick: bool) -> list[Row]:
     """[http] on beside [http] off, X and Telegram on in both, measured side by side."""
-    from tests.harness import free_port
-    from tests.telegram_world import seed_reminders
-    from tests.x_world import seed_posts
+    from tests.support import free_port
+    from tests.support.telegram_world import seed_reminders
+    from tests.support.x_world import seed_posts
     n = 2 if quick else 5
     seconds = 5 if quick else 60
     rss: dict[str, list[int]] = {"off": [], "on": [], "used": []}

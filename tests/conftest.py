@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import NotifySocket
+from tests.support import NotifySocket
 
 
 @pytest.fixture
@@ -17,8 +17,8 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
 
 @pytest.fixture
 def spawn() -> Iterator:
-    """Starts daemons with tests.harness.Daemon(...) arguments; kills leftovers at teardown."""
-    from tests.harness import Daemon
+    """Starts daemons with tests.support.Daemon(...) arguments; kills leftovers at teardown."""
+    from tests.support import Daemon
 
     started: list[Daemon] = []
 
@@ -34,8 +34,8 @@ def spawn() -> Iterator:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator:
-    """Debian's PostgreSQL, started for this test run (tests/postgres.py)."""
-    from tests.postgres import start_server
+    """Debian's PostgreSQL, started for this test run (tests/support/postgres.py)."""
+    from tests.support.postgres import start_server
 
     server = start_server()
     yield server
@@ -75,7 +75,7 @@ def make_owner(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 @pytest.fixture
 def daemon_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
     """The database of a daemon whose config is written in tmp_path, on `backend`."""
-    from tests.backends import on_backend
+    from tests.support.backends import on_backend
 
     return on_backend(backend, tmp_path, request)
 

@@ -32,9 +32,9 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, read_sqlite
-from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, kill_at, slot_in, wait_final, x_config
+from tests.support import Daemon, read_sqlite
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import hhmmss, kill_at, slot_in, wait_final, x_config
 
 # Where the kill lands: on the journal line of a slot's ledger step, inside X's
 # handler after the tweet is stored (before the answer), at a random delay

@@ -71,9 +71,9 @@ from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket
-from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, kill_at, x_config
+from tests.support import Daemon, FileClock, NotifySocket
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import hhmmss, kill_at, x_config
 
 KILL_POINTS = ("claimed", "sending", "stored", "delay", "reminders")
 REMINDERS = 4               # per trial, all due at T_k
@@ -155,7 +155,7 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
              Seat("b", workdir, telegram.another_url(), x.another_url())]
     first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=2)
     slots = [first + timedelta(minutes=k) for k in range(n)]
-    clock = ClockFile(workdir / "clock")       # the daemons' clock: its offset only grows
+    clock = FileClock(workdir / "clock")       # the daemons' clock: its offset only grows
     clock.move_to(first - timedelta(seconds=BEFORE_FIRST_S))
     env = clock.env
     x.clock = clock.now
@@ -358,7 +358,7 @@ def _pg(url: str, sql: str) -> list[tuple]:
 
 
 def main(count: int, seed: int | None = None) -> dict[str, Any]:
-    from tests.postgres import start_server
+    from tests.support.postgres import start_server
 
     server = start_server()
     try:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.benchmarks import BENCHMARKS
-from tests.harness import REPO
+from tests.support import REPO
 
 
 # Beyond the suite's 300 s: the quick run took 216-300+ s on a loaded 2-core machine,

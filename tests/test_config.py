@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from buzzbotd import config
-from tests.harness import REPO
+from tests.support import REPO
 
 TOKEN = "123456:TEST-token_abc"
 X_KEYS = {"consumer_key": "ck", "consumer_secret": "cs", "access_token": "at",

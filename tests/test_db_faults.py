@@ -22,8 +22,8 @@ from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, NotifySocket
-from tests.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
+from tests.support import Daemon, NotifySocket
+from tests.support.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
 
 # WatchdogSec=4s: pings due every 2 s, each after the owner answered within 1 s;
 # killed after 4 s. The unit has 30 s (a 7.5 s answer). At 1 s, a commit's fsync

@@ -30,9 +30,9 @@ from tests.fakes import Fault
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
-from tests.harness import REPO, Daemon, free_port, write_config
-from tests.telegram_world import ADMIN, seed_reminders
-from tests.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
+from tests.support import REPO, Daemon, free_port, write_config
+from tests.support.telegram_world import ADMIN, seed_reminders
+from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
 
 ARTIFACTS = Path(os.environ.get("BUZZBOTD_ARTIFACTS", tempfile.gettempdir())) / "buzzbotd-http"
 

@@ -27,8 +27,8 @@ from tests.fakes.sheets import (
     ServiceAccountKey,
     make_key,
 )
-from tests.harness import REPO, write_config
-from tests.sheets_world import expected_sheet, sheets_config, start_fake
+from tests.support import REPO, write_config
+from tests.support.sheets_world import expected_sheet, sheets_config, start_fake
 from tests.test_config import buzzbotd
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
@@ -368,7 +368,14 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
     from tests.fakes.price import FakePrice
     from tests.fakes.telegram import TOKEN, FakeTelegram
     from tests.fakes.x import CREDENTIALS, FakeX
-    from tests.x_world import TEMPLATE, SlotClock, expected_text, hhmmss, status_json, wait_final
+    from tests.support.x_world import (
+        TEMPLATE,
+        SlotClock,
+        expected_text,
+        hhmmss,
+        status_json,
+        wait_final,
+    )
 
     sheets, key = start_fake(tmp_path / "keys")
     sheets.token_down = True

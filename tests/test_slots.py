@@ -25,7 +25,7 @@ from buzzbotd.posting.poster import Poster
 from buzzbotd.price import PriceClient
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX, Tweet
-from tests.x_world import x_config
+from tests.support.x_world import x_config
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 

@@ -20,9 +20,9 @@ import pytest
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket
-from tests.postgres import query_elsewhere
-from tests.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
+from tests.support import Daemon, FileClock, NotifySocket
+from tests.support.postgres import query_elsewhere
+from tests.support.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
 
 
 @pytest.fixture
@@ -40,19 +40,19 @@ WATCHDOG_USEC = 2_000_000      # the scheduler beats every 2/6 s: it sees the mo
 
 
 @pytest.fixture
-def clock(tmp_path: Path, x: FakeX) -> ClockFile:
+def clock(tmp_path: Path, x: FakeX) -> FileClock:
     """The daemons' clock file (X's clock too), reading the real time until moved."""
-    shared = ClockFile(tmp_path / "clock")
+    shared = FileClock(tmp_path / "clock")
     x.clock = shared.now
     return shared
 
 
-def clocked(clock: ClockFile) -> dict:
+def clocked(clock: FileClock) -> dict:
     """spawn()'s arguments for a daemon on `clock`."""
     return {"env": clock.env, "watchdog_usec": WATCHDOG_USEC}
 
 
-def move_to_just_before(clock: ClockFile, due: datetime, lead_s: float = LEAD_S) -> None:
+def move_to_just_before(clock: FileClock, due: datetime, lead_s: float = LEAD_S) -> None:
     clock.move_to(due - timedelta(seconds=lead_s))
 
 
@@ -77,7 +77,7 @@ def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list
 
 def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
                notify_a: NotifySocket, notify_b: NotifySocket,
-               clock: ClockFile) -> tuple[Daemon, Daemon]:
+               clock: FileClock) -> tuple[Daemon, Daemon]:
     """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY on
     `clock`, with a slot at `due` (still minutes away on that clock)."""
     leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a,
@@ -98,7 +98,7 @@ class _Url:
 
 def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     due = slot_in(SLOT_AFTER_S)
     leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair,
                                  clock)
@@ -125,7 +125,7 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
 
 def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     """The leader dies with its POST on the way (sent, not yet stored by X): the
     standby, leading 0.3 s later, must not read the timeline, find nothing and
     post again before that POST can have landed."""
@@ -160,9 +160,9 @@ def test_migrate_db_copies_10000_reminders_and_a_year_of_posts_and_refuses_a_ful
     import sys
     from datetime import datetime, timedelta
 
-    from tests.harness import REPO
-    from tests.telegram_world import seed_reminders
-    from tests.x_world import status_json
+    from tests.support import REPO
+    from tests.support.telegram_world import seed_reminders
+    from tests.support.x_world import status_json
 
     config = x_config(tmp_path, x, price, ["08:00"])
     database = tmp_path / "state" / "buzzbotd.db"
@@ -216,7 +216,7 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
     import subprocess
     import sys
 
-    from tests.harness import REPO, write_config
+    from tests.support import REPO, write_config
 
     config = write_config(tmp_path, database={"url": url})
     done = subprocess.run([sys.executable, "-m", "buzzbotd", "check-config", "--config",
@@ -228,14 +228,14 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
 
 def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_once(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, postgres_server,
-        database_url: str, clock: ClockFile) -> None:
+        database_url: str, clock: FileClock) -> None:
     """A partition between the leader and PostgreSQL (a TCP proxy, cut): the
     leader stops acting within 5 s, the standby takes over within 15 s and
     posts the slot due after the cut once; healed, the old leader (restarted
     as systemd would) comes back as a standby."""
     from tests.fakes.telegram import TOKEN, FakeTelegram
-    from tests.tcp_proxy import TcpProxy
-    from tests.telegram_world import ADMIN
+    from tests.support.tcp_proxy import TcpProxy
+    from tests.support.telegram_world import ADMIN
 
     telegram = FakeTelegram().start()
     proxy = TcpProxy(postgres_server.host, postgres_server.port)
@@ -299,7 +299,7 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
 
 def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     """A server whose commits wait (as on a disk whose fsync stalls for seconds)
     has not cut its leader off: the leader's heartbeat does not wait for the
     disk, so it keeps leading and the standby stays a standby. The stall here:
@@ -308,7 +308,7 @@ def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
     the setting is reset — on a server of this test's own: it is server-wide."""
     from buzzbotd.db.leadership import LOSE_AFTER_S
     from buzzbotd.db.postgres import load_driver
-    from tests.postgres import start_server
+    from tests.support.postgres import start_server
 
     server = start_server(durable_commits=True)     # its commits wait, as a daemon's do
     try:

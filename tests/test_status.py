@@ -10,7 +10,7 @@ from buzzbotd import config
 from buzzbotd.db import DatabaseOwner, Post, meta
 from buzzbotd.db.models import Reminder, TelegramUser
 from buzzbotd.ops import status
-from tests.harness import write_config
+from tests.support import write_config
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.timeofday import slot_key
-from tests.backends import DaemonDatabase
 from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
 from tests.fakes.x import POST_TWEET, FakeX
-from tests.harness import REPO, Daemon
-from tests.x_world import (
+from tests.support import REPO, Daemon
+from tests.support.backends import DaemonDatabase
+from tests.support.x_world import (
     SlotClock,
     expected_text,
     hhmmss,

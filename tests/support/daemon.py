@@ -18,44 +18,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-class ClockFile:
-    """A daemon's clock under test (BUZZBOTD_TEST_CLOCK=file:path, buzzbotd/clock.py):
-    the real clock plus an offset that the test moves; the daemon reads the file
-    again whenever it changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.set_offset(0.0)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"BUZZBOTD_TEST_CLOCK": f"file:{self.path}"}
-
-    def set_offset(self, seconds: float) -> None:
-        text = f"{seconds:.6f}"
-        self.offset = float(text)            # exactly what the daemon reads
-        part = self.path.with_suffix(".part")
-        part.write_text(text + "\n")
-        os.replace(part, self.path)          # never read half-written
-
-    def move_to(self, instant: datetime) -> float:
-        """Makes the clock read `instant` now and run on from it; returns the offset."""
-        self.set_offset((instant - datetime.now(UTC)).total_seconds())
-        return self.offset
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
-
-    def real(self, instant: datetime) -> float:
-        """The real epoch at which this clock reads `instant`."""
-        return instant.timestamp() - self.offset
+REPO = Path(__file__).resolve().parents[2]
 
 
 SO_TIMESTAMPNS = 35     # Linux (asm-generic/socket.h); the socket module does not name it
@@ -284,10 +250,3 @@ def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[
     path = directory / name
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -20,10 +20,10 @@ from buzzbotd.db import DatabaseOwner, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.price import PriceClient
 from buzzbotd.telegram import ChatRateLimiter, TelegramBot
-from tests.backends import DaemonDatabase, as_database
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.harness import ClockFile, Daemon, NotifySocket, rss_kib, write_config
+from tests.support import Daemon, FileClock, NotifySocket, rss_kib, write_config
+from tests.support.backends import DaemonDatabase, as_database
 
 ADMIN = 1000
 FIRST_SEEDED_USER = 10_000_000
@@ -53,7 +53,7 @@ def seed_reminders(database: Path | DaemonDatabase, n: int, first_due: datetime,
     first_due + i*spread_s/n. One bulk transaction (100k rows in about a second on
     SQLite). Returns the user ids (= their private chat ids). With `chat_id` (a
     group, < 0), every reminder is for that chat. `database`: a SQLite file, or
-    either backend (tests/backends.py)."""
+    either backend (tests/support/backends.py)."""
     db = as_database(database)
     db.create()
     now = utc_text(datetime.now(UTC))
@@ -96,7 +96,7 @@ class World:
         self._starts = 0
         # The daemon's clock (running or next started): the real one until a test
         # moves it, so no test waits for a real minute.
-        self.clock = ClockFile(directory / "clock")
+        self.clock = FileClock(directory / "clock")
 
     def start(self, ready_timeout: float = 30) -> Daemon:
         self._starts += 1
@@ -232,7 +232,7 @@ def _move_to_postgresql(config: Path, url: str) -> None:
     import subprocess
     import sys
 
-    from tests.harness import REPO
+    from tests.support import REPO
     subprocess.run([sys.executable, "-m", "buzzbotd", "migrate-db", "--to", url, "--config",
                     str(config)], capture_output=True, text=True, cwd=REPO, timeout=300,
                    check=True)
