@@ -19,7 +19,7 @@ $(VENV)/.installed: requirements.lock requirements-dev.txt setup.cfg pyproject.t
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check buzzbotd tests
+	$(BIN)/ruff check buzzbotd tests tools
 
 test: lint
 	$(BIN)/pytest
@@ -27,11 +27,11 @@ test: lint
 # Local stand-ins of X, Telegram and the price API on 127.0.0.1, the real
 # daemon against them; ends by itself within a minute.
 demo: venv
-	$(BIN)/python -m tests.demo
+	$(BIN)/python -m tools.demo
 
 # Every figure beside its baseline, measured in the same run (BENCHMARKS.md).
 bench: venv
-	$(BIN)/python -m tests.benchmarks
+	$(BIN)/python -m tools.bench
 
 # The Debian package (see the end of README.md). `make deb` downloads the
 # hash-checked files of requirements.lock into a cache outside the repo (so a

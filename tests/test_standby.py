@@ -350,10 +350,10 @@ def _polls(telegram, via: str) -> list:
 
 def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice(
         tmp_path: Path, database_url: str) -> None:
-    """tests/failover_trials.py: the leader kill -9'd at random points of claim →
+    """tools/failover_trials.py: the leader kill -9'd at random points of claim →
     post → confirm and of a reminder round; the standby takes over. `make bench`
     runs 100 trials; here FAILOVER_TRIALS (~2 min in all on a loaded 2-core machine)."""
-    from tests.failover_trials import run_trials
+    from tools.failover_trials import run_trials
 
     result = run_trials(FAILOVER_TRIALS, tmp_path, database_url)
     print(f"failover trials: {result}")

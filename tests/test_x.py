@@ -2,7 +2,7 @@
 
 Each test that takes `daemon_db` runs on SQLite and on PostgreSQL (conftest's
 `backend`). SQLite only, by nature: the fsync-before-POST trace (SQLite's WAL
-file) and the kill -9 trials (tests/crash_trials.py; on PostgreSQL the failover
+file) and the kill -9 trials (tools/crash_trials.py; on PostgreSQL the failover
 trials in test_standby.py kill the leader the same way)."""
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.timeofday import slot_key
-from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
 from tests.fakes.x import POST_TWEET, FakeX
@@ -37,6 +36,7 @@ from tests.support.x_world import (
     wait_final,
     x_config,
 )
+from tools.crash_trials import run_trials
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ at-least-once: 2 is possible for one killed between Telegram's answer and
 the record), getUpdates calls that overlapped another live one (must be 0),
 and the takeover times.
 
-    python -m tests.failover_trials 20        # make test runs 20, make bench 100
+    python -m tools.failover_trials 20        # make test runs 20, make bench 100
 """
 
 from __future__ import annotations
@@ -67,13 +67,13 @@ from buzzbotd.db.leadership import LOCK_KEY
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.postgres import PostgresOwner, load_driver
 from buzzbotd.timeofday import slot_key
-from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
 from tests.support import Daemon, FileClock, NotifySocket
 from tests.support.telegram_world import ADMIN
 from tests.support.x_world import hhmmss, kill_at, x_config
+from tools.crash_trials import LEDGER_ROWS, tweets_per_row
 
 KILL_POINTS = ("claimed", "sending", "stored", "delay", "reminders")
 REMINDERS = 4               # per trial, all due at T_k

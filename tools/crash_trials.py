@@ -14,7 +14,7 @@ The result counts, for the slots and for the /tweet rows, how many ended with
 a tweet no row claims is an extra one for the row with its text). Only 1 is
 right for a slot; a /tweet killed before it claimed its row may have 0.
 
-    python -m tests.crash_trials 30        # the soak run (make bench runs 100)
+    python -m tools.crash_trials 30        # the soak run (make bench runs 100)
 """
 
 from __future__ import annotations

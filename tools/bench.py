@@ -1,6 +1,6 @@
 """`make bench`: each figure beside a baseline or limit measured in the same run.
 
-    python -m tests.benchmarks [--quick] [--only NAME ...]
+    python -m tools.bench [--quick] [--only NAME ...]
 
 Prints one table row per figure: name, figure, baseline/limit, ratio. These
 report; they do not pass or fail (tests/test_benchmarks.py only checks that
@@ -274,7 +274,7 @@ def _postgres() -> Iterator[str]:
 
 
 def bench_crash_trials(quick: bool) -> list[Row]:
-    from tests.crash_trials import run_trials
+    from tools.crash_trials import run_trials
     n = 3 if quick else 100
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
@@ -290,7 +290,7 @@ def bench_crash_trials(quick: bool) -> list[Row]:
 
 
 def bench_failover_trials(quick: bool) -> list[Row]:
-    from tests.failover_trials import main
+    from tools.failover_trials import main
     n = 2 if quick else 100
     r = main(n)
     return [(f"failover trials, PostgreSQL, 2 daemons ({n} in {r['seconds'] / 60:.0f} min; "
@@ -478,7 +478,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.benchmarks")
+    p = argparse.ArgumentParser(prog="python -m tools.bench")
     p.add_argument("--quick", action="store_true", help="tiny samples (for the smoke test)")
     p.add_argument("--only", nargs="*", choices=sorted(BENCHMARKS), default=None)
     args = p.parse_args(argv)
