@@ -95,3 +95,14 @@ def price() -> Iterator:
     fake = FakePrice(67890.12, -1.23).start()
     yield fake
     fake.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test process / postgres / tool by what it reaches (tests/support/marks.py)."""
+    from tests.support.marks import Reach, marks_for
+
+    reach = Reach()
+    for item in items:
+        if isinstance(item, pytest.Function):
+            for mark in sorted(marks_for(item, reach)):
+                item.add_marker(mark)
