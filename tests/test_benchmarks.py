@@ -14,6 +14,7 @@ from tools.bench import BENCHMARKS
 # Beyond the suite's 300 s: the quick run took 216-300+ s on a loaded 2-core machine,
 # and a test stopped by pytest-timeout would leave the bench running under the next
 # tests. subprocess.run's own timeout (600 s) ends it first, and kills it.
+@pytest.mark.long              # make trials; make bench runs the full one
 @pytest.mark.timeout(700)
 def test_every_benchmark_runs_and_prints_its_rows() -> None:
     out = subprocess.run([sys.executable, "-m", "tools.bench", "--quick"],

@@ -373,10 +373,12 @@ def test_tweet_dry_run_prints_the_tweet_and_posts_nothing(tmp_path, x, price):
     assert bad.stdout == ""
 
 
-def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
-    result = run_trials(6, tmp_path, seed=None)
+# `make test` runs 6 trials, `make trials` 30, `make bench` 100.
+@pytest.mark.parametrize("trials", [6, pytest.param(30, marks=pytest.mark.long)])
+def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path, trials):
+    result = run_trials(trials, tmp_path, seed=None)
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
-        == (0, 6, 0), result
+        == (0, trials, 0), result
     assert result["manual_with_2_or_more"] == 0, result
 
 
