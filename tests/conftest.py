@@ -32,6 +32,15 @@ def spawn() -> Iterator:
         daemon.kill9()
 
 
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """cli(*args, env=None): `buzzbotd <args>` run by its entry in this process; its
+    returncode, stdout and stderr (tests/support/cli.py)."""
+    from tests.support.cli import run_in_process
+
+    return lambda *args, env=None: run_in_process(monkeypatch, *args, env=env)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator:
     """Debian's PostgreSQL, started for this test run (tests/support/postgres.py)."""
