@@ -14,20 +14,13 @@ Instant = TypeVar("Instant", datetime, float)
 
 class ManualClock(Generic[Instant]):
     """A clock injected into code under test (`clock=`): calling it returns `now`,
-    which only the test changes (by assigning it, or `advance`). A datetime for
-    the scheduler, poster and ledger; epoch seconds where the code takes a float."""
+    which only the test changes (`clock.now += …`). A datetime for the scheduler,
+    poster and ledger; epoch seconds where the code takes a float (metrics, alerts)."""
 
     def __init__(self, now: Instant) -> None:
         self.now: Instant = now
 
     def __call__(self) -> Instant:
-        return self.now
-
-    def advance(self, seconds: float) -> Instant:
-        if isinstance(self.now, datetime):
-            self.now = self.now + timedelta(seconds=seconds)
-        else:
-            self.now = self.now + seconds
         return self.now
 
 
