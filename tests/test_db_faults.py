@@ -22,7 +22,7 @@ from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.support import Daemon, NotifySocket
+from tests.support import Daemon, NotifySocket, wait_until
 from tests.support.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
 
 # WatchdogSec=4s: pings due every 2 s, each after the owner answered within 1 s;
@@ -216,10 +216,12 @@ def test_the_owner_answers_pings_while_locked_out_and_stops_promptly(tmp_path: P
     shell = sqlite3.connect(tmp_path / "buzzbotd.db", isolation_level=None)
     shell.execute("BEGIN IMMEDIATE")
     write = owner.submit(lambda: Meta.insert(key="k", value="v").execute())
-    deadline = time.monotonic() + 5
-    while owner.unavailable() is None and time.monotonic() < deadline:
-        owner.ping().result(timeout=1)
-    assert owner.unavailable() is not None
+
+    def locked_out() -> bool:
+        if owner.unavailable() is None:
+            owner.ping().result(timeout=1)
+        return owner.unavailable() is not None
+    wait_until(locked_out, 5, "the owner locked out", interval=0)
     assert owner.unavailable()[0] == "locked by another process"
     for _ in range(5):      # answered between the 0.2 s tries, not after the lock
         started = time.monotonic()  # (which is never released here: any answer is one)

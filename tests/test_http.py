@@ -30,7 +30,7 @@ from tests.fakes import Fault
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
-from tests.support import REPO, Daemon, free_port, write_config
+from tests.support import REPO, Daemon, free_port, wait_until, write_config
 from tests.support.telegram_world import ADMIN, seed_reminders
 from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
 
@@ -146,15 +146,12 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrape(tmp_path, spawn, not
             url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": q})
             return json.loads(get(url)[1])["data"]["result"]
 
-        deadline = time.monotonic() + 60
-        while True:
+        def scraped() -> list[dict[str, Any]]:
             try:
-                up = query('up{job="buzzbotd"}')
+                return query('up{job="buzzbotd"}')
             except (urllib.error.URLError, ConnectionError, KeyError, ValueError):
-                up = []
-            if up or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+                return []
+        up = wait_until(scraped, 60, "Prometheus scraped buzzbotd", interval=0.25)
         assert up and up[0]["value"][1] == "1", up
 
         def value(q: str) -> float:
@@ -267,12 +264,8 @@ def test_health_turns_503_when_a_part_hangs_and_200_after(tmp_path, spawn, notif
     assert answer["parts"]["scheduler"].startswith("scheduler silent for"), answer
     assert seen <= interval + 0.5, f"503 only {seen:.2f}s after the hang"
 
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        code, body, _ = get(f"http://127.0.0.1:{port}/health")
-        if code == 200:
-            break
-        time.sleep(0.1)
+    code, body, _ = wait_until(lambda: (answer := get(f"http://127.0.0.1:{port}/health"))[0]
+                               == 200 and answer, 15, "/health 200 again", interval=0.1)
     assert code == 200 and json.loads(body)["status"] == "ok", body
     code, body, _ = get(f"http://127.0.0.1:{port}/api/status")
     assert code == 200 and json.loads(body)["health"]["pid"] == daemon.pid

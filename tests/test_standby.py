@@ -20,7 +20,7 @@ import pytest
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.support import Daemon, FileClock, NotifySocket
+from tests.support import Daemon, FileClock, NotifySocket, wait_until
 from tests.support.postgres import query_elsewhere
 from tests.support.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
 
@@ -393,10 +393,8 @@ def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
                         (leadership.name,))
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         with load_driver().connect(database_url, autocommit=True) as probe:
-            deadline = time.monotonic() + 5
-            while probe.execute(waiting).fetchone()[0] == 0:
-                assert time.monotonic() < deadline, "the heartbeat never waited on the lock"
-                time.sleep(0.05)
+            wait_until(lambda: probe.execute(waiting).fetchone()[0] > 0, 5,
+                       "the heartbeat waiting on the lock", interval=0.05)
         leadership.stop()
         for thread in threading.enumerate():      # the failed beat, then both threads end
             if thread.name in ("leadership", "leadership-watch"):

@@ -70,7 +70,7 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.support import Daemon, FileClock, NotifySocket
+from tests.support import Daemon, FileClock, NotifySocket, wait_until
 from tests.support.telegram_world import ADMIN
 from tests.support.x_world import hhmmss, kill_at, x_config
 from tools.crash_trials import LEDGER_ROWS, tweets_per_row
@@ -199,8 +199,9 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
             if took is not None:
                 takeovers.append(took)
             lengths.append(time.monotonic() - began)
-        unsettled = _wait_settled(url, [slot_key(due) for due in slots], timeout=60)
-        assert not unsettled, f"slots never settled: {unsettled}"
+        keys = [slot_key(due) for due in slots]
+        wait_until(lambda: not _unsettled(url, keys), 60,
+                   lambda: f"slots never settled: {_unsettled(url, keys)}", interval=0.2)
     finally:
         for seat in seats:
             seat.stop()
@@ -270,8 +271,9 @@ def _settle(one: Seat, other: Seat, url: str, env: dict[str, str], lost: list[st
     (leader, standby). A seat whose daemon lost its leadership by itself and exited
     is started again, as systemd would, and the loss recorded in `lost`; any other
     exit is a failure."""
-    deadline = time.monotonic() + SETTLE_S
-    while True:
+    holder: list[int | None] = [None]
+
+    def settled() -> tuple[Seat, Seat] | None:
         for seat in (one, other):
             assert seat.daemon is not None
             if seat.daemon.proc.poll() is None:
@@ -281,19 +283,19 @@ def _settle(one: Seat, other: Seat, url: str, env: dict[str, str], lost: list[st
                 f"\n{seat.daemon.log}")
             _lost(seat, label, lost)
             seat.launch(env)
-        holder = _lock_holder(url)
+        holder[0] = _lock_holder(url)
         for leader, standby in ((one, other), (other, one)):
             assert leader.daemon is not None and standby.notify is not None
-            if (holder == leader.daemon.pid and leader.daemon.proc.poll() is None
+            if (holder[0] == leader.daemon.pid and leader.daemon.proc.poll() is None
                     and any(LEADER_NOW in line for _, line in list(leader.daemon.lines))
                     and standby.notify.times_of("READY=1")):
                 return leader, standby
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{label}: no settled leader and standby in {SETTLE_S:.0f}s (lock held by "
-                f"pid {holder}); seat {one.name}:\n{one.daemon and one.daemon.log}\n"
-                f"seat {other.name}:\n{other.daemon and other.daemon.log}")
-        time.sleep(0.2)
+        return None
+
+    return wait_until(settled, SETTLE_S, lambda: (
+        f"{label}: no settled leader and standby (lock held by pid {holder[0]}); seat "
+        f"{one.name}:\n{one.daemon and one.daemon.log}\n"
+        f"seat {other.name}:\n{other.daemon and other.daemon.log}"), interval=0.2)
 
 
 def _lost(seat: Seat, label: str, lost: list[str]) -> None:
@@ -326,16 +328,11 @@ def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, telegram: FakeTeleg
             waits={"reminders": in_the_reminder_round})
 
 
-def _wait_settled(url: str, keys: list[str], timeout: float) -> list[str]:
-    """Waits until every slot's row is final; returns those that are not."""
-    deadline = time.monotonic() + timeout
-    while True:
-        final = {key for key, in _pg(url, "SELECT slot_key FROM post WHERE state IN "
-                                          "('posted', 'failed', 'skipped')")}
-        left = [key for key in keys if key not in final]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
+def _unsettled(url: str, keys: list[str]) -> list[str]:
+    """The slots whose row is not final yet."""
+    final = {key for key, in _pg(url, "SELECT slot_key FROM post WHERE state IN "
+                                      "('posted', 'failed', 'skipped')")}
+    return [key for key in keys if key not in final]
 
 
 def _seed_reminders(url: str, first: int, due: datetime) -> list[int]:

@@ -9,15 +9,16 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str,
+def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str],
                interval: float = 0.01) -> T:
     """`predicate()`'s first truthy value, polled every `interval` s; an AssertionError
-    naming `what` when `timeout` s pass without one."""
+    naming `what` (or what it returns, asked then) when `timeout` s pass without one."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+            said = what() if callable(what) else what
+            raise AssertionError(f"{said}: not within {timeout} s")
         time.sleep(interval)
