@@ -98,6 +98,16 @@ def owner(make_owner) -> Iterator:
 
 
 @pytest.fixture
+def x() -> Iterator:
+    """The fake X. It accepts duplicates (X refuses them with a 403), so that a second
+    POST of the same text would show as a second tweet instead of being hidden."""
+    from tests.fakes.x import FakeX
+    fake = FakeX(reject_duplicates=False).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def price() -> Iterator:
     """The fake price API at 67,890.12 USD, -1.23 % (a module may define its own)."""
     from tests.fakes.price import FakePrice

@@ -9,30 +9,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from buzzbotd.clock import build_date
 from buzzbotd.timeofday import slot_key
-from tests.fakes.price import FakePrice
-from tests.fakes.x import FakeX
 from tests.support import Daemon, FileClock, NotifySocket, read_sqlite
 from tests.support.x_world import hhmmss, wait_final, x_config
-
-
-@pytest.fixture
-def x() -> Any:
-    fake = FakeX(reject_duplicates=False).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def price() -> Any:
-    fake = FakePrice().start()
-    yield fake
-    fake.stop()
 
 
 def rows(config: Path, sql: str) -> list[tuple]:

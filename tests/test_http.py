@@ -18,7 +18,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,13 +57,6 @@ def get(url: str, timeout: float = 5) -> tuple[int, str, dict[str, str]]:
 
 def database(config: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
-
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    fake = FakeX().start()
-    yield fake
-    fake.stop()
 
 
 def x_http_config(directory: Path, x: FakeX, price: FakePrice, times: list[str], port: int,

@@ -24,14 +24,6 @@ from tests.support import Daemon, FileClock, NotifySocket, wait_until
 from tests.support.postgres import query_elsewhere
 from tests.support.x_world import expected_text, hhmmss, slot_in, wait_final, x_config
 
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    fake = FakeX(reject_duplicates=False).start()     # a second POST would show
-    yield fake
-    fake.stop()
-
-
 # The slot is this far out at the start (a start never takes that long); the clock
 # is moved to LEAD_S before it once the daemons are READY.
 SLOT_AFTER_S = 300

@@ -15,7 +15,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 from buzzbotd.timeofday import slot_key
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
-from tests.fakes.x import POST_TWEET, FakeX
+from tests.fakes.x import POST_TWEET
 from tests.support import REPO, Daemon
 from tests.support.backends import DaemonDatabase
 from tests.support.x_world import (
@@ -37,15 +36,6 @@ from tests.support.x_world import (
     x_config,
 )
 from tools.crash_trials import run_trials
-
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    # Duplicates are accepted by default here, so that a second POST of the
-    # same text would show as a second tweet instead of being hidden by X.
-    fake = FakeX(reject_duplicates=False).start()
-    yield fake
-    fake.stop()
 
 
 def events(database: DaemonDatabase, key: str, daemon: Daemon) -> list[tuple[str, str]]:
