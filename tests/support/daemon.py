@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import wait_on
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -70,17 +72,10 @@ class NotifySocket:
     def wait_for(self, predicate: Callable[[str], bool], timeout: float,
                  after: float = 0.0) -> tuple[float, str]:
         """The first message (arrived after `after`) satisfying predicate."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.messages:
-                    if at >= after and predicate(line):
-                        return at, line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no matching notify message in {timeout}s; got "
-                                         f"{[m for _, m in self.messages][-20:]}")
-                self._cond.wait(left)
+        return wait_on(self._cond, lambda: next(
+            ((at, line) for at, line in self.messages if at >= after and predicate(line)),
+            None), timeout, lambda: f"no matching notify message in {timeout}s; got "
+                                    f"{[m for _, m in self.messages][-20:]}")
 
     def wait_message(self, message: str, timeout: float, after: float = 0.0) -> float:
         return self.wait_for(lambda m: m == message, timeout, after)[0]
@@ -88,16 +83,10 @@ class NotifySocket:
     def wait_count(self, message: str, count: int, timeout: float, after: float = 0.0
                    ) -> list[float]:
         """Arrival times of the first `count` copies of `message` after `after`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                times = [at for at, m in self.messages if m == message and at >= after]
-                if len(times) >= count:
-                    return times[:count]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{len(times)} of {count} {message!r} in {timeout}s")
-                self._cond.wait(left)
+        def times() -> list[float]:
+            return [at for at, m in self.messages if m == message and at >= after]
+        return wait_on(self._cond, lambda: times()[:count] if len(times()) >= count else None,
+                       timeout, lambda: f"{len(times())} of {count} {message!r} in {timeout}s")
 
     def times_of(self, message: str) -> list[float]:
         with self._cond:
@@ -168,18 +157,11 @@ class Daemon:
 
     def wait_log_any(self, texts: tuple[str, ...], timeout: float, after: float = 0.0) -> str:
         """The first output line (printed after `after`) containing any of `texts`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.lines:
-                    if at >= after and any(text in line for text in texts):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not any(
-                        r.is_alive() for r in self._readers)):
-                    raise AssertionError(f"no log line with {texts!r} in {timeout}s; "
-                                         f"log:\n{self.log}")
-                self._cond.wait(min(left, 0.2))
+        return wait_on(self._cond, lambda: next(
+            (line for at, line in self.lines if at >= after and any(t in line for t in texts)),
+            None), timeout, lambda: f"no log line with {texts!r} in {timeout}s; log:\n{self.log}",
+            ended=lambda: self.proc.poll() is not None and not any(
+                r.is_alive() for r in self._readers))
 
     def wait(self, timeout: float) -> int:
         rc = self.proc.wait(timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,3 +23,20 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[
             said = what() if callable(what) else what
             raise AssertionError(f"{said}: not within {timeout} s")
         time.sleep(interval)
+
+
+def wait_on(changed: threading.Condition, find: Callable[[], T | None], timeout: float,
+            failure: Callable[[], str], ended: Callable[[], bool] = lambda: False) -> T:
+    """`find()`'s first value that is not None, looked for again whenever `changed` is
+    notified (no polling); an AssertionError saying `failure()` when `timeout` s pass,
+    or as soon as `ended()` says nothing more can come."""
+    deadline = time.monotonic() + timeout
+    with changed:
+        while True:
+            found = find()
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0 or ended():
+                raise AssertionError(failure())
+            changed.wait(min(left, 0.2))
