@@ -6,7 +6,7 @@ injected clock; delivery with real daemons, python-telegram-bot and the fake
 Bot API (tests/support/telegram_world.py). Every test with a database runs on SQLite
 and on PostgreSQL (conftest's `backend`), except those that measure SQLite
 itself or the rate limiter: the due query's plan, the group window, the
-1000-reminder burst and the memory with 100k reminders (tools/bench.py
+1000-reminder burst and the memory with 100k reminders (tools/bench/
 runs the burst on both)."""
 
 from __future__ import annotations

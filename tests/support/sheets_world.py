@@ -1,7 +1,7 @@
 """The Sheets sync against the fake Sheets API and token endpoint: a test key,
 a config, and what the worksheets must hold, read straight from SQLite.
 
-Shared by the Sheets and export tests and by tools/bench.py: no pytest here.
+Shared by the Sheets and export tests and by tools/bench/: no pytest here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A daemon with the Telegram bot on, pointed at the fake Telegram and price servers,
 and the reminder load figures (burst throughput, RSS, due-query time).
 
-Shared by the Telegram and reminder tests and by tools/bench.py: no pytest here.
+Shared by the Telegram and reminder tests and by tools/bench/: no pytest here.
 """
 
 from __future__ import annotations
