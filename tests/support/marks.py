@@ -4,7 +4,7 @@ to say it (like python-telegram-bot's automatic `no_req`):
   process   starts a process: a daemon (`Daemon`, the `spawn` fixture) or any
             subprocess (the CLI, openssl, promtool, …)
   postgres  uses the test PostgreSQL server (a fixture on it, or the
-            "postgresql" case of the `backend` fixture)
+            "postgresql" case of a test run on each backend)
   tool      needs a tool beside Python: chromium, prometheus, promtool, strace, openssl
 
 "Reaches" is read from the code, not run: the names the test function, its
@@ -113,7 +113,11 @@ def marks_for(item: pytest.Function, reach: Reach) -> set[str]:
     marks = set()
     if names & PROCESS_NAMES:
         marks.add("process")
-    if names & POSTGRES_NAMES or params.get("backend") == "postgresql":
+    # A test run on each backend (a "sqlite" / "postgresql" parameter: the backend
+    # fixture, a module's world) reaches both in its code; its parameter says which.
+    backends = {value for value in params.values() if value in ("sqlite", "postgresql")}
+    if "postgres_server" in item.fixturenames or "postgresql" in backends or (
+            not backends and names & POSTGRES_NAMES):
         marks.add("postgres")
     if strings & TOOLS:          # a tool's name as a string: which("strace"), ["openssl", …]
         marks.add("tool")
