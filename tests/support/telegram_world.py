@@ -22,7 +22,7 @@ from buzzbotd.price import PriceClient
 from buzzbotd.telegram import ChatRateLimiter, TelegramBot
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.support import Daemon, FileClock, NotifySocket, rss_kib, write_config
+from tests.support import Daemon, FileClock, ManualClock, NotifySocket, rss_kib, write_config
 from tests.support.backends import DaemonDatabase, as_database
 
 ADMIN = 1000
@@ -140,14 +140,20 @@ class BotInProcess:
                                                     **sections))
         self.database = database or DaemonDatabase.sqlite(self.settings.daemon.database)
         self.database.create()
-        self.now = minute_of(datetime.now(UTC))
+        self.clock = ManualClock(minute_of(datetime.now(UTC)))
         self.owner = open_owner(self.settings)
         self.prices = PriceClient(self.settings.price)
         self.bot = TelegramBot(self.settings, self.owner, self.prices, None, report=dict,
-                               clock=lambda: self.now, limiter=limiter)
+                               clock=self.clock, limiter=limiter)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="bot-loop",
                                         daemon=True)
+
+    @property
+    def now(self) -> datetime:
+        """What the bot's clock reads: the instant of the last round, or the minute it
+        was made in."""
+        return self.clock.now
 
     def start(self) -> BotInProcess:
         self.owner.start()
@@ -161,7 +167,7 @@ class BotInProcess:
 
     def round(self, now: datetime) -> reminders.Tally:
         """One reminder round at `now`, as the scheduler's minute job runs it."""
-        self.now = now
+        self.clock.now = now
         return self.bot.dispatch_reminders()
 
     def close(self) -> None:
