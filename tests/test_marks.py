@@ -3,8 +3,10 @@ lane (`make test-fast`) must hold no test that starts a process or needs a tool.
 
 from __future__ import annotations
 
+import pytest
+
 from tests import test_config, test_http, test_scheduler
-from tests.support.marks import PROCESS_NAMES, TOOLS, Reach
+from tests.support.marks import PROCESS_NAMES, TOOLS, Reach, marks_for
 
 
 def test_a_process_is_seen_through_the_helpers_a_test_calls() -> None:
@@ -23,3 +25,10 @@ def test_a_tool_is_seen_by_its_name() -> None:
     assert [tool for tool in strings & TOOLS if tool in page_test.__name__]
     names, strings = reach.of(test_scheduler.test_the_thread_beats_while_idle_and_stops_promptly)
     assert not strings & TOOLS and not names & PROCESS_NAMES
+
+
+def test_a_case_run_on_each_backend_is_marked_by_its_parameter(
+        request: pytest.FixtureRequest, make_owner, backend: str) -> None:
+    """make_owner names PostgresOwner for both cases; only the postgresql one needs it."""
+    assert isinstance(request.node, pytest.Function)
+    assert ("postgres" in marks_for(request.node, Reach())) == (backend == "postgresql")
