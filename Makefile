@@ -32,7 +32,7 @@ test: lint
 test-fast: lint
 	$(BIN)/pytest -m "not process and not postgres and not tool and not long" --durations=10
 
-# The kill -9 and failover trials at length, and the quick bench run once
+# The kill -9 and failover trials at length (20 each), and the quick bench run
 # (tests marked long; ~10 min).
 trials: venv
 	$(BIN)/pytest -m long

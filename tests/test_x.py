@@ -363,8 +363,8 @@ def test_tweet_dry_run_prints_the_tweet_and_posts_nothing(tmp_path, x, price):
     assert bad.stdout == ""
 
 
-# `make test` runs 6 trials, `make trials` 30, `make bench` 100.
-@pytest.mark.parametrize("trials", [6, pytest.param(30, marks=pytest.mark.long)])
+# `make test` runs 6 trials, `make trials` 20, `make bench` 100.
+@pytest.mark.parametrize("trials", [6, pytest.param(20, marks=pytest.mark.long)])
 def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path, trials):
     result = run_trials(trials, tmp_path, seed=None)
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
