@@ -12,7 +12,7 @@ fixtures and every test-side function or class they name (in tests/ or tools/,
 followed transitively; buzzbotd itself is not followed) refer to, and the strings
 they hold (a tool by its name alone: which("strace")). `make test-fast` runs the
 tests with none of these marks, nor `long` (written by hand on the minutes-long
-runs: the failover trials at length, the bench).
+runs: the kill -9 and failover trials at length, the quick bench run).
 """
 
 from __future__ import annotations
