@@ -23,9 +23,11 @@ $(VENV)/.installed: requirements.lock requirements-dev.txt setup.cfg pyproject.t
 lint: venv
 	$(BIN)/ruff check buzzbotd tests tools
 
-# Everything but the minutes-long runs (≤ 10 min on a 2-core machine).
+# Everything but the minutes-long runs (≤ 10 min on a 2-core machine). The
+# tests mostly wait on daemons, fakes and clocks: two files run at a time, each
+# file's tests in order in one worker (a module's fixtures stay shared).
 test: lint
-	$(BIN)/pytest -m "not long"
+	$(BIN)/pytest -n 2 --dist loadfile -m "not long"
 
 # Only what runs in this process: no daemon, no PostgreSQL, no outside tool
 # (under a minute).
@@ -35,7 +37,7 @@ test-fast: lint
 # The kill -9 and failover trials at length (20 each), and the quick bench run
 # (tests marked long; ~10 min).
 trials: venv
-	$(BIN)/pytest -m long
+	$(BIN)/pytest -n 2 --dist loadfile -m long
 
 # Local stand-ins of X, Telegram and the price API on 127.0.0.1, the real
 # daemon against them; ends by itself within a minute.
