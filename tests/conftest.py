@@ -16,6 +16,18 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 @pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A new directory whose path is short: a config error shows a value whole only up to
+    80 characters, and tmp_path is longer under pytest-xdist (…/popen-gw1/<test name>)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="bz-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def spawn() -> Iterator:
     """Starts daemons with tests.support.Daemon(...) arguments; kills leftovers at teardown."""
     from tests.support import Daemon

@@ -298,12 +298,13 @@ def _broken_keys(key: ServiceAccountKey) -> dict[str, tuple[str | None, str]]:
 
 @pytest.mark.parametrize("case", ["missing file", "malformed JSON", "not an object",
                                   "no client_email", "private_key not PEM", "bad token_uri"])
-def test_a_broken_key_file_is_exit_78_naming_the_key(tmp_path: Path, real_key, case: str
+def test_a_broken_key_file_is_exit_78_naming_the_key(short_tmp_path: Path, real_key, case: str
                                                      ) -> None:
     text, expected = _broken_keys(real_key)[case]
-    out = buzzbotd_process("check-config", "--config", str(_config_with_key(tmp_path, text)))
+    out = buzzbotd_process("check-config", "--config",
+                           str(_config_with_key(short_tmp_path, text)))
     assert out.returncode == 78, out.stderr
-    assert expected.format(dir=tmp_path) in out.stderr
+    assert expected.format(dir=short_tmp_path) in out.stderr
     assert "sheets.service_account_file" in out.stderr and "Traceback" not in out.stderr
     secret_lines = [line for line in real_key.private_pem.splitlines() if "-----" not in line]
     assert not any(line[:20] in out.stderr + out.stdout for line in secret_lines)
