@@ -38,12 +38,9 @@ RESUME_S = 2.0                     # SPEC: work resumes within 2 s of the releas
 
 
 @pytest.fixture
-def world() -> Iterator[tuple[FakeX, FakePrice]]:
+def world(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
     """The fake X (accepting duplicates, so a second POST would show) and price API."""
-    x, price = FakeX(reject_duplicates=False).start(), FakePrice(67890.12, -1.23).start()
-    yield x, price
-    x.stop()
-    price.stop()
+    return x, price
 
 
 def first_at(daemon: Daemon, text: str) -> float:

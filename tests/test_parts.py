@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,8 @@ from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, post_row, status_
 
 
 @pytest.fixture
-def fakes() -> Iterator[tuple[FakeX, FakePrice]]:
-    x, price = FakeX().start(), FakePrice().start()
-    yield x, price
-    x.stop()
-    price.stop()
+def fakes(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
+    return x, price
 
 
 def config(directory: Path, x: FakeX, price: FakePrice, telegram_base: str, times: list[str],

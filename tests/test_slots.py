@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -61,11 +60,8 @@ def test_hh_mm_ss_slots_and_their_keys() -> None:
 
 
 @pytest.fixture
-def fakes() -> Iterator[tuple[FakeX, FakePrice]]:
-    x, price = FakeX(reject_duplicates=False).start(), FakePrice().start()
-    yield x, price
-    x.stop()
-    price.stop()
+def fakes(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
+    return x, price
 
 
 def poster(tmp_path: Path, make_owner, fakes, local_time: str, zone: str, clock: ManualClock,
