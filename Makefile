@@ -1,10 +1,12 @@
 # The README's two commands are `make demo` and `make test`; everything they
 # need is installed into .venv from requirements.lock (hash-checked).
+# Tests are marked by what they reach (tests/support/marks.py): process,
+# postgres, tool automatically, long by hand.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: all venv test lint demo bench wheels deb systemd-test systemd-test-amd64 \
+.PHONY: all venv test test-fast trials lint demo bench wheels deb systemd-test systemd-test-amd64 \
         systemd-test-upgrade systemd-test-arm64 piuparts clean
 
 all: test
@@ -19,19 +21,32 @@ $(VENV)/.installed: requirements.lock requirements-dev.txt setup.cfg pyproject.t
 	touch $@
 
 lint: venv
-	$(BIN)/ruff check buzzbotd tests
+	$(BIN)/ruff check buzzbotd tests tools
 
+# Everything but the minutes-long runs (≤ 10 min on a 2-core machine). The
+# tests mostly wait on daemons, fakes and clocks: two files run at a time, each
+# file's tests in order in one worker (a module's fixtures stay shared).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile -m "not long"
+
+# Only what runs in this process: no daemon, no PostgreSQL, no outside tool
+# (under a minute).
+test-fast: lint
+	$(BIN)/pytest -m "not process and not postgres and not tool and not long" --durations=10
+
+# The kill -9 and failover trials at length (20 each), and the quick bench run
+# (tests marked long; ~10 min).
+trials: venv
+	$(BIN)/pytest -n 2 --dist loadfile -m long
 
 # Local stand-ins of X, Telegram and the price API on 127.0.0.1, the real
 # daemon against them; ends by itself within a minute.
 demo: venv
-	$(BIN)/python -m tests.demo
+	$(BIN)/python -m tools.demo
 
 # Every figure beside its baseline, measured in the same run (BENCHMARKS.md).
 bench: venv
-	$(BIN)/python -m tests.benchmarks
+	$(BIN)/python -m tools.bench
 
 # The Debian package (see the end of README.md). `make deb` downloads the
 # hash-checked files of requirements.lock into a cache outside the repo (so a

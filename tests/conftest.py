@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import NotifySocket
+from tests.support import NotifySocket
 
 
 @pytest.fixture
@@ -16,9 +16,21 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
 
 
 @pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A new directory whose path is short: a config error shows a value whole only up to
+    80 characters, and tmp_path is longer under pytest-xdist (…/popen-gw1/<test name>)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="bz-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def spawn() -> Iterator:
-    """Starts daemons with tests.harness.Daemon(...) arguments; kills leftovers at teardown."""
-    from tests.harness import Daemon
+    """Starts daemons with tests.support.Daemon(...) arguments; kills leftovers at teardown."""
+    from tests.support import Daemon
 
     started: list[Daemon] = []
 
@@ -32,10 +44,19 @@ def spawn() -> Iterator:
         daemon.kill9()
 
 
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """cli(*args, env=None): `buzzbotd <args>` run by its entry in this process; its
+    returncode, stdout and stderr (tests/support/cli.py)."""
+    from tests.support.cli import run_in_process
+
+    return lambda *args, env=None: run_in_process(monkeypatch, *args, env=env)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator:
-    """Debian's PostgreSQL, started for this test run (tests/postgres.py)."""
-    from tests.postgres import start_server
+    """Debian's PostgreSQL, started for this test run (tests/support/postgres.py)."""
+    from tests.support.postgres import start_server
 
     server = start_server()
     yield server
@@ -75,7 +96,7 @@ def make_owner(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 @pytest.fixture
 def daemon_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
     """The database of a daemon whose config is written in tmp_path, on `backend`."""
-    from tests.backends import on_backend
+    from tests.support.backends import on_backend
 
     return on_backend(backend, tmp_path, request)
 
@@ -89,9 +110,30 @@ def owner(make_owner) -> Iterator:
 
 
 @pytest.fixture
+def x() -> Iterator:
+    """The fake X. It accepts duplicates (X refuses them with a 403), so that a second
+    POST of the same text would show as a second tweet instead of being hidden."""
+    from tests.fakes.x import FakeX
+    fake = FakeX(reject_duplicates=False).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def price() -> Iterator:
     """The fake price API at 67,890.12 USD, -1.23 % (a module may define its own)."""
     from tests.fakes.price import FakePrice
     fake = FakePrice(67890.12, -1.23).start()
     yield fake
     fake.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test process / postgres / tool by what it reaches (tests/support/marks.py)."""
+    from tests.support.marks import Reach, marks_for
+
+    reach = Reach()
+    for item in items:
+        if isinstance(item, pytest.Function):
+            for mark in sorted(marks_for(item, reach)):
+                item.add_marker(mark)

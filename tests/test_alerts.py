@@ -12,14 +12,7 @@ import pytest
 from buzzbotd.db import DatabaseOwner, SqliteOwner
 from buzzbotd.ops import alerts
 from buzzbotd.ops.health import Health
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import ManualClock
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def run(owner: DatabaseOwner, script, admins=frozenset({1, 2})) -> list[tuple[in
         sent.append((chat, text))
 
     async def main() -> None:
-        clock = Clock()
+        clock = ManualClock(1_800_000_000.0)
         metrics = Health(clock=clock)       # the conditions the alerts listen to
         a = alerts.Alerts(admins, owner, send, health=metrics)
         a.attach(asyncio.get_running_loop())

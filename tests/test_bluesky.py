@@ -26,9 +26,9 @@ from tests.fakes.bluesky import (
     REFRESH_SESSION,
     FakeBluesky,
 )
-from tests.harness import REPO
-from tests.networks_world import ManualClock as Clock
-from tests.networks_world import running
+from tests.support import REPO
+from tests.support.networks_world import ManualClock as Clock
+from tests.support.networks_world import running
 
 KEY = "2026-12-07T08:00:00Z"
 TEXT = "Bitcoin is at $97,123.45 (+1.20% in 24h) #BTC"

@@ -9,30 +9,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from buzzbotd.clock import build_date
 from buzzbotd.timeofday import slot_key
-from tests.fakes.price import FakePrice
-from tests.fakes.x import FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket, read_sqlite
-from tests.x_world import hhmmss, wait_final, x_config
-
-
-@pytest.fixture
-def x() -> Any:
-    fake = FakeX(reject_duplicates=False).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def price() -> Any:
-    fake = FakePrice().start()
-    yield fake
-    fake.stop()
+from tests.support import Daemon, FileClock, NotifySocket, read_sqlite
+from tests.support.x_world import hhmmss, wait_final, x_config
 
 
 def rows(config: Path, sql: str) -> list[tuple]:
@@ -72,7 +55,7 @@ def test_the_same_utc_instants_under_any_host_tz_across_the_fall_back(
 
 def test_nothing_happens_until_the_clock_is_later_than_the_build(
         tmp_path: Path, notify: NotifySocket, spawn, x, price) -> None:
-    clock = ClockFile(tmp_path / "clock")
+    clock = FileClock(tmp_path / "clock")
     clock.move_to(datetime(2020, 1, 1, tzinfo=UTC))                 # a Pi before its NTP fix
     due = (datetime.now(UTC) + timedelta(seconds=8)).replace(microsecond=0)
     # The slot's time of day also passes in the wrong clock's day: it must not count.
@@ -99,7 +82,7 @@ def test_nothing_happens_until_the_clock_is_later_than_the_build(
 
 def test_clock_jumps_neither_repeat_nor_lose_a_slot(
         tmp_path: Path, notify: NotifySocket, spawn, x, price) -> None:
-    clock = ClockFile(tmp_path / "clock")
+    clock = FileClock(tmp_path / "clock")
     slot = (datetime.now(UTC) + timedelta(hours=3)).replace(second=0, microsecond=0)
     later = slot + timedelta(seconds=12)
     clock.move_to(slot - timedelta(seconds=20))
@@ -127,7 +110,7 @@ def test_clock_jumps_neither_repeat_nor_lose_a_slot(
 def test_the_build_date_is_the_newest_changelog_entry_in_a_source_tree() -> None:
     import email.utils
 
-    from tests.harness import REPO
+    from tests.support import REPO
     trailer = next(line for line in (REPO / "debian" / "changelog").read_text().splitlines()
                    if line.startswith(" -- "))
     expected = email.utils.parsedate_to_datetime(trailer.split(">", 1)[1].strip())
@@ -145,7 +128,7 @@ def test_the_test_clock_follows_its_file_and_refuses_a_naive_instant(tmp_path: P
     path.write_text("not a time")                       # a bad write keeps the last offset
     assert clock().year == 2030
     # Two rewrites within one tick of the file system's timestamps: both are seen.
-    moved = ClockFile(path)
+    moved = FileClock(path)
     assert abs(clock() - utc_now()) < timedelta(seconds=1)
     tick = path.stat().st_mtime_ns
     moved.set_offset(-60.0)

@@ -16,9 +16,9 @@ import pytest
 from buzzbotd.clock import SUSPECT_AHEAD, ClockTrust
 from buzzbotd.timeofday import slot_key
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import read_sqlite
-from tests.telegram_world import World, minute_of, reminder_rows, seed_reminders
-from tests.x_world import TEMPLATE, hhmmss, wait_final
+from tests.support import read_sqlite
+from tests.support.telegram_world import World, minute_of, reminder_rows, seed_reminders
+from tests.support.x_world import TEMPLATE, hhmmss, wait_final
 
 AHEAD = timedelta(hours=5, minutes=30)          # an RTC kept in India's local time
 REMINDER = "Your daily Bitcoin reminder"

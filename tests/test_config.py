@@ -1,31 +1,22 @@
-"""Configuration: every broken file is exit 78 naming the key, never a traceback."""
+"""Configuration: every broken file is exit 78 naming the key, never a traceback.
+
+The CLI's entry (`buzzbotd.cli.main`) runs in this process for each case, its
+output captured; two cases run `python -m buzzbotd` as a real process, the proof
+that what `main` returns is the exit status and that nothing else is printed."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from buzzbotd import config
-from tests.harness import REPO
+from tests.support.cli import buzzbotd_process
 
 TOKEN = "123456:TEST-token_abc"
 X_KEYS = {"consumer_key": "ck", "consumer_secret": "cs", "access_token": "at",
           "access_token_secret": "ats"}
-
-
-def buzzbotd(*args: str, env: dict[str, str] | None = None, timeout: float = 30
-             ) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("CREDENTIALS_DIRECTORY", "BUZZBOTD_CONFIG", "NOTIFY_SOCKET")}
-    environ["PYTHONPATH"] = str(REPO)
-    environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "buzzbotd", *args], capture_output=True,
-                          text=True, env=environ, cwd=REPO, timeout=timeout)
 
 
 def base(tmp_path: Path) -> str:
@@ -114,19 +105,32 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("name,body,expected", BROKEN, ids=[b[0] for b in BROKEN])
-def test_broken_config_exits_78_naming_the_key(tmp_path: Path, name: str, body: str,
-                                               expected: str) -> None:
+def assert_broken_config_exits_78(tmp_path: Path, body: str, expected: str, run) -> None:
+    """`check-config` and `run` on the broken file: 78, naming the key and the file."""
     path = tmp_path / "buzzbotd.toml"
     path.write_text(base(tmp_path) + body)
     for command in ("check-config", "run"):
-        result = buzzbotd(command, "--config", str(path))
+        result = run(command, "--config", str(path))
         output = result.stderr + result.stdout
         assert result.returncode == 78, (command, output)
         assert expected in output, (command, output)
         assert str(path) in output, (command, output)
         assert "Traceback" not in output, (command, output)
     assert not (tmp_path / "state").exists(), "a config error must not touch the state"
+
+
+@pytest.mark.parametrize("name,body,expected", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_exits_78_naming_the_key(tmp_path: Path, cli, name: str, body: str,
+                                               expected: str) -> None:
+    assert_broken_config_exits_78(tmp_path, body, expected, cli)
+
+
+@pytest.mark.parametrize("name,body,expected", [BROKEN[0], BROKEN[2]],
+                         ids=[BROKEN[0][0], BROKEN[2][0]])
+def test_the_process_exits_78_naming_the_key_without_a_traceback(
+        tmp_path: Path, name: str, body: str, expected: str) -> None:
+    """The exit-code proof: the same through `python -m buzzbotd` (a TOML error, a typo)."""
+    assert_broken_config_exits_78(tmp_path, body, expected, buzzbotd_process)
 
 
 def test_an_absurd_template_width_is_refused_without_rendering_it(tmp_path: Path) -> None:
@@ -150,23 +154,23 @@ def test_an_absurd_template_width_is_refused_without_rendering_it(tmp_path: Path
     assert config.load(path, environ={}).x.template.startswith("{price:0>12")
 
 
-def test_bad_log_level_and_every_problem_listed(tmp_path: Path) -> None:
+def test_bad_log_level_and_every_problem_listed(tmp_path: Path, cli) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[daemon]\nlog_level = "loud"\n[x]\nenabled = "no"\ngrace_s = 1.5\n'
                     '[telegram]\nenabled = false\n')
-    result = buzzbotd("check-config", "--config", str(path))
+    result = cli("check-config", "--config", str(path))
     assert result.returncode == 78
     assert 'daemon.log_level = "loud": expected one of "debug" | "info"' in result.stderr
     assert 'x.enabled = "no"' in result.stderr and "x.grace_s = 1.5" in result.stderr
 
 
-def test_missing_file_and_unreadable_credentials_dir(tmp_path: Path) -> None:
+def test_missing_file_and_unreadable_credentials_dir(tmp_path: Path, cli) -> None:
     missing = tmp_path / "nope.toml"
-    result = buzzbotd("check-config", "--config", str(missing))
+    result = cli("check-config", "--config", str(missing))
     assert result.returncode == 78 and f"{missing}: no such file" in result.stderr
     path = tmp_path / "c.toml"
     path.write_text(base(tmp_path) + "[x]\nenabled = false\n")
-    result = buzzbotd("run", "--config", str(path),
+    result = cli("run", "--config", str(path),
                       env={"CREDENTIALS_DIRECTORY": str(tmp_path / "no-creds")})
     assert result.returncode == 78
     assert "$CREDENTIALS_DIRECTORY = " in result.stderr
@@ -174,7 +178,7 @@ def test_missing_file_and_unreadable_credentials_dir(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_credentials_directory_wins_and_secrets_are_never_printed(tmp_path: Path) -> None:
+def test_credentials_directory_wins_and_secrets_are_never_printed(tmp_path: Path, cli) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "telegram_token").write_text("999:FROM-credential-file\n")
@@ -186,7 +190,7 @@ def test_credentials_directory_wins_and_secrets_are_never_printed(tmp_path: Path
     assert settings.telegram.token.reveal() == "999:FROM-credential-file"
     assert settings.x.access_token.reveal() == "secret-at-value"
     assert "FROM-credential" not in repr(settings) and "secret-" not in repr(settings)
-    result = buzzbotd("check-config", "--config", str(path),
+    result = cli("check-config", "--config", str(path),
                       env={"CREDENTIALS_DIRECTORY": str(creds)})
     assert result.returncode == 0, result.stderr
     assert f"token from {creds}/telegram_token" in result.stdout
@@ -194,26 +198,26 @@ def test_credentials_directory_wins_and_secrets_are_never_printed(tmp_path: Path
     assert "secret-" not in result.stdout + result.stderr
     # A token in the config file that looks wrong is reported without its value.
     path.write_text(base(tmp_path) + '[telegram]\ntoken = "hunter2 oops"\n[x]\nenabled = false\n')
-    result = buzzbotd("check-config", "--config", str(path))
+    result = cli("check-config", "--config", str(path))
     assert result.returncode == 78 and "hunter2" not in result.stderr
 
 
-def test_config_option_before_or_after_and_environment(tmp_path: Path) -> None:
+def test_config_option_before_or_after_and_environment(tmp_path: Path, cli) -> None:
     path = tmp_path / "c.toml"
     path.write_text(base(tmp_path) + "[x]\nenabled = false\n[telegram]\nenabled = false\n")
-    assert buzzbotd("--config", str(path), "check-config").returncode == 0
-    assert buzzbotd("check-config", "--config", str(path)).returncode == 0
-    assert buzzbotd("check-config", env={"BUZZBOTD_CONFIG": str(path)}).returncode == 0
+    assert cli("--config", str(path), "check-config").returncode == 0
+    assert cli("check-config", "--config", str(path)).returncode == 0
+    assert cli("check-config", env={"BUZZBOTD_CONFIG": str(path)}).returncode == 0
     other = tmp_path / "missing.toml"
-    result = buzzbotd("--config", str(other), "check-config", env={"BUZZBOTD_CONFIG": str(path)})
+    result = cli("--config", str(other), "check-config", env={"BUZZBOTD_CONFIG": str(path)})
     assert result.returncode == 78 and str(other) in result.stderr
 
 
-def test_version_and_usage_errors() -> None:
+def test_version_and_usage_errors(cli) -> None:
     from buzzbotd import __version__
-    result = buzzbotd("--version")
+    result = cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"buzzbotd {__version__}"
-    result = buzzbotd("frobnicate")
+    result = cli("frobnicate")
     assert result.returncode == 1 and "invalid choice" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -271,7 +275,7 @@ def test_a_url_template_is_counted_as_23_and_noted_as_dearer(tmp_path: Path) -> 
     path.write_text(base(tmp_path) + f'[x]\ntemplate = "BTC ${{price:,.2f}} {url}"\n'
                     'consumer_key = "k"\nconsumer_secret = "s"\naccess_token = "1-t"\n'
                     'access_token_secret = "t"\n[telegram]\nenabled = false\n')
-    result = buzzbotd("check-config", "--config", str(path))
+    result = buzzbotd_process("check-config", "--config", str(path))
     assert result.returncode == 0, result.stderr
     assert "note: x.template has a URL: X prices such a post higher" in result.stdout
     settings = config.load(path, environ={})
@@ -296,7 +300,7 @@ def test_tweet_dry_run_refuses_a_template_too_long_as_x_counts_it(tmp_path: Path
     path.write_text(base(tmp_path) + '[x]\ntemplate = "' + "价格" * 70 + ' {price:,.2f}"\n'
                     'consumer_key = "k"\nconsumer_secret = "s"\naccess_token = "1-t"\n'
                     'access_token_secret = "t"\n[telegram]\nenabled = false\n')
-    result = buzzbotd("tweet", "--dry-run", "--config", str(path))
+    result = buzzbotd_process("tweet", "--dry-run", "--config", str(path))
     assert result.returncode == 78, result.stdout + result.stderr
     assert "can render to 293 characters as X counts them" in result.stderr, result.stderr
 
@@ -337,7 +341,7 @@ def test_the_old_x_spelling_works_with_one_note_and_both_at_once_is_an_error(
     assert s.notes == ("x.grace_s is the old spelling of posts.grace_s; it still works, "
                        "write posts.grace_s instead",)
     path = tmp_path / "buzzbotd.toml"
-    out = buzzbotd("--config", str(path), "check-config")
+    out = buzzbotd_process("--config", str(path), "check-config")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("old spelling") == 1
     text = problems_of(tmp_path, '[x]\nenabled = false\ntimes = ["08:00"]\n'

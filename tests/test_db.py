@@ -25,8 +25,8 @@ from buzzbotd.db import (
     migrations,
 )
 from buzzbotd.db.owner import NotOwnerThread
-from tests.harness import REPO, write_config
-from tests.postgres import query_elsewhere
+from tests.support import REPO, write_config
+from tests.support.postgres import query_elsewhere
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 

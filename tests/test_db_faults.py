@@ -23,8 +23,8 @@ from buzzbotd.price import PriceClient
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, NotifySocket
-from tests.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
+from tests.support import Daemon, NotifySocket, wait_until
+from tests.support.x_world import SlotClock, expected_text, hhmmss, wait_final, x_config
 
 # WatchdogSec=4s: pings due every 2 s, each after the owner answered within 1 s;
 # killed after 4 s. The unit has 30 s (a 7.5 s answer). At 1 s, a commit's fsync
@@ -39,12 +39,9 @@ RESUME_S = 2.0                     # SPEC: work resumes within 2 s of the releas
 
 
 @pytest.fixture
-def world() -> Iterator[tuple[FakeX, FakePrice]]:
+def world(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
     """The fake X (accepting duplicates, so a second POST would show) and price API."""
-    x, price = FakeX(reject_duplicates=False).start(), FakePrice(67890.12, -1.23).start()
-    yield x, price
-    x.stop()
-    price.stop()
+    return x, price
 
 
 def first_at(daemon: Daemon, text: str) -> float:
@@ -219,10 +216,12 @@ def test_the_owner_answers_pings_while_locked_out_and_stops_promptly(tmp_path: P
     shell = sqlite3.connect(tmp_path / "buzzbotd.db", isolation_level=None)
     shell.execute("BEGIN IMMEDIATE")
     write = owner.submit(lambda: Meta.insert(key="k", value="v").execute())
-    deadline = time.monotonic() + 5
-    while owner.unavailable() is None and time.monotonic() < deadline:
-        owner.ping().result(timeout=1)
-    assert owner.unavailable() is not None
+
+    def locked_out() -> bool:
+        if owner.unavailable() is None:
+            owner.ping().result(timeout=1)
+        return owner.unavailable() is not None
+    wait_until(locked_out, 5, "the owner locked out", interval=0)
     assert owner.unavailable()[0] == "locked by another process"
     for _ in range(5):      # answered between the 0.2 s tries, not after the lock
         started = time.monotonic()  # (which is never released here: any answer is one)

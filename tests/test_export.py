@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from buzzbotd.db import SqliteOwner
-from tests.harness import REPO, write_config
-from tests.sheets_world import BOOLEAN_COLUMNS, database_rows
-from tests.telegram_world import seed_reminders
+from tests.support import REPO, write_config
+from tests.support.sheets_world import BOOLEAN_COLUMNS, database_rows
+from tests.support.telegram_world import seed_reminders
 from tests.test_sheets import fill
 
 TABLES = ("users", "reminders", "posts")

@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from tests.fakes import Fault
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
-from tests.harness import REPO, Daemon, free_port, write_config
-from tests.telegram_world import ADMIN, seed_reminders
-from tests.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
+from tests.support import REPO, Daemon, free_port, wait_until, write_config
+from tests.support.telegram_world import ADMIN, seed_reminders
+from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, seed_posts, wait_final
 
 ARTIFACTS = Path(os.environ.get("BUZZBOTD_ARTIFACTS", tempfile.gettempdir())) / "buzzbotd-http"
 
@@ -59,13 +58,6 @@ def get(url: str, timeout: float = 5) -> tuple[int, str, dict[str, str]]:
 
 def database(config: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{config.parent / 'state' / 'buzzbotd.db'}?mode=ro", uri=True)
-
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    fake = FakeX().start()
-    yield fake
-    fake.stop()
 
 
 def x_http_config(directory: Path, x: FakeX, price: FakePrice, times: list[str], port: int,
@@ -147,15 +139,12 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrape(tmp_path, spawn, not
             url = f"http://127.0.0.1:{web}/api/v1/query?" + urllib.parse.urlencode({"query": q})
             return json.loads(get(url)[1])["data"]["result"]
 
-        deadline = time.monotonic() + 60
-        while True:
+        def scraped() -> list[dict[str, Any]]:
             try:
-                up = query('up{job="buzzbotd"}')
+                return query('up{job="buzzbotd"}')
             except (urllib.error.URLError, ConnectionError, KeyError, ValueError):
-                up = []
-            if up or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+                return []
+        up = wait_until(scraped, 60, "Prometheus scraped buzzbotd", interval=0.25)
         assert up and up[0]["value"][1] == "1", up
 
         def value(q: str) -> float:
@@ -268,12 +257,8 @@ def test_health_turns_503_when_a_part_hangs_and_200_after(tmp_path, spawn, notif
     assert answer["parts"]["scheduler"].startswith("scheduler silent for"), answer
     assert seen <= interval + 0.5, f"503 only {seen:.2f}s after the hang"
 
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        code, body, _ = get(f"http://127.0.0.1:{port}/health")
-        if code == 200:
-            break
-        time.sleep(0.1)
+    code, body, _ = wait_until(lambda: (answer := get(f"http://127.0.0.1:{port}/health"))[0]
+                               == 200 and answer, 15, "/health 200 again", interval=0.1)
     assert code == 200 and json.loads(body)["status"] == "ok", body
     code, body, _ = get(f"http://127.0.0.1:{port}/api/status")
     assert code == 200 and json.loads(body)["health"]["pid"] == daemon.pid
@@ -392,7 +377,7 @@ def test_metrics_and_page_show_a_reminder_as_soon_as_the_bot_confirms_it(tmp_pat
 
 def test_api_status_names_no_spreadsheet_account_or_database(tmp_path, spawn, notify) -> None:
     from tests.fakes.sheets import CLIENT_EMAIL, SPREADSHEET_ID
-    from tests.sheets_world import sheets_config, start_fake
+    from tests.support.sheets_world import sheets_config, start_fake
 
     fake, key = start_fake(tmp_path / "keys")
     fake.spreadsheet_id = "1SomeOtherSpreadsheetId_0000000000"   # ours is "not found"

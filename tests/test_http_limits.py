@@ -22,8 +22,8 @@ import pytest
 
 from buzzbotd.timeofday import slot_key
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import Daemon, free_port, rss_kib, write_config
-from tests.x_world import TEMPLATE, SlotClock, hhmmss, wait_final
+from tests.support import Daemon, free_port, rss_kib, write_config
+from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, wait_final
 
 FD_LIMIT = 200
 BODY = 90 * 1024 * 1024

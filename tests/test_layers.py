@@ -225,7 +225,7 @@ def test_check_config_imports_no_database_network_or_web_library(tmp_path: Path)
     import subprocess
     import sys
 
-    from tests.harness import REPO, write_config
+    from tests.support import REPO, write_config
 
     config = write_config(
         tmp_path, x={"enabled": True, "consumer_key": "ck", "consumer_secret": "cs",

@@ -21,8 +21,8 @@ from tests.fakes.mastodon import (
     VERIFY,
     FakeMastodon,
 )
-from tests.networks_world import ManualClock as Clock
-from tests.networks_world import running
+from tests.support.networks_world import ManualClock as Clock
+from tests.support.networks_world import running
 
 KEY = "2026-12-07T08:00:00Z"
 # What Mastodon turns into HTML: an ampersand, angle brackets, quotes, a long link

@@ -11,10 +11,10 @@ import pytest
 
 from buzzbotd.timeofday import slot_key
 from tests.fakes import Fault
-from tests.harness import Daemon
-from tests.network_trials import CHANNEL, NETWORKS, Networks, run_trials, wait_settled
-from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, slot_in
+from tests.support import Daemon
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import hhmmss, slot_in
+from tools.network_trials import CHANNEL, NETWORKS, Networks, run_trials, wait_settled
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tests.fakes import Fault
 from tests.fakes.bluesky import APP_PASSWORD, CREATE_RECORD, CREATE_SESSION, HANDLE, FakeBluesky
 from tests.fakes.mastodon import ACCESS_TOKEN, POST_STATUS, STATUSES, FakeMastodon
 from tests.fakes.price import FakePrice
-from tests.harness import write_config
+from tests.support import write_config
 
 DUE = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 KEY = "2026-12-07T08:00:00Z"

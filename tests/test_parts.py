@@ -4,10 +4,8 @@ against the fake Telegram, X and price servers (SPEC "Guarantees under faults").
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,14 @@ from tests.fakes.price import ROUTE as PRICE_ROUTE
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, POST_TWEET, FakeX
-from tests.harness import Daemon, NotifySocket, write_config
-from tests.telegram_world import ADMIN
-from tests.x_world import TEMPLATE, SlotClock, hhmmss, post_row, status_json, wait_final
+from tests.support import Daemon, NotifySocket, free_port, write_config
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import TEMPLATE, SlotClock, hhmmss, post_row, status_json, wait_final
 
 
 @pytest.fixture
-def fakes() -> Iterator[tuple[FakeX, FakePrice]]:
-    x, price = FakeX().start(), FakePrice().start()
-    yield x, price
-    x.stop()
-    price.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def fakes(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
+    return x, price
 
 
 def config(directory: Path, x: FakeX, price: FakePrice, telegram_base: str, times: list[str],

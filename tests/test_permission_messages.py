@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, write_config
+from tests.support import REPO, write_config
 
 # As root the test runs the command as `nobody`, who may not be able to reach
 # the venv's interpreter (pyenv under /root): Debian's own python3, which the

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, write_config
+from tests.support import REPO, write_config
 
 SERVICE_UID = 61001       # the unit's User=buzzbotd
 GROUP_GID = 61000         # the unit's Group=buzzbotd

@@ -12,6 +12,7 @@ from buzzbotd.config import PriceSettings
 from buzzbotd.price import PriceClient, PriceError, PriceUnavailable
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE, FakePrice
+from tests.support import ManualClock
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -85,13 +86,13 @@ def test_a_long_bad_answer_is_quoted_cut_to_80_characters(fake: FakePrice) -> No
 
 
 def test_latest_reuses_a_fresh_quote(fake: FakePrice) -> None:
-    now = [NOW]
-    prices = client(fake, [], clock=lambda: now[0])
+    clock = ManualClock(NOW)
+    prices = client(fake, [], clock=clock)
     prices.latest(max_age_s=30)
-    now[0] += timedelta(seconds=29)
+    clock.now += timedelta(seconds=29)
     prices.latest(max_age_s=30)
     assert len(fake.requests) == 1
-    now[0] += timedelta(seconds=2)
+    clock.now += timedelta(seconds=2)
     prices.latest(max_age_s=30)
     assert len(fake.requests) == 2
 
@@ -121,39 +122,39 @@ def test_concurrent_askers_share_one_request(fake: FakePrice) -> None:
 
 def test_an_outage_costs_a_bounded_number_of_requests_and_keeps_the_last_price(
         fake: FakePrice) -> None:
-    now = [NOW]
-    prices = client(fake, [], clock=lambda: now[0])
+    clock = ManualClock(NOW)
+    prices = client(fake, [], clock=clock)
     assert prices.latest(60).price == 67890.12
     fake.add_fault(ROUTE, Fault.status_code(503), times=10_000)
-    now[0] += timedelta(minutes=12)
+    clock.now += timedelta(minutes=12)
     for _ in range(50):                     # one asker every 2 s for 100 s
         with pytest.raises(PriceUnavailable, match="HTTP 503") as caught:
             prices.latest(60)
         assert caught.value.last is not None and caught.value.last.fetched_at == NOW
-        now[0] += timedelta(seconds=2)
+        clock.now += timedelta(seconds=2)
     # Fetches at +0 s (then held 30 s), +30 s (held 60 s) and +90 s: 3 attempts each,
     # where each asker used to make 3 of its own (150).
     assert len(fake.requests) - 1 == 9
     # The poster's fetch is not held back: a slot needs the price of now.
     fake.clear_faults()
-    assert prices.fetch().fetched_at == now[0]
-    assert prices.latest(60).fetched_at == now[0]
+    assert prices.fetch().fetched_at == clock.now
+    assert prices.latest(60).fetched_at == clock.now
     assert len(fake.requests) - 1 == 10
 
 
 def test_a_429_retry_after_holds_the_askers_back_that_long(fake: FakePrice) -> None:
-    now = [NOW]
-    prices = client(fake, [], clock=lambda: now[0])
+    clock = ManualClock(NOW)
+    prices = client(fake, [], clock=clock)
     fake.add_fault(ROUTE, Fault.status_code(429, headers={"Retry-After": "120"}))
     with pytest.raises(PriceUnavailable) as caught:
         prices.latest(60)
     assert caught.value.last is None
-    now[0] += timedelta(seconds=119)
+    clock.now += timedelta(seconds=119)
     with pytest.raises(PriceUnavailable, match="not asking again for 1s"):
         prices.latest(60)
     # Retry-After is honoured between attempts too: no second attempt 0.5 s after a
     # 429 that asked for 120 s (the fetch gives up on that source at once).
     assert len(fake.requests) == 1
-    now[0] += timedelta(seconds=1)
+    clock.now += timedelta(seconds=1)
     assert prices.latest(60).price == 67890.12
     assert len(fake.requests) == 2

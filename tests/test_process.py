@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, Daemon, NotifySocket, write_config
+from tests.support import REPO, Daemon, NotifySocket, write_config
 
 WATCHDOG_USEC = 1_000_000          # systemd's WatchdogSec=1s: pings every 0.5 s
 INTERVAL = WATCHDOG_USEC / 2_000_000

@@ -3,10 +3,10 @@ delivered to everyone at the rate Telegram allows.
 
 The model (buzzbotd.reminders) is tested on a real DatabaseOwner with an
 injected clock; delivery with real daemons, python-telegram-bot and the fake
-Bot API (tests/telegram_world.py). Every test with a database runs on SQLite
+Bot API (tests/support/telegram_world.py). Every test with a database runs on SQLite
 and on PostgreSQL (conftest's `backend`), except those that measure SQLite
 itself or the rate limiter: the due query's plan, the group window, the
-1000-reminder burst and the memory with 100k reminders (tests/benchmarks.py
+1000-reminder burst and the memory with 100k reminders (tools/bench/
 runs the burst on both)."""
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from buzzbotd.telegram.ratelimit import (
     MESSAGES_PER_S,
     ChatRateLimiter,
 )
-from tests.backends import DaemonDatabase, on_backend
 from tests.fakes.base import Fault
-from tests.telegram_world import (
+from tests.support.backends import DaemonDatabase, on_backend
+from tests.support.telegram_world import (
     BotInProcess,
     World,
     burst,

@@ -13,6 +13,7 @@ import pytest
 
 from buzzbotd import timeofday
 from buzzbotd.runtime.scheduler import Scheduler
+from tests.support import ManualClock, wait_until
 
 
 @pytest.fixture
@@ -29,13 +30,6 @@ def once_at(when: datetime):
     return lambda now: when if now < when else None
 
 
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_a_job_that_raises_is_logged_once_and_others_keep_running(
         scheduler: Scheduler, caplog: pytest.LogCaptureFixture) -> None:
     ticks = []
@@ -49,9 +43,9 @@ def test_a_job_that_raises_is_logged_once_and_others_keep_running(
     scheduler.at_instants("broken", once_at(datetime.now(UTC) + timedelta(seconds=0.3)), broken)
     with caplog.at_level(logging.ERROR, logger="buzzbotd.scheduler"):
         scheduler.start()
-        wait_until(lambda: calls)
+        wait_until(lambda: calls, 5, "the broken job ran")
         after_failure = len(ticks)
-        wait_until(lambda: len(ticks) >= after_failure + 5)
+        wait_until(lambda: len(ticks) >= after_failure + 5, 5, "five ticks after the failure")
     assert calls == [1], "the failed job must not re-fire"
     failures = [r for r in caplog.records if "job broken failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].exc_info is not None
@@ -66,7 +60,7 @@ def test_a_slow_job_does_not_delay_the_others(scheduler: Scheduler) -> None:
     scheduler.at_instants("fast", once_at(start + timedelta(seconds=0.1)),
                           lambda: done.append(time.monotonic()))
     scheduler.start()
-    wait_until(lambda: done, timeout=3)
+    wait_until(lambda: done, 3, "the fast job ran")
     assert not release.is_set()
     release.set()
 
@@ -88,11 +82,11 @@ def test_a_running_job_is_not_started_twice_but_runs_again_after(scheduler: Sche
 
     scheduler.start()
     scheduler.run_now("job", job)
-    wait_until(lambda: runs)
+    wait_until(lambda: runs, 5, "the first run")
     assert scheduler.run_now("job", job) is None      # coalesced, not parallel
     assert scheduler.run_now("job", job) is None
     gate.set()
-    wait_until(lambda: len(runs) == 2)
+    wait_until(lambda: len(runs) == 2, 5, "the second run")
     assert overlaps == []
 
 
@@ -106,14 +100,14 @@ def test_instant_jobs_follow_their_next_instant(scheduler: Scheduler) -> None:
 
     scheduler.at_instants("slots", next_instant, lambda: ran_at.append(datetime.now(UTC)))
     scheduler.start()
-    wait_until(lambda: len(ran_at) == 3)
+    wait_until(lambda: len(ran_at) == 3, 5, "three instants ran")
     for planned, actual in zip(instants, ran_at, strict=True):
         assert timedelta(0) <= actual - planned < timedelta(seconds=0.3)
 
 
 def test_the_thread_beats_while_idle_and_stops_promptly(scheduler: Scheduler) -> None:
     scheduler.start()
-    wait_until(lambda: len(scheduler.beats) >= 4)
+    wait_until(lambda: len(scheduler.beats) >= 4, 5, "four beats")
     gaps = [b - a for a, b in zip(scheduler.beats, scheduler.beats[1:], strict=False)]
     assert max(gaps) < 0.5
     started = time.monotonic()
@@ -124,24 +118,16 @@ def test_the_thread_beats_while_idle_and_stops_promptly(scheduler: Scheduler) ->
 # -- UTC instants under any host TZ, with an injected clock ----------------------------
 
 
-class StepClock:
-    """A clock the test moves; the scheduler thread reads it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def settle(scheduler: Scheduler) -> None:
     """Until the thread has looked at the clock twice and every job it started is done."""
     passes = scheduler.passes
-    deadline = time.monotonic() + 5
-    while scheduler.passes < passes + 2 or scheduler.running():
-        assert time.monotonic() < deadline, "the scheduler did not settle"
-        scheduler.wake()
-        time.sleep(0.0005)
+
+    def settled() -> bool:
+        if scheduler.passes < passes + 2 or scheduler.running():
+            scheduler.wake()
+            return False
+        return True
+    wait_until(settled, 5, "the scheduler settled", interval=0.0005)
 
 
 def utc(text: str) -> datetime:
@@ -173,7 +159,7 @@ def host_tz(request, monkeypatch):
 ])
 def test_slots_and_minute_ticks_fire_once_at_their_utc_instants_across_dst(
         host_tz: str, start: str, end: str, times: list[str], slots: list[str]) -> None:
-    clock = StepClock(utc(start))
+    clock = ManualClock(utc(start))
     s = Scheduler(beat_every_s=0.2, workers=2, clock=clock)
     local_times = [dt_time.fromisoformat(t) for t in times]
     fired: list[datetime] = []
@@ -197,7 +183,7 @@ def test_slots_and_minute_ticks_fire_once_at_their_utc_instants_across_dst(
 
 
 def test_a_clock_that_jumps_back_does_not_leave_the_minute_job_idle() -> None:
-    clock = StepClock(utc("2026-11-23T12:30:00"))
+    clock = ManualClock(utc("2026-11-23T12:30:00"))
     s = Scheduler(beat_every_s=0.2, workers=2, clock=clock)
     ticks: list[datetime] = []
     s.every_minute("reminders", lambda: ticks.append(clock()))

@@ -27,9 +27,9 @@ from tests.fakes.sheets import (
     ServiceAccountKey,
     make_key,
 )
-from tests.harness import REPO, write_config
-from tests.sheets_world import expected_sheet, sheets_config, start_fake
-from tests.test_config import buzzbotd
+from tests.support import REPO, write_config
+from tests.support.cli import buzzbotd_process
+from tests.support.sheets_world import expected_sheet, sheets_config, start_fake
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 TABLES = ("users", "reminders", "posts")
@@ -298,12 +298,13 @@ def _broken_keys(key: ServiceAccountKey) -> dict[str, tuple[str | None, str]]:
 
 @pytest.mark.parametrize("case", ["missing file", "malformed JSON", "not an object",
                                   "no client_email", "private_key not PEM", "bad token_uri"])
-def test_a_broken_key_file_is_exit_78_naming_the_key(tmp_path: Path, real_key, case: str
+def test_a_broken_key_file_is_exit_78_naming_the_key(short_tmp_path: Path, real_key, case: str
                                                      ) -> None:
     text, expected = _broken_keys(real_key)[case]
-    out = buzzbotd("check-config", "--config", str(_config_with_key(tmp_path, text)))
+    out = buzzbotd_process("check-config", "--config",
+                           str(_config_with_key(short_tmp_path, text)))
     assert out.returncode == 78, out.stderr
-    assert expected.format(dir=tmp_path) in out.stderr
+    assert expected.format(dir=short_tmp_path) in out.stderr
     assert "sheets.service_account_file" in out.stderr and "Traceback" not in out.stderr
     secret_lines = [line for line in real_key.private_pem.splitlines() if "-----" not in line]
     assert not any(line[:20] in out.stderr + out.stdout for line in secret_lines)
@@ -319,13 +320,13 @@ def test_a_broken_key_file_is_exit_78_naming_the_key(tmp_path: Path, real_key, c
 def test_a_bad_spreadsheet_id_is_exit_78(tmp_path: Path, real_key, value: str,
                                          expected: str) -> None:
     path = _config_with_key(tmp_path, json.dumps(real_key.info), spreadsheet_id=value)
-    out = buzzbotd("check-config", "--config", str(path))
+    out = buzzbotd_process("check-config", "--config", str(path))
     assert out.returncode == 78 and expected in out.stderr, out.stderr
 
 
 def test_no_key_at_all_is_exit_78(tmp_path: Path) -> None:
     path = write_config(tmp_path, sheets={"enabled": True, "spreadsheet_id": SPREADSHEET_ID})
-    out = buzzbotd("check-config", "--config", str(path))
+    out = buzzbotd_process("check-config", "--config", str(path))
     assert out.returncode == 78
     assert "sheets.service_account_file: is empty; expected the path of a Google service " \
            "account key (JSON), or the credential $CREDENTIALS_DIRECTORY/sheets_service_account" \
@@ -339,7 +340,7 @@ def test_a_key_google_auth_cannot_read_stops_run_with_78_and_no_key_in_the_journ
     lines = real_key.private_pem.splitlines()
     garbled = "\n".join([lines[0], *(line[::-1] for line in lines[1:-1]), lines[-1]])
     path = _config_with_key(tmp_path, json.dumps(real_key.info | {"private_key": garbled}))
-    out = buzzbotd("run", "--config", str(path))
+    out = buzzbotd_process("run", "--config", str(path))
     assert out.returncode == 78, out.stderr
     assert "sheets.service_account_file" in out.stderr
     assert "private_key is not an RSA private key google-auth can read (value not shown)" \
@@ -350,7 +351,7 @@ def test_a_key_google_auth_cannot_read_stops_run_with_78_and_no_key_in_the_journ
 
 def test_sheets_off_needs_no_key_and_imports_no_google(tmp_path: Path) -> None:
     path = write_config(tmp_path, sheets={"enabled": False})
-    assert buzzbotd("check-config", "--config", str(path)).returncode == 0
+    assert buzzbotd_process("check-config", "--config", str(path)).returncode == 0
     code = ("import sys; from buzzbotd import config, daemon; "
             f"daemon.Daemon(config.load({str(path)!r}))._build_parts(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
@@ -368,7 +369,14 @@ def test_token_endpoint_down_in_the_daemon_posting_and_the_bot_unaffected(
     from tests.fakes.price import FakePrice
     from tests.fakes.telegram import TOKEN, FakeTelegram
     from tests.fakes.x import CREDENTIALS, FakeX
-    from tests.x_world import TEMPLATE, SlotClock, expected_text, hhmmss, status_json, wait_final
+    from tests.support.x_world import (
+        TEMPLATE,
+        SlotClock,
+        expected_text,
+        hhmmss,
+        status_json,
+        wait_final,
+    )
 
     sheets, key = start_fake(tmp_path / "keys")
     sheets.token_down = True

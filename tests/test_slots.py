@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -25,7 +24,8 @@ from buzzbotd.posting.poster import Poster
 from buzzbotd.price import PriceClient
 from tests.fakes.price import FakePrice
 from tests.fakes.x import FakeX, Tweet
-from tests.x_world import x_config
+from tests.support import ManualClock
+from tests.support.x_world import x_config
 
 BERLIN, NEW_YORK = ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
 
@@ -60,22 +60,11 @@ def test_hh_mm_ss_slots_and_their_keys() -> None:
 
 
 @pytest.fixture
-def fakes() -> Iterator[tuple[FakeX, FakePrice]]:
-    x, price = FakeX(reject_duplicates=False).start(), FakePrice().start()
-    yield x, price
-    x.stop()
-    price.stop()
+def fakes(x: FakeX, price: FakePrice) -> tuple[FakeX, FakePrice]:
+    return x, price
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def poster(tmp_path: Path, make_owner, fakes, local_time: str, zone: str, clock: Clock,
+def poster(tmp_path: Path, make_owner, fakes, local_time: str, zone: str, clock: ManualClock,
            **x_settings: object) -> tuple[Poster, DatabaseOwner]:
     """The real Poster on a new database of the test's backend (conftest.make_owner)."""
     x, price = fakes
@@ -99,7 +88,7 @@ def posted_keys(owner: DatabaseOwner) -> list[str]:
 def test_the_poster_posts_once_on_a_dst_day(tmp_path: Path, make_owner, fakes, local_time,
                                             zone, day_start, slot, day_end) -> None:
     x, _ = fakes
-    clock = Clock(utc(day_start))
+    clock = ManualClock(utc(day_start))
     post, owner = poster(tmp_path, make_owner, fakes, local_time, zone, clock)
     try:
         assert post.next_slot(clock.now) == utc(slot)
@@ -154,7 +143,7 @@ def test_a_second_settler_of_a_key_leaves_it_to_the_first(tmp_path: Path, make_o
     """A /tweet's POST is at X when the scheduler's run_due finds its row open:
     the old code settled it a second time (timeline: not there yet → POST again)."""
     x, _ = fakes
-    clock = Clock(utc("2026-11-22T07:59:02"))
+    clock = ManualClock(utc("2026-11-22T07:59:02"))
     post, owner = poster(tmp_path, make_owner, fakes, "12:00", "UTC", clock)
     at_x, release = threading.Event(), threading.Event()
 
@@ -185,7 +174,7 @@ def test_a_slot_whose_text_x_holds_for_another_key_is_skipped_naming_it(
         tmp_path: Path, make_owner, fakes) -> None:
     x, _ = fakes
     x.reject_duplicates = True
-    clock = Clock(utc("2026-11-22T07:59:02"))
+    clock = ManualClock(utc("2026-11-22T07:59:02"))
     post, owner = poster(tmp_path, make_owner, fakes, "08:00", "UTC", clock,
                          template="Bitcoin is at ${price:,.2f} #BTC")    # no {time}
     try:
@@ -214,7 +203,7 @@ def test_two_rows_of_one_text_found_on_the_timeline_each_get_their_own_tweet(
     tweet of the slot.)"""
     x, _ = fakes
     due = utc("2026-11-22T08:00:00")
-    clock = Clock(due)
+    clock = ManualClock(due)
     post, owner = poster(tmp_path, make_owner, fakes, "08:00", "UTC", clock)
     text = "BTC $67,890.12 (-1.23% 24h) at 08:00 UTC"
     keys = (timeofday.slot_key(due), f"manual-{timeofday.slot_key(due)}")

@@ -21,18 +21,10 @@ import pytest
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket, free_port, write_config
-from tests.postgres import query_elsewhere
+from tests.support import Daemon, FileClock, NotifySocket, free_port, wait_until, write_config
+from tests.support.postgres import query_elsewhere
+from tests.support.x_world import TEMPLATE, expected_text, hhmmss, slot_in, wait_final, x_config
 from tests.test_http import get
-from tests.x_world import TEMPLATE, expected_text, hhmmss, slot_in, wait_final, x_config
-
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    fake = FakeX(reject_duplicates=False).start()     # a second POST would show
-    yield fake
-    fake.stop()
-
 
 # The slot is this far out at the start (a start never takes that long); the clock
 # is moved to LEAD_S before it once the daemons are READY.
@@ -42,19 +34,19 @@ WATCHDOG_USEC = 2_000_000      # the scheduler beats every 2/6 s: it sees the mo
 
 
 @pytest.fixture
-def clock(tmp_path: Path, x: FakeX) -> ClockFile:
+def clock(tmp_path: Path, x: FakeX) -> FileClock:
     """The daemons' clock file (X's clock too), reading the real time until moved."""
-    shared = ClockFile(tmp_path / "clock")
+    shared = FileClock(tmp_path / "clock")
     x.clock = shared.now
     return shared
 
 
-def clocked(clock: ClockFile) -> dict:
+def clocked(clock: FileClock) -> dict:
     """spawn()'s arguments for a daemon on `clock`."""
     return {"env": clock.env, "watchdog_usec": WATCHDOG_USEC}
 
 
-def move_to_just_before(clock: ClockFile, due: datetime, lead_s: float = LEAD_S) -> None:
+def move_to_just_before(clock: FileClock, due: datetime, lead_s: float = LEAD_S) -> None:
     clock.move_to(due - timedelta(seconds=lead_s))
 
 
@@ -79,7 +71,7 @@ def pg_config(directory: Path, url: str, x: FakeX, price: FakePrice, times: list
 
 def start_pair(tmp_path: Path, spawn, x: FakeX, price: FakePrice, url: str, due,
                notify_a: NotifySocket, notify_b: NotifySocket,
-               clock: ClockFile) -> tuple[Daemon, Daemon]:
+               clock: FileClock) -> tuple[Daemon, Daemon]:
     """A leader (in tmp_path/a) and then a standby (tmp_path/b), both READY on
     `clock`, with a slot at `due` (still minutes away on that clock)."""
     leader: Daemon = spawn(pg_config(tmp_path / "a", url, x, price, [hhmmss(due)]), notify_a,
@@ -100,7 +92,7 @@ class _Url:
 
 def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     due = slot_in(SLOT_AFTER_S)
     leader, standby = start_pair(tmp_path, spawn, x, price, database_url, due, *notify_pair,
                                  clock)
@@ -127,7 +119,7 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_tweet(
 
 def test_a_post_of_the_killed_leader_that_lands_after_the_takeover_is_not_repeated(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     """The leader dies with its POST on the way (sent, not yet stored by X): the
     standby, leading 0.3 s later, must not read the timeline, find nothing and
     post again before that POST can have landed."""
@@ -162,9 +154,9 @@ def test_migrate_db_copies_10000_reminders_and_a_year_of_posts_and_refuses_a_ful
     import sys
     from datetime import datetime, timedelta
 
-    from tests.harness import REPO
-    from tests.telegram_world import seed_reminders
-    from tests.x_world import status_json
+    from tests.support import REPO
+    from tests.support.telegram_world import seed_reminders
+    from tests.support.x_world import status_json
 
     config = x_config(tmp_path, x, price, ["08:00"])
     database = tmp_path / "state" / "buzzbotd.db"
@@ -218,7 +210,7 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
     import subprocess
     import sys
 
-    from tests.harness import REPO, write_config
+    from tests.support import REPO, write_config
 
     config = write_config(tmp_path, database={"url": url})
     done = subprocess.run([sys.executable, "-m", "buzzbotd", "check-config", "--config",
@@ -230,14 +222,14 @@ def test_a_bad_database_url_is_exit_78_naming_it_without_the_password(tmp_path: 
 
 def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_once(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, postgres_server,
-        database_url: str, clock: ClockFile) -> None:
+        database_url: str, clock: FileClock) -> None:
     """A partition between the leader and PostgreSQL (a TCP proxy, cut): the
     leader stops acting within 5 s, the standby takes over within 15 s and
     posts the slot due after the cut once; healed, the old leader (restarted
     as systemd would) comes back as a standby."""
     from tests.fakes.telegram import TOKEN, FakeTelegram
-    from tests.tcp_proxy import TcpProxy
-    from tests.telegram_world import ADMIN
+    from tests.support.tcp_proxy import TcpProxy
+    from tests.support.telegram_world import ADMIN
 
     telegram = FakeTelegram().start()
     proxy = TcpProxy(postgres_server.host, postgres_server.port)
@@ -301,7 +293,7 @@ def test_a_leader_cut_off_from_postgresql_stops_and_the_standby_posts_the_slot_o
 
 def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     """A server whose commits wait (as on a disk whose fsync stalls for seconds)
     has not cut its leader off: the leader's heartbeat does not wait for the
     disk, so it keeps leading and the standby stays a standby. The stall here:
@@ -310,7 +302,7 @@ def test_a_leader_keeps_its_leadership_while_the_servers_commits_stall(
     the setting is reset — on a server of this test's own: it is server-wide."""
     from buzzbotd.db.leadership import LOSE_AFTER_S
     from buzzbotd.db.pgdriver import load_driver
-    from tests.postgres import start_server
+    from tests.support.postgres import start_server
 
     server = start_server(durable_commits=True)     # its commits wait, as a daemon's do
     try:
@@ -350,23 +342,25 @@ def _polls(telegram, via: str) -> list:
     return [r for r in telegram.via(via) if telegram.route(r).lower() == "getupdates"]
 
 
-def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice(
-        tmp_path: Path, database_url: str) -> None:
-    """tests/failover_trials.py: the leader kill -9'd at random points of claim →
-    post → confirm and of a reminder round; the standby takes over. `make bench`
-    runs 100 trials; here FAILOVER_TRIALS (~2 min in all on a loaded 2-core machine)."""
-    from tests.failover_trials import run_trials
+# `make test` runs a few trials, `make trials` FAILOVER_TRIALS (~2 min in all on a
+# loaded 2-core machine), `make bench` 100.
+FAILOVER_TRIALS = 20
 
-    result = run_trials(FAILOVER_TRIALS, tmp_path, database_url)
+
+@pytest.mark.parametrize("trials", [3, pytest.param(FAILOVER_TRIALS, marks=pytest.mark.long)])
+def test_randomized_failover_trials_lose_and_repeat_no_slot_and_never_poll_twice(
+        tmp_path: Path, database_url: str, trials: int) -> None:
+    """tools/failover_trials.py: the leader kill -9'd at random points of claim →
+    post → confirm and of a reminder round; the standby takes over."""
+    from tools.failover_trials import run_trials
+
+    result = run_trials(trials, tmp_path, database_url)
     print(f"failover trials: {result}")
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
-        == (0, FAILOVER_TRIALS, 0), result
+        == (0, trials, 0), result
     assert result["reminders_with_0"] == 0, result
     assert result["overlapping_getupdates"] == 0, result
     assert result["takeovers_timed"] > 0 and result["takeover_max_s"] < 15, result
-
-
-FAILOVER_TRIALS = 20
 
 
 def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
@@ -394,10 +388,8 @@ def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
                         (leadership.name,))
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
         with load_driver().connect(database_url, autocommit=True) as probe:
-            deadline = time.monotonic() + 5
-            while probe.execute(waiting).fetchone()[0] == 0:
-                assert time.monotonic() < deadline, "the heartbeat never waited on the lock"
-                time.sleep(0.05)
+            wait_until(lambda: probe.execute(waiting).fetchone()[0] > 0, 5,
+                       "the heartbeat waiting on the lock", interval=0.05)
         leadership.stop()
         for thread in threading.enumerate():      # the failed beat, then both threads end
             if thread.name in ("leadership", "leadership-watch"):
@@ -410,7 +402,7 @@ def test_a_stop_during_a_heartbeat_is_a_clean_stop_not_a_lost_leadership(
 
 def test_a_healthy_standby_answers_its_http_reads_with_role_standby(
         tmp_path: Path, spawn, x: FakeX, price: FakePrice, database_url: str,
-        notify_pair: tuple[NotifySocket, NotifySocket], clock: ClockFile) -> None:
+        notify_pair: tuple[NotifySocket, NotifySocket], clock: FileClock) -> None:
     due = slot_in(SLOT_AFTER_S)
     ports = {"a": free_port(), "b": free_port()}
     daemons = {}

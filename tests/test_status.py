@@ -10,7 +10,7 @@ from buzzbotd import config
 from buzzbotd.db import Post, SqliteOwner, meta
 from buzzbotd.db.models import Reminder, TelegramUser
 from buzzbotd.ops import status
-from tests.harness import write_config
+from tests.support import write_config
 
 NOW = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -79,8 +79,8 @@ def test_status_on_postgresql_shows_no_secret_of_the_url(tmp_path: Path, postgre
     import sys
 
     from buzzbotd.db.postgres import PostgresOwner
-    from tests.harness import REPO
-    from tests.postgres import PASSWORD
+    from tests.support import REPO
+    from tests.support.postgres import PASSWORD
 
     url = postgres_server.create_database()
     schema = PostgresOwner(url)        # the schema, as the daemon's first start makes it

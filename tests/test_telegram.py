@@ -16,13 +16,13 @@ import pytest
 
 from buzzbotd.price import Quote
 from buzzbotd.telegram.texts import age_text, stale_price_text
-from tests.backends import on_backend
 from tests.fakes.base import Fault
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import REPO
-from tests.telegram_world import ADMIN, World, reminder_rows
-from tests.x_world import status_json
+from tests.support import REPO
+from tests.support.backends import on_backend
+from tests.support.telegram_world import ADMIN, World, reminder_rows
+from tests.support.x_world import status_json
 
 PUBLIC = ["price", "remind", "reminders", "unremind", "alert", "alerts", "unalert", "currency",
           "help"]

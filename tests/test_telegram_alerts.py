@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.base import Fault
-from tests.telegram_world import World
+from tests.support.telegram_world import World
 
 PRICE = "Bitcoin is at $67,890.12 (-1.23% in 24h).\nSource: CoinGecko."
 EUR_PRICE = "Bitcoin is at €62,458.91 (-1.23% in 24h).\nSource: CoinGecko."
@@ -170,7 +170,7 @@ def test_a_reminder_comes_in_its_users_currency(tmp_path: Path) -> None:
 
     from buzzbotd import reminders
     from buzzbotd.pricealerts import store
-    from tests.telegram_world import BotInProcess
+    from tests.support.telegram_world import BotInProcess
 
     bot = BotInProcess(tmp_path, price={"currencies": ["usd", "eur"]}).start()
     try:

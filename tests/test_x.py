@@ -2,7 +2,7 @@
 
 Each test that takes `daemon_db` runs on SQLite and on PostgreSQL (conftest's
 `backend`). SQLite only, by nature: the fsync-before-POST trace (SQLite's WAL
-file) and the kill -9 trials (tests/crash_trials.py; on PostgreSQL the failover
+file) and the kill -9 trials (tools/crash_trials.py; on PostgreSQL the failover
 trials in test_standby.py kill the leader the same way)."""
 
 from __future__ import annotations
@@ -15,20 +15,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from buzzbotd.timeofday import slot_key
-from tests.backends import DaemonDatabase
-from tests.crash_trials import run_trials
 from tests.fakes import Fault
 from tests.fakes.price import ROUTE as PRICE_ROUTE
-from tests.fakes.x import POST_TWEET, FakeX
-from tests.harness import REPO, Daemon
-from tests.x_world import (
+from tests.fakes.x import POST_TWEET
+from tests.support import REPO, Daemon
+from tests.support.backends import DaemonDatabase
+from tests.support.x_world import (
     SlotClock,
     expected_text,
     hhmmss,
@@ -37,15 +35,7 @@ from tests.x_world import (
     wait_final,
     x_config,
 )
-
-
-@pytest.fixture
-def x() -> Iterator[FakeX]:
-    # Duplicates are accepted by default here, so that a second POST of the
-    # same text would show as a second tweet instead of being hidden by X.
-    fake = FakeX(reject_duplicates=False).start()
-    yield fake
-    fake.stop()
+from tools.crash_trials import run_trials
 
 
 def events(database: DaemonDatabase, key: str, daemon: Daemon) -> list[tuple[str, str]]:
@@ -373,10 +363,12 @@ def test_tweet_dry_run_prints_the_tweet_and_posts_nothing(tmp_path, x, price):
     assert bad.stdout == ""
 
 
-def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path):
-    result = run_trials(6, tmp_path, seed=None)
+# `make test` runs 6 trials, `make trials` 20, `make bench` 100.
+@pytest.mark.parametrize("trials", [6, pytest.param(20, marks=pytest.mark.long)])
+def test_randomized_kill_9_trials_leave_exactly_one_tweet_per_slot(tmp_path, trials):
+    result = run_trials(trials, tmp_path, seed=None)
     assert (result["slots_with_0"], result["slots_with_1"], result["slots_with_2_or_more"]) \
-        == (0, 6, 0), result
+        == (0, trials, 0), result
     assert result["manual_with_2_or_more"] == 0, result
 
 

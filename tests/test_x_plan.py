@@ -16,8 +16,8 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes import Fault
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import POST_TWEET, USER_ID, FakeX
-from tests.harness import Daemon, free_port
-from tests.x_world import SlotClock, hhmmss, post_row, status_json, wait_final, x_config
+from tests.support import Daemon, free_port
+from tests.support.x_world import SlotClock, hhmmss, post_row, status_json, wait_final, x_config
 
 TIMELINE = f"GET /2/users/{USER_ID}/tweets"
 ADMIN = 777

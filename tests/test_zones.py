@@ -23,7 +23,7 @@ from buzzbotd.db.migrations import MIGRATIONS, migrate
 from buzzbotd.reminders import after_send, next_due, occurrence_day
 from buzzbotd.timeinput import REFUSED_ZONES, InputError, parse_zone
 from buzzbotd.timeofday import slot_key
-from tests.telegram_world import World, database_of, minute_of, reminder_rows
+from tests.support.telegram_world import World, database_of, minute_of, reminder_rows
 
 MINUTE = timedelta(minutes=1)
 

@@ -24,8 +24,8 @@ many slots the ledger holds as posted; and, per mode, the POSTs and timeline
 reads each trial took. Only 1 tweet, posted, is right for a slot; a /tweet
 killed before it claimed its row may have 0.
 
-    python -m tests.crash_trials 30             # the soak run (make bench runs 100)
-    python -m tests.crash_trials 30 0.33        # a third of them with reads refused
+    python -m tools.crash_trials 30        # the soak run (make bench runs 100)
+    python -m tools.crash_trials 30 0.33   # a third of them with reads refused
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import Daemon, read_sqlite
-from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, kill_at, slot_in, wait_final, x_config
+from tests.support import Daemon, read_sqlite
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import hhmmss, kill_at, slot_in, wait_final, x_config
 
 # Where the kill lands: on the journal line of a slot's ledger step, inside X's
 # handler after the tweet is stored (before the answer), at a random delay

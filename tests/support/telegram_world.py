@@ -1,7 +1,7 @@
 """A daemon with the Telegram bot on, pointed at the fake Telegram and price servers,
 and the reminder load figures (burst throughput, RSS, due-query time).
 
-Shared by the Telegram and reminder tests and by tests/benchmarks.py: no pytest here.
+Shared by the Telegram and reminder tests and by tools/bench/: no pytest here.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from buzzbotd.db import SqliteOwner, open_owner
 from buzzbotd.db.models import utc_text
 from buzzbotd.price import PriceClient
 from buzzbotd.telegram import ChatRateLimiter, TelegramBot
-from tests.backends import DaemonDatabase, as_database
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
-from tests.harness import ClockFile, Daemon, NotifySocket, rss_kib, write_config
+from tests.support import Daemon, FileClock, ManualClock, NotifySocket, rss_kib, write_config
+from tests.support.backends import DaemonDatabase, as_database
 
 ADMIN = 1000
 FIRST_SEEDED_USER = 10_000_000
@@ -53,7 +53,7 @@ def seed_reminders(database: Path | DaemonDatabase, n: int, first_due: datetime,
     first_due + i*spread_s/n. One bulk transaction (100k rows in about a second on
     SQLite). Returns the user ids (= their private chat ids). With `chat_id` (a
     group, < 0), every reminder is for that chat. `database`: a SQLite file, or
-    either backend (tests/backends.py)."""
+    either backend (tests/support/backends.py)."""
     db = as_database(database)
     db.create()
     now = utc_text(datetime.now(UTC))
@@ -96,7 +96,7 @@ class World:
         self._starts = 0
         # The daemon's clock (running or next started): the real one until a test
         # moves it, so no test waits for a real minute.
-        self.clock = ClockFile(directory / "clock")
+        self.clock = FileClock(directory / "clock")
 
     def start(self, ready_timeout: float = 30) -> Daemon:
         self._starts += 1
@@ -143,14 +143,20 @@ class BotInProcess:
                                                     **sections))
         self.database = database or DaemonDatabase.sqlite(self.settings.daemon.database)
         self.database.create()
-        self.now = minute_of(datetime.now(UTC))
+        self.clock = ManualClock(minute_of(datetime.now(UTC)))
         self.owner = open_owner(self.settings)
         self.prices = PriceClient(self.settings.price)
         self.bot = TelegramBot(self.settings, self.owner, self.prices, None, report=dict,
-                               clock=lambda: self.now, limiter=limiter)
+                               clock=self.clock, limiter=limiter)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="bot-loop",
                                         daemon=True)
+
+    @property
+    def now(self) -> datetime:
+        """What the bot's clock reads: the instant of the last round, or the minute it
+        was made in."""
+        return self.clock.now
 
     def start(self) -> BotInProcess:
         self.owner.start()
@@ -164,7 +170,7 @@ class BotInProcess:
 
     def round(self, now: datetime) -> reminders.Tally:
         """One reminder round at `now`, as the scheduler's minute job runs it."""
-        self.now = now
+        self.clock.now = now
         return self.bot.dispatch_reminders()
 
     def close(self) -> None:
@@ -235,7 +241,7 @@ def _move_to_postgresql(config: Path, url: str) -> None:
     import subprocess
     import sys
 
-    from tests.harness import REPO
+    from tests.support import REPO
     subprocess.run([sys.executable, "-m", "buzzbotd", "migrate-db", "--to", url, "--config",
                     str(config)], capture_output=True, text=True, cwd=REPO, timeout=300,
                    check=True)

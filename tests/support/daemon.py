@@ -18,44 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.waiting import wait_on
 
-
-class ClockFile:
-    """A daemon's clock under test (BUZZBOTD_TEST_CLOCK=file:path, buzzbotd/clock.py):
-    the real clock plus an offset that the test moves; the daemon reads the file
-    again whenever it changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.set_offset(0.0)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"BUZZBOTD_TEST_CLOCK": f"file:{self.path}"}
-
-    def set_offset(self, seconds: float) -> None:
-        text = f"{seconds:.6f}"
-        self.offset = float(text)            # exactly what the daemon reads
-        part = self.path.with_suffix(".part")
-        part.write_text(text + "\n")
-        os.replace(part, self.path)          # never read half-written
-
-    def move_to(self, instant: datetime) -> float:
-        """Makes the clock read `instant` now and run on from it; returns the offset."""
-        self.set_offset((instant - datetime.now(UTC)).total_seconds())
-        return self.offset
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
-
-    def real(self, instant: datetime) -> float:
-        """The real epoch at which this clock reads `instant`."""
-        return instant.timestamp() - self.offset
+REPO = Path(__file__).resolve().parents[2]
 
 
 SO_TIMESTAMPNS = 35     # Linux (asm-generic/socket.h); the socket module does not name it
@@ -104,17 +72,10 @@ class NotifySocket:
     def wait_for(self, predicate: Callable[[str], bool], timeout: float,
                  after: float = 0.0) -> tuple[float, str]:
         """The first message (arrived after `after`) satisfying predicate."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.messages:
-                    if at >= after and predicate(line):
-                        return at, line
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no matching notify message in {timeout}s; got "
-                                         f"{[m for _, m in self.messages][-20:]}")
-                self._cond.wait(left)
+        return wait_on(self._cond, lambda: next(
+            ((at, line) for at, line in self.messages if at >= after and predicate(line)),
+            None), timeout, lambda: f"no matching notify message in {timeout}s; got "
+                                    f"{[m for _, m in self.messages][-20:]}")
 
     def wait_message(self, message: str, timeout: float, after: float = 0.0) -> float:
         return self.wait_for(lambda m: m == message, timeout, after)[0]
@@ -122,16 +83,10 @@ class NotifySocket:
     def wait_count(self, message: str, count: int, timeout: float, after: float = 0.0
                    ) -> list[float]:
         """Arrival times of the first `count` copies of `message` after `after`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                times = [at for at, m in self.messages if m == message and at >= after]
-                if len(times) >= count:
-                    return times[:count]
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"{len(times)} of {count} {message!r} in {timeout}s")
-                self._cond.wait(left)
+        def times() -> list[float]:
+            return [at for at, m in self.messages if m == message and at >= after]
+        return wait_on(self._cond, lambda: times()[:count] if len(times()) >= count else None,
+                       timeout, lambda: f"{len(times())} of {count} {message!r} in {timeout}s")
 
     def times_of(self, message: str) -> list[float]:
         with self._cond:
@@ -202,18 +157,11 @@ class Daemon:
 
     def wait_log_any(self, texts: tuple[str, ...], timeout: float, after: float = 0.0) -> str:
         """The first output line (printed after `after`) containing any of `texts`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, line in self.lines:
-                    if at >= after and any(text in line for text in texts):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not any(
-                        r.is_alive() for r in self._readers)):
-                    raise AssertionError(f"no log line with {texts!r} in {timeout}s; "
-                                         f"log:\n{self.log}")
-                self._cond.wait(min(left, 0.2))
+        return wait_on(self._cond, lambda: next(
+            (line for at, line in self.lines if at >= after and any(t in line for t in texts)),
+            None), timeout, lambda: f"no log line with {texts!r} in {timeout}s; log:\n{self.log}",
+            ended=lambda: self.proc.poll() is not None and not any(
+                r.is_alive() for r in self._readers))
 
     def wait(self, timeout: float) -> int:
         rc = self.proc.wait(timeout)
@@ -286,10 +234,3 @@ def write_config(directory: Path, name: str = "buzzbotd.toml", **sections: dict[
     path = directory / name
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -1,6 +1,6 @@
 """The database a daemon under test uses, on either backend: SQLite at
 state_dir/buzzbotd.db (the default), or a database of its own on the test
-PostgreSQL server (tests/postgres.py). A test that takes the `daemon_db`
+PostgreSQL server (tests/support/postgres.py). A test that takes the `daemon_db`
 fixture (conftest.py) runs once on each; it writes the daemon's config with
 `daemon_db.url` and reads and seeds the state through this object, as
 another process would (`buzzbotd status`, an operator's shell).
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import read_sqlite
+from tests.support import read_sqlite
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Sheets sync against the fake Sheets API and token endpoint: a test key,
 a config, and what the worksheets must hold, read straight from SQLite.
 
-Shared by the Sheets and export tests and by tests/benchmarks.py: no pytest here.
+Shared by the Sheets and export tests and by tools/bench/: no pytest here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.sheets import SPREADSHEET_ID, FakeSheets, ServiceAccountKey, make_key
-from tests.harness import read_sqlite, write_config
+from tests.support import read_sqlite, write_config
 
 # Each table as the operator sees it: header, then SQL giving the same columns.
 TABLE_SQL = {
@@ -86,8 +86,8 @@ def sync_figures(n_reminders: int, interval_s: int = 30) -> dict[str, Any]:
     sync's requests, bytes sent and wall time, and the daemon's RSS before,
     during (peak, sampled every 20 ms) and 1 s after it; also its RSS at
     READY (before the first sync) and the first sync's peak."""
-    from tests.harness import Daemon, NotifySocket, rss_kib
-    from tests.telegram_world import seed_reminders
+    from tests.support import Daemon, NotifySocket, rss_kib
+    from tests.support.telegram_world import seed_reminders
 
     with tempfile.TemporaryDirectory(prefix="buzzbotd-sheets-bench-") as tmp:
         directory = Path(tmp)

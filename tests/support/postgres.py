@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.net import free_port
 
 USER = "buzzbotd"
 PASSWORD = "test-secret-pw"
@@ -52,12 +53,6 @@ def require_postgres() -> Path:
     if os.environ.get("CI"):
         pytest.fail(reason + " (CI must install it: see .ci/run)")
     pytest.skip("SKIPPED, NOT PASSED: " + reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

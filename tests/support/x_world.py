@@ -20,7 +20,7 @@ from typing import Any
 from buzzbotd.timeofday import slot_key
 from tests.fakes.price import FakePrice
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import REPO, ClockFile, Daemon, write_config
+from tests.support import REPO, Daemon, FileClock, write_config
 
 TEMPLATE = "BTC ${price:,.2f} ({change_24h:+.2f}%) at {time}"
 
@@ -55,7 +55,7 @@ SLOT_LEAD_S = 1.0
 SLOT_WATCHDOG_USEC = 2_000_000
 
 
-class SlotClock(ClockFile):
+class SlotClock(FileClock):
     """The clock of a daemon under test, for a slot `due` (its config's time).
 
     The daemon reads the real clock plus `offset` from the file; so does the fake X

@@ -48,7 +48,7 @@ at-least-once: 2 is possible for one killed between Telegram's answer and
 the record), getUpdates calls that overlapped another live one (must be 0),
 and the takeover times.
 
-    python -m tests.failover_trials 20        # make test runs 20, make bench 100
+    python -m tools.failover_trials 20        # make trials runs 20, make test 3, make bench 100
 """
 
 from __future__ import annotations
@@ -63,88 +63,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from buzzbotd.db.leadership import LOCK_KEY
 from buzzbotd.db.models import utc_text
 from buzzbotd.db.pgdriver import load_driver
 from buzzbotd.db.postgres import PostgresOwner
 from buzzbotd.timeofday import slot_key
-from tests.crash_trials import LEDGER_ROWS, tweets_per_row
 from tests.fakes.price import FakePrice
-from tests.fakes.telegram import TOKEN, FakeTelegram
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.x import FakeX
-from tests.harness import ClockFile, Daemon, NotifySocket
-from tests.telegram_world import ADMIN
-from tests.x_world import hhmmss, kill_at, x_config
+from tests.support import Daemon, FileClock, wait_until
+from tests.support.x_world import kill_at
+from tools.crash_trials import LEDGER_ROWS, tweets_per_row
+from tools.failover_seats import LEADER_NOW, LOST, Seat, pg, record_lost, settle
 
 KILL_POINTS = ("claimed", "sending", "stored", "delay", "reminders")
 REMINDERS = 4               # per trial, all due at T_k
 LEAD_S = 1.0                # from the clock's move to T_k
-WATCHDOG_S = 2.0            # WATCHDOG_USEC: the scheduler beats every WATCHDOG_S / 6
 BEFORE_FIRST_S = 300.0      # the clock while the daemons first start: T_0 minus this
 FIRST_USER = 50_000_000
-LEADER_NOW = "this daemon is the leader now"
-LOST = "leadership lost"          # the daemon's line before it exits with status 1
-SETTLE_S = 60.0                   # for the roles to settle, a restart included
-
-
-class Seat:
-    """One daemon's place: its directory, its URLs of the fakes, its process."""
-
-    def __init__(self, name: str, workdir: Path, telegram_url: str, x_url: str) -> None:
-        self.name, self.dir = name, workdir / name
-        self.telegram_url, self.x_url = telegram_url, x_url
-        self.daemon: Daemon | None = None
-        self.notify: NotifySocket | None = None
-        self.starts = 0
-
-    def configure(self, x: FakeX, price: FakePrice, url: str, slots: list[datetime]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        bot = {"enabled": True, "api_base": self.telegram_url, "token": TOKEN,
-               "admin_ids": [ADMIN]}
-        self.config = x_config(self.dir, x, price, [hhmmss(t) for t in slots], telegram=bot,
-                               database_url=url, api_base=self.x_url)
-
-    def start(self, env: dict[str, str]) -> Daemon:
-        self.launch(env)
-        return self.ready()
-
-    def launch(self, env: dict[str, str]) -> None:
-        self.stop()
-        self.starts += 1
-        self.notify = NotifySocket(self.dir / f"notify{self.starts}.sock")
-        self.daemon = Daemon(self.config, self.notify, env=env,
-                             watchdog_usec=int(WATCHDOG_S * 1e6))
-
-    def ready(self) -> Daemon:
-        assert self.notify is not None and self.daemon is not None
-        self.notify.wait_message("READY=1", timeout=60)
-        return self.daemon
-
-    def standing_by(self) -> bool:
-        assert self.notify is not None
-        return any(s.startswith("standby: leader") for s in self.notify.statuses())
-
-    def came_back_as_standby(self) -> bool:
-        """READY as a standby: "standby: leader …", or "standby: no leader seen yet" when
-        its first try could not reach PostgreSQL (a stall) and the next one found it."""
-        assert self.notify is not None
-        return any(s.startswith("standby:") for s in self.notify.statuses())
-
-    def lost_by_itself(self) -> str | None:
-        """The "leadership lost" line of a daemon that exited with status 1 after it."""
-        daemon = self.daemon
-        if daemon is None or daemon.proc.poll() != 1:
-            return None
-        daemon.wait(5)               # all of its output read
-        return next((line for _, line in daemon.lines if LOST in line), None)
-
-    def stop(self) -> None:
-        if self.daemon is not None:
-            self.daemon.terminate()
-            self.daemon = None
-        if self.notify is not None:
-            self.notify.close()
-            self.notify = None
 
 
 def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict[str, Any]:
@@ -156,7 +91,7 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
              Seat("b", workdir, telegram.another_url(), x.another_url())]
     first = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=2)
     slots = [first + timedelta(minutes=k) for k in range(n)]
-    clock = ClockFile(workdir / "clock")       # the daemons' clock: its offset only grows
+    clock = FileClock(workdir / "clock")       # the daemons' clock: its offset only grows
     clock.move_to(first - timedelta(seconds=BEFORE_FIRST_S))
     env = clock.env
     x.clock = clock.now
@@ -175,7 +110,7 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
             seat.configure(x, price, url, slots)
         seats[0].start(env)                    # a leads (alone), then b stands by
         seats[1].start(env)
-        leader, standby = _settle(seats[0], seats[1], url, env, lost, "start")
+        leader, standby = settle(seats[0], seats[1], url, env, lost, "start")
         a = seats[0].daemon
         if not lost and a is not None and "cannot reach PostgreSQL yet" not in a.log:
             # (else a stall decided who leads: a lost its session, or its first try failed)
@@ -200,15 +135,16 @@ def run_trials(n: int, workdir: Path, url: str, seed: int | None = None) -> dict
             if took is not None:
                 takeovers.append(took)
             lengths.append(time.monotonic() - began)
-        unsettled = _wait_settled(url, [slot_key(due) for due in slots], timeout=60)
-        assert not unsettled, f"slots never settled: {unsettled}"
+        keys = [slot_key(due) for due in slots]
+        wait_until(lambda: not _unsettled(url, keys), 60,
+                   lambda: f"slots never settled: {_unsettled(url, keys)}", interval=0.2)
     finally:
         for seat in seats:
             seat.stop()
         x.stop()
         price.stop()
         telegram.stop()
-    counts = tweets_per_row(_pg(url, LEDGER_ROWS), x)
+    counts = tweets_per_row(pg(url, LEDGER_ROWS), x)
     per_slot = Counter(counts.get(slot_key(due), 0) for due in slots)
     repeated = [f"{k}:{chosen[k]}" for k, due in enumerate(slots)
                 if counts.get(slot_key(due), 0) != 1]
@@ -244,7 +180,7 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
     except AssertionError:
         if leader.lost_by_itself() is None:
             raise
-        _lost(leader, f"{label}, before its kill", lost)       # it never reached the point
+        record_lost(leader, f"{label}, before its kill", lost)       # it never reached the point
     died = time.monotonic()
     line = survivor.wait_log_any((LEADER_NOW, LOST), timeout=15)
     took = time.monotonic() - died if LEADER_NOW in line else None
@@ -254,7 +190,7 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
         missing = wanted - {s.chat_id for s in telegram.sent}
         raise AssertionError(f"reminders never sent to {sorted(missing)}:\n{survivor.log}")
     again = leader.ready()
-    now_leader, now_standby = _settle(standby, leader, url, env, lost, label)
+    now_leader, now_standby = settle(standby, leader, url, env, lost, label)
     if now_leader.daemon is survivor:
         # The survivor led throughout (a loss ends its process): the killed seat
         # must have come back as a standby.
@@ -262,55 +198,6 @@ def _trial(point: str, leader: Seat, standby: Seat, env: dict[str, str], key: st
             f"the restarted seat {leader.name} is not a standby: {leader.notify.statuses()}"
             f"\n{again.log}\nthe survivor:\n{survivor.log}")
     return took, now_leader, now_standby
-
-
-def _settle(one: Seat, other: Seat, url: str, env: dict[str, str], lost: list[str],
-            label: str) -> tuple[Seat, Seat]:
-    """Waits until one seat leads (its daemon logged "leader now", the leadership
-    row names its pid, the advisory lock is held) and the other is READY; returns
-    (leader, standby). A seat whose daemon lost its leadership by itself and exited
-    is started again, as systemd would, and the loss recorded in `lost`; any other
-    exit is a failure."""
-    deadline = time.monotonic() + SETTLE_S
-    while True:
-        for seat in (one, other):
-            assert seat.daemon is not None
-            if seat.daemon.proc.poll() is None:
-                continue
-            assert seat.lost_by_itself() is not None, (
-                f"seat {seat.name} exited with status {seat.daemon.proc.returncode}:"
-                f"\n{seat.daemon.log}")
-            _lost(seat, label, lost)
-            seat.launch(env)
-        holder = _lock_holder(url)
-        for leader, standby in ((one, other), (other, one)):
-            assert leader.daemon is not None and standby.notify is not None
-            if (holder == leader.daemon.pid and leader.daemon.proc.poll() is None
-                    and any(LEADER_NOW in line for _, line in list(leader.daemon.lines))
-                    and standby.notify.times_of("READY=1")):
-                return leader, standby
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{label}: no settled leader and standby in {SETTLE_S:.0f}s (lock held by "
-                f"pid {holder}); seat {one.name}:\n{one.daemon and one.daemon.log}\n"
-                f"seat {other.name}:\n{other.daemon and other.daemon.log}")
-        time.sleep(0.2)
-
-
-def _lost(seat: Seat, label: str, lost: list[str]) -> None:
-    """Records that `seat`'s daemon lost its leadership by itself, and why."""
-    assert seat.daemon is not None
-    reason = seat.lost_by_itself() or ""
-    lost.append(f"{label}: seat {seat.name} (pid {seat.daemon.pid}): "
-                f"{reason.split(LOST, 1)[-1].strip(' :')}")
-
-
-def _lock_holder(url: str) -> int | None:
-    """The pid the leadership row names, if the leadership lock is held; else None."""
-    rows = _pg(url, "SELECT pid FROM leadership WHERE id = 1 AND EXISTS (SELECT 1 FROM "
-                    "pg_locks WHERE locktype = 'advisory' AND granted AND classid = "
-                    f"{LOCK_KEY >> 32} AND objid = {LOCK_KEY & 0xFFFF_FFFF} AND objsubid = 1)")
-    return rows[0][0] if rows else None
 
 
 def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, telegram: FakeTelegram,
@@ -327,16 +214,11 @@ def _kill_at(point: str, daemon: Daemon, key: str, x: FakeX, telegram: FakeTeleg
             waits={"reminders": in_the_reminder_round})
 
 
-def _wait_settled(url: str, keys: list[str], timeout: float) -> list[str]:
-    """Waits until every slot's row is final; returns those that are not."""
-    deadline = time.monotonic() + timeout
-    while True:
-        final = {key for key, in _pg(url, "SELECT slot_key FROM post WHERE state IN "
-                                          "('posted', 'failed', 'skipped')")}
-        left = [key for key in keys if key not in final]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.2)
+def _unsettled(url: str, keys: list[str]) -> list[str]:
+    """The slots whose row is not final yet."""
+    final = {key for key, in pg(url, "SELECT slot_key FROM post WHERE state IN "
+                                      "('posted', 'failed', 'skipped')")}
+    return [key for key in keys if key not in final]
 
 
 def _seed_reminders(url: str, first: int, due: datetime) -> list[int]:
@@ -353,13 +235,8 @@ def _seed_reminders(url: str, first: int, due: datetime) -> list[int]:
     return users
 
 
-def _pg(url: str, sql: str) -> list[tuple]:
-    with load_driver().connect(url, autocommit=True) as conn:
-        return conn.execute(sql).fetchall()
-
-
 def main(count: int, seed: int | None = None) -> dict[str, Any]:
-    from tests.postgres import start_server
+    from tests.support.postgres import start_server
 
     server = start_server()
     try:

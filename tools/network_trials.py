@@ -9,7 +9,7 @@ every network's row of the slot. Counted per (slot, network): the posts the
 network holds with the slot's text. Right is exactly 1 for X, Bluesky and
 Mastodon, and at most 1 for the channel (an answer lost there is `unknown`).
 
-    python -m tests.network_trials 20
+    python -m tools.network_trials 20
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from tests.fakes.mastodon import ACCESS_TOKEN, POST_STATUS, FakeMastodon
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import Daemon, read_sqlite, write_config
-from tests.telegram_world import ADMIN
-from tests.x_world import TEMPLATE, hhmmss, slot_in
+from tests.support import Daemon, read_sqlite, write_config
+from tests.support.telegram_world import ADMIN
+from tests.support.x_world import TEMPLATE, hhmmss, slot_in
 
 CHANNEL = -1001234567890
 NETWORKS = ("x", "bluesky", "mastodon", "channel")

@@ -20,9 +20,9 @@ from pathlib import Path
 from tests.fakes.price import FakePrice
 from tests.fakes.telegram import TOKEN, FakeTelegram
 from tests.fakes.x import CREDENTIALS, FakeX
-from tests.harness import Daemon, NotifySocket, write_config
-from tests.telegram_world import database_of, seed_reminders
-from tests.x_world import hhmmss, slot_in
+from tests.support import Daemon, NotifySocket, write_config
+from tests.support.telegram_world import database_of, seed_reminders
+from tests.support.x_world import hhmmss, slot_in
 
 USER = 4242                    # the simulated Telegram user, also the demo's admin
 SLOT_OFFSETS_S = (10, 25, 40)  # after start
