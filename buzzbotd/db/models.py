@@ -97,7 +97,9 @@ class Reminder(BaseModel):
     last_sent_at = UtcField(null=True)                  # when it was last sent
     enabled = peewee.BooleanField(default=True)
     created_at = UtcField()
-    days = peewee.IntegerField(default=127)     # weekday bits, Monday = 1; 127 = daily
+    # Weekday bits, Monday = 1; the schema's default is 127 (daily). No default here, so
+    # that writing a row does not name a column an older schema lacks.
+    days = peewee.IntegerField(null=True)
 
 
 class PriceAlert(BaseModel):

@@ -34,6 +34,7 @@ from buzzbotd.clock import TRUST
 from buzzbotd.db import DatabaseOwner
 from buzzbotd.db.models import Reminder, TelegramUser, utc_text
 from buzzbotd.ops.metrics import METRICS
+from buzzbotd.reminders.request import EVERY_DAY
 from buzzbotd.reminders.store import after_send, next_due_for, occurrence_day
 from buzzbotd.timeinput import ZoneUnavailable, canonical_zone, zone
 
@@ -188,7 +189,7 @@ def _advance(reminder: Reminder, after: datetime, sent_at: datetime | None = Non
     else:
         day, reminder.next_due_at = after_send(time.fromisoformat(reminder.local_time),
                                                zone(reminder.timezone), reminder.next_due_at,
-                                               after, reminder.days)
+                                               after, reminder.days or EVERY_DAY)
         _record_send(reminder, sent_at, day)
     _save_progress(reminder)
 

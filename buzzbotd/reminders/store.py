@@ -129,7 +129,8 @@ def set_reminder(user_id: int, chat_id: int, at: time, timezone_name: str | None
     reminder = Reminder.get_or_none((Reminder.user == user_id)
                                     & (Reminder.local_time == local_time))
     if reminder is not None:
-        if (reminder.timezone, reminder.chat_id, reminder.enabled, reminder.days) == (
+        if (reminder.timezone, reminder.chat_id, reminder.enabled,
+                reminder.days or EVERY_DAY) == (
                 timezone_name, chat_id, True, days):
             return SetResult("unchanged", _view(reminder))
         if reminder.timezone != timezone_name:
@@ -169,7 +170,7 @@ def remove_reminders(user_id: int, at: time | None = None) -> int:
 
 def _view(reminder: Reminder) -> ReminderView:
     return ReminderView(reminder.local_time, reminder.timezone, reminder.next_due_at,
-                        bool(reminder.enabled), reminder.days)
+                        bool(reminder.enabled), reminder.days or EVERY_DAY)
 
 
 def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
@@ -195,4 +196,4 @@ def last_sent_in(reminder: Reminder, new_zone: tzinfo) -> str | None:
 def next_due_for(reminder: Reminder, after: datetime) -> datetime:
     last = reminder.last_sent_local_date
     return next_due(time.fromisoformat(reminder.local_time), zone(reminder.timezone), after,
-                    date.fromisoformat(last) if last else None, reminder.days)
+                    date.fromisoformat(last) if last else None, reminder.days or EVERY_DAY)
