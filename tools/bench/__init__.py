@@ -17,6 +17,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from tests.support import REPO
+from tools.bench.posting import (
+    bench_crash_trials_refused,
+    bench_idle_with_alerts,
+    bench_network_trials,
+    bench_networks,
+    bench_price_alerts,
+)
 from tools.bench.process import Row, bench_http, bench_idle_cpu, bench_startup
 from tools.bench.storage import (
     bench_crash_trials,
@@ -37,6 +44,11 @@ BENCHMARKS: dict[str, Callable[[bool], list[Row]]] = {
     "failover_trials": bench_failover_trials,
     "sheets": bench_sheets,
     "http": bench_http,
+    "crash_trials_refused": bench_crash_trials_refused,
+    "network_trials": bench_network_trials,
+    "networks": bench_networks,
+    "price_alerts": bench_price_alerts,
+    "idle_with_alerts": bench_idle_with_alerts,
 }
 
 
