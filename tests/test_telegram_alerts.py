@@ -155,10 +155,15 @@ def test_an_alert_crossed_during_a_kill_9_is_sent_once_after_the_restart(tmp_pat
         world.daemon.kill9()
         world.telegram.clear_faults()
         world.start()
+        # The restarted daemon's next check sends what the outbox holds.
+        world.telegram.wait_for_message(user, "fell to your level", timeout=40)
+        # Another user's crossing proves a later check ran (and sent), and the first
+        # user still has one message.
+        other = next(_users)
+        assert world.telegram.ask(other, "/alert below 63000").startswith("Done")
+        world.price.set_price(62000.0, -8.0)
         fire(world)
-        world.telegram.wait_for_message(user, "fell to your level", timeout=25)
-        fire(world)                      # two more checks: nothing more to send
-        fire(world)
+        world.telegram.wait_for_message(other, "fell to your level", timeout=40)
         assert [m for m in world.telegram.messages_to(user) if "🔔" in m] == [
             "🔔 Bitcoin is at $64,000: it fell to your level $65,000. (/alerts)"]
     finally:

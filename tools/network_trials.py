@@ -15,6 +15,7 @@ Mastodon, and at most 1 for the channel (an answer lost there is `unknown`).
 from __future__ import annotations
 
 import random
+import sqlite3
 import sys
 import tempfile
 import time
@@ -93,9 +94,13 @@ class Networks:
 
 
 def rows_of(database: Path, key: str) -> dict[str, tuple[str, str]]:
-    """network → (state, text) of slot `key`'s rows."""
-    return {network: (state, text or "") for network, state, text in read_sqlite(
-        database, f"SELECT network, state, text FROM post WHERE slot_key = '{key}'")}
+    """network → (state, text) of slot `key`'s rows; none while the daemon has not
+    made or migrated its schema yet (a fresh start, an upgrade)."""
+    try:
+        return {network: (state, text or "") for network, state, text in read_sqlite(
+            database, f"SELECT network, state, text FROM post WHERE slot_key = '{key}'")}
+    except sqlite3.OperationalError:        # no such table or column yet
+        return {}
 
 
 def wait_settled(database: Path, key: str, daemon: Daemon, timeout: float) -> dict[str, Any]:

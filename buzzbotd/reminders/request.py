@@ -47,8 +47,9 @@ def parse_request(args: list[str]) -> ReminderRequest:
         except InputError as e:
             problems.append(str(e))
     if len(rest) > 1:
-        problems.append(f"I expected the days before the timezone, e.g. /remind 08:30 mon-fri "
-                        f"{rest[-1]}")
+        problems.append(f"I expected a time, the days and at most one timezone, got "
+                        f"{len(args)} words (the days come before the timezone). Example: "
+                        "/remind 08:30 mon-fri Europe/Berlin")
     elif rest:
         try:
             zone_name = parse_zone(rest[0])
