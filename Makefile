@@ -30,9 +30,10 @@ test: lint
 	$(BIN)/pytest -n 2 --dist loadfile -m "not long"
 
 # Only what runs in this process: no daemon, no PostgreSQL, no outside tool
-# (under a minute).
+# (under a minute; two files at a time, as make test).
 test-fast: lint
-	$(BIN)/pytest -m "not process and not postgres and not tool and not long" --durations=10
+	$(BIN)/pytest -n 2 --dist loadfile -m "not process and not postgres and not tool and not long" \
+	    --durations=10
 
 # The kill -9 and failover trials at length (20 each), and the quick bench run
 # (tests marked long; ~10 min).

@@ -111,8 +111,9 @@ class FakeAPI:
             fake = api
 
         server = _Server(("127.0.0.1", port), Handler)
-        thread = threading.Thread(target=server.serve_forever, name=f"fake-{self.name}",
-                                  daemon=True)
+        # A short poll: stop() (every test's teardown) waits for the next one.
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                                  name=f"fake-{self.name}", daemon=True)
         thread.start()
         return server, thread
 
