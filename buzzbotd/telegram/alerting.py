@@ -179,10 +179,14 @@ class PriceAlerting:
             for code in codes:
                 crossed += self.owner.call(crossing.evaluate, code, quote.price_in(code)[0],
                                            self.clock())
-        if self.app.connected:
+        # Page after page, while a page gets anywhere (what failed waits for the next check).
+        left = None
+        while self.app.connected:
             pending = self.owner.call(crossing.pending, PENDING_PAGE)
-            if pending:
-                self.app.run_in_loop(self._send(pending))
+            if not pending or [p.id for p in pending] == left:
+                break
+            self.app.run_in_loop(self._send(pending))
+            left = [p.id for p in self.owner.call(crossing.pending, PENDING_PAGE)]
         return crossed
 
     async def _send(self, pending: list[crossing.Crossing]) -> None:

@@ -178,7 +178,7 @@ def bench_idle_with_alerts(quick: bool) -> list[Row]:
     from buzzbotd.db.models import PriceAlert
     from tests.fakes.price import FakePrice
     from tests.fakes.telegram import TOKEN, FakeTelegram
-    seconds = 5 if quick else 60
+    seconds = 5 if quick else 65       # a minute and the check that falls in it
     price, telegram = FakePrice().start(), FakeTelegram().start()
     try:
         with tempfile.TemporaryDirectory() as d:
