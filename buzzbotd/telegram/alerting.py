@@ -180,13 +180,14 @@ class PriceAlerting:
                 crossed += self.owner.call(crossing.evaluate, code, quote.price_in(code)[0],
                                            self.clock())
         # Page after page, while a page gets anywhere (what failed waits for the next check).
-        left = None
+        previous: list[int] = []
         while self.app.connected:
             pending = self.owner.call(crossing.pending, PENDING_PAGE)
-            if not pending or [p.id for p in pending] == left:
+            ids = [item.id for item in pending]
+            if not ids or ids == previous:
                 break
             self.app.run_in_loop(self._send(pending))
-            left = [p.id for p in self.owner.call(crossing.pending, PENDING_PAGE)]
+            previous = ids
         return crossed
 
     async def _send(self, pending: list[crossing.Crossing]) -> None:
