@@ -174,3 +174,19 @@ def test_a_condition_back_within_the_window_of_its_resolved_is_told_once_the_win
     assert len(told) == 4, told
     assert told[2].startswith("⚠️ buzzbotd: the database") and "locked" in told[2], told
     assert told[3].startswith("✅ Resolved: the database"), told
+
+
+def test_a_skip_of_the_admins_own_doing_is_told_to_no_one() -> None:
+    """The ledger says which skip is the admins' own (a /pause): a structured flag,
+    not a reading of the reason's words."""
+    from datetime import UTC, datetime
+
+    from buzzbotd.ops.metrics import Metrics
+    health = Health(clock=ManualClock(1_800_000_000.0))
+    metrics = Metrics(health=health)
+    due = datetime(2026, 12, 7, 8, tzinfo=UTC)
+    metrics.slot_settled("k1", "scheduled", "skipped", "whatever the words", due, due,
+                         alert=False)
+    assert health.conditions == {}
+    metrics.slot_settled("k2", "scheduled", "skipped", "posting was paused", due, due)
+    assert "x" in health.conditions

@@ -71,19 +71,18 @@ def build(s: Settings, owner: DatabaseOwner, clock: Callable[[], datetime],
         built.poster = slots.build(s, owner, built.prices, clock)
     if s.telegram.enabled:
         from buzzbotd.telegram import TelegramBot
-        bot = built.bot = TelegramBot(s, owner, built.prices, built.poster, report, clock=clock)
+        # Reminders wait while the bot is not connected: a round at once when it is.
+        bot = built.bot = TelegramBot(
+            s, owner, built.prices, built.poster, report, clock=clock,
+            on_state_change=refresh_status,
+            on_connected=lambda: scheduler.run_now("reminders", bot.dispatch_reminders))
         if built.poster is not None and s.telegram.channel:
             built.poster.add_channel(bot.app.post_to_channel)
-        bot.on_state_change = refresh_status
-        # Reminders wait while the bot is not connected: a round at once when it is.
-        bot.on_connected = lambda: scheduler.run_now("reminders", bot.dispatch_reminders)
-        if s.telegram.alert_admins and s.telegram.admin_ids:
+        if s.telegram.alert_admins and s.telegram.admin_ids:   # /alerts says so too
             built.alerts = alerts.Alerts(s.telegram.admin_ids, owner, bot.send_alert)
-            bot.alerts_enabled = True
     if s.sheets.enabled:
         from buzzbotd.sheets.sync import SheetsSync  # gspread and google-auth: only when on
-        built.sheets = SheetsSync(s, owner, clock=clock)
-        built.sheets.on_change = refresh_status_soon
+        built.sheets = SheetsSync(s, owner, clock=clock, on_change=refresh_status_soon)
     return built
 
 

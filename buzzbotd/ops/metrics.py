@@ -50,7 +50,6 @@ PRESET_LABELS = {
     "x_requests_total": ("post", "read"),
 }
 
-PAUSED_REASON = "posting was paused"     # how posting.py words a skip under /pause
 
 
 @dataclass
@@ -97,14 +96,16 @@ class Metrics:
     # -- what the parts report, one line at each place ----------------------------
 
     def slot_settled(self, key: str, kind: str, outcome: str, reason: str,
-                     due: datetime, now: datetime, network: str = "x") -> None:
+                     due: datetime, now: datetime, network: str = "x",
+                     alert: bool = True) -> None:
         """From the ledger, after the commit: a slot posted, failed, skipped or unknown
-        on `network` (each network is its own health part, so its own alert)."""
+        on `network` (each network is its own health part, so its own alert);
+        `alert=False`: a skip that is the admins' own doing (a /pause)."""
         if network != "x":
             self.inc("network_posts_total", label=(network, outcome))
             if outcome == "posted":
                 self.health.clear(network)
-            elif not reason.startswith(PAUSED_REASON):
+            elif alert:
                 self.health.problem(network, f"slot {key} on {network} {outcome}: {reason}")
             return
         self.inc("tweets_total", label=outcome)
@@ -112,7 +113,7 @@ class Metrics:
             if kind == "scheduled":
                 self.observe("slot_post_latency_seconds", max((now - due).total_seconds(), 0))
             self.health.clear("x")
-        elif not reason.startswith(PAUSED_REASON):      # a /pause is the admins' own doing
+        elif alert:
             self.health.problem("x", f"slot {key} {outcome}: {reason}")
 
     def reminders(self, tally: dict[str, int]) -> None:

@@ -159,14 +159,15 @@ def posted_as_found(row: Post, tweet_ids: list[str], how: str, now: datetime) ->
     return posted(row, free[0], how, now) if free else None
 
 
-def finish(row: Post, state: str, reason: str, now: datetime) -> Post:
-    """Marks the slot failed, skipped or unknown for good."""
+def finish(row: Post, state: str, reason: str, now: datetime, alert: bool = True) -> Post:
+    """Marks the slot failed, skipped or unknown for good; `alert=False`: the admins'
+    own doing (a /pause), which is told to no one."""
     if state not in ("failed", "skipped", "unknown"):
         _refuse(_name(row), row.state, state, "finish() only fails, skips or gives up")
     post = _move(row, state, now, reason=reason)
     _event(post, now, state, reason, logging.WARNING if state == "skipped" else logging.ERROR)
     after_commit(functools.partial(METRICS.slot_settled, post.slot_key, post.kind, state, reason,
-                                   post.due_at, now, post.network))
+                                   post.due_at, now, post.network, alert))
     return post
 
 

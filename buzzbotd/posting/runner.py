@@ -175,8 +175,8 @@ class SlotRunner:
         if self.clock() >= deadline:
             return self._finish(post, "failed", gave_up(post)), None, None
         if kind == "scheduled" and self.owner.call(meta.paused_at, due):
-            return self._finish(post, "skipped", "posting was paused (/pause) at the slot"), \
-                None, None
+            return self._finish(post, "skipped", "posting was paused (/pause) at the slot",
+                                alert=False), None, None
         text = post.text or self._compose(post, due)
         if not text:
             return self.owner.call(ledger.get, self.network, post.slot_key), None, None
@@ -204,8 +204,8 @@ class SlotRunner:
     def _render(self, quote: Quote, when_label: str) -> str:
         return compose(self.template, quote, when_label, self.network)
 
-    def _finish(self, post: Post, final: str, reason: str) -> Post:
-        return self.owner.call(ledger.finish, post, final, reason, self.clock())
+    def _finish(self, post: Post, final: str, reason: str, alert: bool = True) -> Post:
+        return self.owner.call(ledger.finish, post, final, reason, self.clock(), alert)
 
     def _wait_until(self, until: datetime, deadline: datetime) -> None:
         """Sleeps until `until` (never past the deadline); stop() cuts it short."""

@@ -61,7 +61,8 @@ class SheetsSync:
     """The timed job. Holds the gspread client (and its token) between syncs."""
 
     def __init__(self, settings: Settings, owner: DatabaseOwner,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.settings = settings.sheets
         self.owner = owner
         self.clock = clock
@@ -70,7 +71,7 @@ class SheetsSync:
                                                                  self.settings.api_base)
         self._spreadsheet: gspread.Spreadsheet | None = None
         self._failing: bool | None = None
-        self.on_change: Callable[[], None] = lambda: None   # failing ⇄ ok (STATUS=)
+        self.on_change = on_change          # failing ⇄ ok: STATUS= says so at once
 
     def stop(self) -> None:
         self.http.stopping.set()

@@ -62,31 +62,6 @@ class TelegramBot:
         self.stop_sending = self.delivery.stop_sending
         self.send_alert = self.app.send_alert
 
-    # The daemon sets these after building the bot (callbacks that name the bot).
-    @property
-    def on_state_change(self) -> Callable[[], Awaitable[None]] | None:
-        return self.app.on_state_change
-
-    @on_state_change.setter
-    def on_state_change(self, callback: Callable[[], Awaitable[None]] | None) -> None:
-        self.app.on_state_change = callback
-
-    @property
-    def on_connected(self) -> Callable[[], object] | None:
-        return self.app.on_connected
-
-    @on_connected.setter
-    def on_connected(self, callback: Callable[[], object] | None) -> None:
-        self.app.on_connected = callback
-
-    @property
-    def alerts_enabled(self) -> bool:
-        return self.commands.alerts_enabled
-
-    @alerts_enabled.setter
-    def alerts_enabled(self, enabled: bool) -> None:
-        self.commands.alerts_enabled = enabled
-
     async def run(self, health: Health) -> None:
         """Connects and polls until cancelled (BotApp.run)."""
         await self.app.run(health)
