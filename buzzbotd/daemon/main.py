@@ -16,11 +16,9 @@ On SIGTERM/SIGINT: STOPPING=1, then the shutdown, bounded in all by
 STOP_BUDGET_S, well inside the unit's TimeoutStopSec=15 whatever is in flight:
 running jobs get JOB_GRACE_S (the poster stops waiting between retries, the bot
 starts no new reminder), the bot BOT_STOP_S, the database owner OWNER_STOP_S.
-What is still running then is abandoned, never waited for: jobs and blocking
-calls (a /price on a slow price API) run in daemon threads, and the ledger
-and the reminder table settle at the next start what they did not finish
-(a slot left `sending` is looked up on X before any retry). Then the lock is
-released and the exit code is 0.
+What is still running then is abandoned (daemon threads); the ledger and the
+reminder table settle at the next start what they did not finish. Then the
+lock is released and the exit code is 0.
 """
 
 from __future__ import annotations
