@@ -98,9 +98,16 @@ def disable_chat_alerts(chat_id: int) -> int:
 
 def user_currency(user_id: int, default: str, allowed: tuple[str, ...]) -> str:
     """The user's /currency, if it is still one of price.currencies, else `default`."""
-    row = TelegramUser.get_or_none(TelegramUser.id == user_id)
-    code = row.currency if row is not None else None
-    return code if code in allowed else default
+    return user_currencies([user_id], default, allowed)[user_id]
+
+
+def user_currencies(user_ids: list[int], default: str, allowed: tuple[str, ...]
+                    ) -> dict[int, str]:
+    """user_currency of each of `user_ids`, in one query (a reminder page's users)."""
+    chosen = dict(TelegramUser.select(TelegramUser.id, TelegramUser.currency)
+                  .where(TelegramUser.id.in_(user_ids)).tuples()) if user_ids else {}
+    return {user: code if (code := chosen.get(user)) in allowed else default
+            for user in user_ids}
 
 
 def set_user_currency(user_id: int, chat_id: int, code: str, now: datetime,

@@ -64,8 +64,7 @@ class PriceAlerting:
         except InputError as e:
             reply(update, str(e))
             return
-        currency = request.currency or await self.owner.run(
-            store.user_currency, owner_id, self.currencies[0], self.currencies)
+        currency = request.currency or await self.commands.currency_of(owner_id)
         try:
             quote = await self.commands.shared_quote()
         except PriceError:
@@ -128,8 +127,7 @@ class PriceAlerting:
         choices = ", ".join(self.currencies)
         owner_id = self.commands.owner_id(update)
         if not args:
-            code = await self.owner.run(store.user_currency, owner_id, self.currencies[0],
-                                        self.currencies)
+            code = await self.commands.currency_of(owner_id)
             self.commands.reply(update, f"Your currency is {code.upper()}. Change it with "
                                         f"/currency CODE, one of: {choices}.")
             return

@@ -18,13 +18,10 @@ each page to the round in the bot's loop. Each reminder ends in one of
 - given up for today (other 400 BadRequest): skipped until its next day;
   "chat not found" PAUSE_AFTER_DAYS days in a row: paused, as a blocked chat's.
 
-Chats are sent to side by side: each chat with reminders due has its own
-sender, which waits for its chat's turn (a second a message, 20 a minute in a
-group) holding nothing shared, and only then takes one of SEND_CONCURRENCY
-send slots. The next page is fetched as soon as fewer than PAGE_SIZE reminders
-are waiting, so a slow chat's backlog never holds up the chats of later pages,
-and a chat gets at most CHAT_ROUND_MAX reminders a round (a group's minute at
-Telegram): the rest stay due for the next rounds ("deferred").
+Each chat with reminders due has its own sender, which waits for its chat's
+turn holding nothing shared, then takes one of SEND_CONCURRENCY send slots.
+The next page comes once fewer than PAGE_SIZE wait (a slow chat never holds up
+later pages); a chat gets at most CHAT_ROUND_MAX a round, the rest "deferred".
 """
 
 from __future__ import annotations
@@ -48,6 +45,7 @@ from telegram.error import (
 
 from buzzbotd import reminders, retry
 from buzzbotd.price import PriceError, PriceUnavailable
+from buzzbotd.pricealerts import store
 from buzzbotd.telegram.app import BotApp
 from buzzbotd.telegram.ratelimit import GROUP_MESSAGES, RETRY_AFTER_RETRIES, HeldTurn
 from buzzbotd.telegram.texts import Texts, reminder_texts
@@ -139,8 +137,7 @@ class ReminderDelivery:
             await asyncio.wait(tasks, timeout=timeout)
 
     def _reminder_texts(self) -> Texts:
-        """The reminder's words in each currency (one price for the whole round); the
-        last good price, or none: a reminder must arrive, even without its price."""
+        """The words in each currency, one price a round (the last good one, or none)."""
         quote, stale = None, None
         try:
             quote = self.app.quote()
@@ -156,6 +153,9 @@ class ReminderDelivery:
         """Queues the page's reminders on their chats' senders; returns (with what was
         settled meanwhile) once fewer than a page's worth wait, for the next page."""
         self._rounds.add(round_)
+        if texts.choice:            # each user's currency, in one query for the page
+            texts.users.update(await self.owner.run(store.user_currencies, [
+                due.user_id for due in page], texts.default, tuple(texts.by_currency)))
         for due in page:
             if round_.taken[due.chat_id] >= CHAT_ROUND_MAX:
                 round_.tally.deferred += 1
@@ -193,7 +193,7 @@ class ReminderDelivery:
             while queue and not (self._closing or round_.token_refused):
                 due = queue[0]
                 if due.chat_id not in round_.refused:
-                    text = due.notice or await texts.of(due.user_id, self.owner)
+                    text = due.notice or texts.of(due.user_id)
                     await self._send_reminder(due, text, round_)
                 queue.pop(0)
                 round_.waiting -= 1

@@ -4,11 +4,9 @@ answer and a reminder), a reminder's days."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from buzzbotd.price import Quote
 from buzzbotd.price.quote import SOURCE_NAMES, money
-from buzzbotd.pricealerts.store import user_currency
 from buzzbotd.reminders.request import EVERY_DAY, days_text
 
 HELP = """I tell you the Bitcoin price, and remind you of it every day.
@@ -92,19 +90,21 @@ def reminder_texts(quote: Quote, stale_since: datetime | None) -> dict[str, str]
 
 
 class Texts:
-    """A round's reminder texts by currency, and each user's currency (looked up once
-    per user and round, only where there is a choice)."""
+    """A round's reminder texts by currency, and what each user's currency is (given
+    a page at a time by the round, only where there is a choice)."""
 
     def __init__(self, by_currency: dict[str, str], default: str) -> None:
         self.by_currency, self.default = by_currency, default
-        self._users: dict[int, str] = {}
+        self.users: dict[int, str] = {}
 
-    async def of(self, user_id: int, owner: Any) -> str:
+    @property
+    def choice(self) -> bool:
+        """More than one currency: a user's currency matters."""
+        return len(self.by_currency) > 1
+
+    def of(self, user_id: int) -> str:
         if not self.by_currency:
             return NO_PRICE
-        if len(self.by_currency) == 1:
-            return next(iter(self.by_currency.values()))
-        if user_id not in self._users:
-            self._users[user_id] = await owner.run(user_currency, user_id, self.default,
-                                                   tuple(self.by_currency))
-        return self.by_currency.get(self._users[user_id]) or self.by_currency[self.default]
+        code = self.users.get(user_id, self.default)
+        return self.by_currency.get(code) or self.by_currency.get(self.default) or \
+            next(iter(self.by_currency.values()))

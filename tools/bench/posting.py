@@ -13,15 +13,13 @@ from pathlib import Path
 
 from tests.support import Daemon, NotifySocket, rss_kib, write_config
 from tools.bench.process import Row, _cpu_seconds, bare_import
+from tools.bench.storage import timed_trials
 
 
 def bench_crash_trials_refused(quick: bool) -> list[Row]:
     from tools.crash_trials import run_trials
     n = 3 if quick else 100
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as d:
-        r = run_trials(n, Path(d), refused_share=1 / 3)
-    minutes = (time.monotonic() - started) / 60
+    r, minutes = timed_trials(run_trials, n, refused_share=1 / 3)
     refused, allowed = r["reads_refused"], r["reads_allowed"]
     return [(f"kill -9 trials, X's timeline reads refused in a third ({n} in {minutes:.0f} min)",
              f"slots with 0 / 1 / 2+ tweets: {r['slots_with_0']} / {r['slots_with_1']} / "
@@ -35,10 +33,7 @@ def bench_crash_trials_refused(quick: bool) -> list[Row]:
 def bench_network_trials(quick: bool) -> list[Row]:
     from tools.network_trials import NETWORKS, run_trials
     n = 2 if quick else 100
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as d:
-        r = run_trials(n, Path(d))
-    minutes = (time.monotonic() - started) / 60
+    r, minutes = timed_trials(run_trials, n)
     rows = []
     for net in NETWORKS:
         posts = r[f"{net}_posts"]

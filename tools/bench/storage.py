@@ -12,9 +12,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from tests.support import REPO, Daemon, NotifySocket, write_config
 from tools.bench.process import Row, bare_import
@@ -148,13 +149,20 @@ def _postgres() -> Iterator[str]:
         server.stop()
 
 
+def timed_trials(run_trials: Callable[..., dict], n: int, **options: Any
+                 ) -> tuple[dict, float]:
+    """`run_trials(n, workdir, **options)` in a scratch directory: its result, and
+    the minutes it took."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as d:
+        result = run_trials(n, Path(d), **options)
+    return result, (time.monotonic() - started) / 60
+
+
 def bench_crash_trials(quick: bool) -> list[Row]:
     from tools.crash_trials import run_trials
     n = 3 if quick else 100
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as d:
-        r = run_trials(n, Path(d))
-    minutes = (time.monotonic() - started) / 60
+    r, minutes = timed_trials(run_trials, n)
     return [(f"kill -9 trials ({n} in {minutes:.0f} min; kill points {r['kill_points']}; "
              f"clock {r['clock_jumps']}; {r['tweets_sent']} /tweets sent)",
              f"slots with 0 / 1 / 2+ tweets: {r['slots_with_0']} / {r['slots_with_1']} / "
